@@ -1,0 +1,8 @@
+"""Imports every room's ORM models so that Base.metadata is complete (for Alembic)."""
+
+from billing import models as _billing_models  # noqa: F401
+from billing.db import Base
+from gateway.audit import models as _audit_models  # noqa: F401
+from gateway.auth import models as _auth_models  # noqa: F401
+
+metadata = Base.metadata
