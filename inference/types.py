@@ -1,0 +1,83 @@
+"""Public value types of the engine API: requests, sampling parameters, events, usage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    max_tokens: int | None = None  # None = up to the context length
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    logprobs: bool = False
+    top_logprobs: int = 0  # 0..20, only with logprobs
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    request_id: str
+    prompt_token_ids: list[int]
+    sampling: SamplingParams
+    # Bytes derived by the gateway from the tenant; prefix-cache entries never cross salts.
+    cache_salt: bytes = b""
+    # None = thinking off; an int = the reasoning segment's budget in tokens.
+    reasoning_budget: int | None = None
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    prompt_cache_hit_tokens: int
+    prompt_cache_miss_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int = 0
+
+
+@dataclass
+class TokenDelta:
+    text: str
+    token_ids: list[int]
+    reasoning: bool = False
+    # OpenAI shape: [{"token", "logprob", "bytes", "top_logprobs": [{"token","logprob","bytes"}]}]
+    logprobs: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class Finished:
+    finish_reason: str  # "stop" | "length" | "cancelled"
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    name: str
+    path: Path
+    sha256: str
+    license: str
+    architecture: str
+    quantization: str
+    parameter_count: int
+    context_length: int
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    # KV cache capacity: tokens (kv_cache_tokens) or bytes (kv_cache_bytes); tokens win if both.
+    kv_cache_tokens: int | None = 65536
+    kv_cache_bytes: int | None = None
+    block_size: int = 16
+    max_num_seqs: int = 64  # sequences decoded together in one step
+    max_num_batched_tokens: int = 2048  # token budget of one step (chunked prefill)
+    enable_prefix_cache: bool = True
+    # Reasoning: the delimiters written around the reasoning segment (see docs/engine.md).
+    think_open: str = "<think>\n"
+    think_close: str = "</think>"
+    extra: dict[str, Any] = field(default_factory=dict)
