@@ -1,0 +1,25 @@
+"""The `gateway` command line."""
+
+from __future__ import annotations
+
+import click
+
+from gateway.cli.db import db
+from gateway.cli.demo import demo
+from gateway.cli.keys import key
+from gateway.cli.models import models
+from gateway.cli.serve import serve
+from gateway.cli.tenants import tenant
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Operate the DeepSeek-V4 gateway. Settings come from GATEWAY_* environment variables."""
+
+
+for command in (serve, db, tenant, key, models, demo):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="gateway")

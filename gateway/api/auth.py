@@ -1,0 +1,31 @@
+"""Bearer-token extraction for the tenant API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+
+from gateway.auth.service import Principal
+from gateway.errors import AuthenticationError
+
+
+def bearer_token(request: Request[Any, Any, Any]) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+async def authenticate(request: Request[Any, Any, Any]) -> Principal:
+    token = bearer_token(request)
+    if token is None:
+        raise AuthenticationError(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
+            code="missing_api_key",
+        )
+    principal: Principal = await request.app.state.services.authenticator.authenticate(token)
+    return principal

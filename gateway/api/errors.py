@@ -1,0 +1,56 @@
+"""Maps every error to the OpenAI error shape, once, at the edge."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotFoundException
+
+from gateway.errors import GatewayError, InvalidRequestError, RateLimitedError, ServiceUnavailableError
+from inference.errors import InferenceError, PromptTooLongError
+
+log = logging.getLogger(__name__)
+
+
+def error_body(message: str, type_: str, param: str | None, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def as_gateway_error(exc: Exception) -> GatewayError:
+    """Translate domain errors of the lower rooms into the gateway's hierarchy."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, PromptTooLongError):
+        return InvalidRequestError(str(exc), param="messages", code="context_length_exceeded")
+    if isinstance(exc, InferenceError):
+        return ServiceUnavailableError(f"The inference engine could not serve the request: {exc}")
+    return GatewayError("The server had an error while processing your request.")
+
+
+def gateway_error_response(exc: GatewayError) -> Response[dict[str, Any]]:
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimitedError) and exc.retry_after_s is not None:
+        headers["retry-after"] = str(max(1, math.ceil(exc.retry_after_s)))
+    return Response(
+        error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status, headers=headers
+    )
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    if isinstance(exc, NotFoundException):
+        return Response(
+            error_body(f"Unknown path {request.url.path}", "invalid_request_error", None, "not_found"),
+            status_code=404,
+        )
+    if isinstance(exc, HTTPException):
+        status = exc.status_code
+        type_ = "invalid_request_error" if status < 500 else "server_error"
+        code = "method_not_allowed" if status == 405 else ("request_too_large" if status == 413 else None)
+        return Response(error_body(str(exc.detail), type_, None, code), status_code=status)
+    error = as_gateway_error(exc)
+    if error.status >= 500:
+        log.error("request failed: %s", type(exc).__name__, exc_info=exc)
+    return gateway_error_response(error)

@@ -1,0 +1,93 @@
+"""OpenAI/DeepSeek response shapes for chat completions (JSON and stream chunks)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gateway.service.completions import PreparedCompletion
+from inference import Usage
+
+SYSTEM_FINGERPRINT = "fp_gateway_embedded"
+
+
+def usage_body(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_cache_hit_tokens": usage.prompt_cache_hit_tokens,
+        "prompt_cache_miss_tokens": usage.prompt_cache_miss_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.prompt_cache_hit_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+def completion_body(
+    prepared: PreparedCompletion,
+    *,
+    content: str,
+    reasoning: str | None,
+    logprobs: list[dict[str, Any]] | None,
+    finish_reason: str,
+    usage: Usage,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if reasoning is not None:
+        message["reasoning_content"] = reasoning
+    return {
+        "id": prepared.request_id,
+        "object": "chat.completion",
+        "created": int(prepared.started_at.timestamp()),
+        "model": prepared.model_id,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": {"content": logprobs} if logprobs is not None else None,
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": usage_body(usage),
+    }
+
+
+def chunk_body(
+    prepared: PreparedCompletion,
+    delta: dict[str, Any],
+    *,
+    finish_reason: str | None = None,
+    logprobs: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": prepared.request_id,
+        "object": "chat.completion.chunk",
+        "created": int(prepared.started_at.timestamp()),
+        "model": prepared.model_id,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+        "choices": [
+            {
+                "index": 0,
+                "delta": delta,
+                "logprobs": {"content": logprobs} if logprobs is not None else None,
+                "finish_reason": finish_reason,
+            }
+        ],
+    }
+
+
+def usage_chunk_body(prepared: PreparedCompletion, usage: Usage) -> dict[str, Any]:
+    return {
+        "id": prepared.request_id,
+        "object": "chat.completion.chunk",
+        "created": int(prepared.started_at.timestamp()),
+        "model": prepared.model_id,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+        "choices": [],
+        "usage": usage_body(usage),
+    }
+
+
+def now_unix() -> int:
+    return int(time.time())

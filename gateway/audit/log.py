@@ -1,0 +1,108 @@
+"""Appending to the hash-chained audit log.
+
+Each event's hash covers its own fields and the previous event's hash, so editing,
+deleting, inserting or reordering events breaks the chain. Appends serialise on the single
+chain-head row: its UPDATE takes the row lock on PostgreSQL and the write lock on SQLite
+before anything is read, so concurrent writers (also in other processes) queue up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.db import utcnow
+from gateway.audit.models import AuditEvent
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical_event_bytes(
+    *,
+    seq: int,
+    event_id: str,
+    at: dt.datetime,
+    kind: str,
+    actor: str,
+    tenant_id: str | None,
+    request_id: str | None,
+    payload: dict[str, Any],
+    prev_hash: str,
+) -> bytes:
+    document = {
+        "seq": seq,
+        "event_id": event_id,
+        "at": at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        "kind": kind,
+        "actor": actor,
+        "tenant_id": tenant_id,
+        "request_id": request_id,
+        "payload": payload,
+        "prev_hash": prev_hash,
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def event_hash(event: AuditEvent) -> str:
+    return hashlib.sha256(
+        canonical_event_bytes(
+            seq=event.seq,
+            event_id=event.event_id,
+            at=event.at,
+            kind=event.kind,
+            actor=event.actor,
+            tenant_id=event.tenant_id,
+            request_id=event.request_id,
+            payload=event.payload,
+            prev_hash=event.prev_hash,
+        )
+    ).hexdigest()
+
+
+async def append_event(
+    session: AsyncSession,
+    *,
+    kind: str,
+    actor: str,
+    payload: dict[str, Any],
+    tenant_id: str | None = None,
+    request_id: str | None = None,
+    at: dt.datetime | None = None,
+) -> AuditEvent:
+    """Append one event inside the caller's transaction (commit makes it visible)."""
+    head = (
+        await session.execute(
+            text(
+                "UPDATE audit_chain_head SET last_seq = last_seq + 1 WHERE id = 1 "
+                "RETURNING last_seq, last_hash"
+            )
+        )
+    ).one()
+    seq, prev_hash = int(head[0]), str(head[1])
+    # Round-trip the payload through JSON so the stored value hashes the same when read back.
+    payload = json.loads(json.dumps(payload, sort_keys=True, default=str))
+    event = AuditEvent(
+        seq=seq,
+        event_id=f"evt_{uuid.uuid4().hex}",
+        at=at or utcnow(),
+        kind=kind,
+        actor=actor,
+        tenant_id=tenant_id,
+        request_id=request_id,
+        payload=payload,
+        prev_hash=prev_hash,
+        hash="",
+    )
+    event.hash = event_hash(event)
+    session.add(event)
+    await session.flush()
+    await session.execute(
+        text("UPDATE audit_chain_head SET last_hash = :h WHERE id = 1"), {"h": event.hash}
+    )
+    return event

