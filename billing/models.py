@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from billing.db import Base, UTCDateTime, utcnow
@@ -15,6 +15,10 @@ class UsageRecord(Base):
     __table_args__ = (
         UniqueConstraint("request_id", "attempt", name="uq_usage_records_request_attempt"),
         Index("ix_usage_records_tenant_started", "tenant_id", "started_at"),
+        # The rollup job finds the hours to rebuild by ingestion time (late, replayed
+        # records included) and rebuilds each hour by request start time.
+        Index("ix_usage_records_ingested_at", "ingested_at"),
+        Index("ix_usage_records_started_at", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -44,3 +48,18 @@ class UsageRecord(Base):
     cost_total: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the row reached the database (set by the ledger writer, also on spool replay).
+    ingested_at: Mapped[dt.datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.current_timestamp()
+    )
+
+
+# The other billing tables, imported here so that gateway/db_models.py sees them all.
+from billing.budgets.models import BudgetRow  # noqa: E402
+from billing.catalog.models import PriceComparatorRow, PricePromotionRow, PriceVersionRow  # noqa: E402
+from billing.ledger.models import BillingJobState, Invoice, UsageHourly  # noqa: E402
+
+__all__ = [
+    "BillingJobState", "BudgetRow", "Invoice", "PriceComparatorRow", "PricePromotionRow",
+    "PriceVersionRow", "UsageHourly", "UsageRecord",
+]
