@@ -1,0 +1,111 @@
+"""The foundation's promise, through the real `openai` client against `gateway serve`."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import openai
+import pytest
+
+from tests.e2e.server import RunningGateway
+
+pytestmark = pytest.mark.slow
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def client(server: RunningGateway, key: str) -> openai.OpenAI:
+    return openai.OpenAI(api_key=key, base_url=f"{server.base_url}/v1", max_retries=0, timeout=120)
+
+
+def db_rows(server: RunningGateway, sql: str, *args: object) -> list[tuple]:
+    with sqlite3.connect(server.data_dir / "gateway.db") as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def test_answer_stream_usage_records_and_revocation(gateway_server: RunningGateway) -> None:
+    issued = gateway_server.create_key("e2e-france")
+    api = client(gateway_server, issued["key"])
+
+    answer = api.chat.completions.create(model="deepseek-v4-flash", messages=QUESTION, temperature=0, max_tokens=32)
+    assert "Paris" in (answer.choices[0].message.content or "")
+    assert answer.model == "deepseek-v4-flash"
+    usage = answer.usage
+    assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    extra = usage.model_extra or {}
+    assert extra["prompt_cache_hit_tokens"] + extra["prompt_cache_miss_tokens"] == usage.prompt_tokens
+
+    chunks = list(
+        api.chat.completions.create(
+            model="deepseek-v4-pro",
+            messages=QUESTION,
+            temperature=0,
+            max_tokens=32,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "Paris" in text
+    assert chunks[-1].usage is not None and chunks[-1].choices == []
+    assert chunks[-1].usage.completion_tokens > 0
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+
+    rows = db_rows(
+        gateway_server,
+        "SELECT u.request_id, u.model, u.status, u.prompt_tokens, u.completion_tokens, u.stream "
+        "FROM usage_records u JOIN tenants t ON t.id = u.tenant_id WHERE t.name = ? ORDER BY u.id",
+        "e2e-france",
+    )
+    assert [(r[0], r[1], r[2], r[5]) for r in rows] == [
+        (answer.id, "deepseek-v4-flash", "completed", 0),
+        (chunks[0].id, "deepseek-v4-pro", "completed", 1),
+    ]
+    assert rows[0][3] == usage.prompt_tokens and rows[0][4] == usage.completion_tokens
+    audited = db_rows(gateway_server, "SELECT kind FROM audit_events WHERE request_id = ?", answer.id)
+    assert audited == [("request.completed",)]
+
+    assert gateway_server.cli("key", "revoke", issued["id"]).returncode == 0
+    with pytest.raises(openai.AuthenticationError):
+        api.chat.completions.create(model="deepseek-v4-flash", messages=QUESTION, max_tokens=4)
+
+    secret = issued["key"]
+    for path in gateway_server.data_dir.glob("gateway.db*"):
+        assert secret.encode() not in path.read_bytes()
+    assert secret not in gateway_server.log_text()
+    assert "capital of France" not in gateway_server.log_text()
+
+
+def test_models_list_shows_artifacts(gateway_server: RunningGateway) -> None:
+    api = client(gateway_server, gateway_server.create_key("e2e-models")["key"])
+    models = {m.id: m for m in api.models.list().data}
+    assert set(models) == {"deepseek-v4-flash", "deepseek-v4-pro"}
+    artifact = (models["deepseek-v4-flash"].model_extra or {})["artifact"]
+    assert artifact["license"] == "apache-2.0"
+    assert len(artifact["sha256"]) == 64
+    assert api.models.retrieve("deepseek-v4-pro").id == "deepseek-v4-pro"
+    with pytest.raises(openai.NotFoundError):
+        api.models.retrieve("gpt-4")
+
+
+def test_client_disconnect_still_records_usage(gateway_server: RunningGateway) -> None:
+    api = client(gateway_server, gateway_server.create_key("e2e-cancel")["key"])
+    stream = api.chat.completions.create(
+        model="deepseek-v4-flash",
+        messages=[{"role": "user", "content": "Write a long story about a dragon."}],
+        max_tokens=400,
+        stream=True,
+    )
+    first = next(iter(stream))
+    next(iter(stream))
+    stream.close()
+    deadline = time.monotonic() + 30
+    rows: list[tuple] = []
+    while time.monotonic() < deadline:
+        rows = db_rows(gateway_server, "SELECT status, completion_tokens FROM usage_records WHERE request_id = ?", first.id)
+        if rows:
+            break
+        time.sleep(0.2)
+    assert rows and rows[0][0] == "cancelled"
+    assert rows[0][1] < 400
