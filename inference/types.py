@@ -71,7 +71,7 @@ class ModelArtifact:
 @dataclass(frozen=True)
 class EngineConfig:
     # KV cache capacity: tokens (kv_cache_tokens) or bytes (kv_cache_bytes); tokens win if both.
-    kv_cache_tokens: int | None = 65536
+    kv_cache_tokens: int | None = 32768
     kv_cache_bytes: int | None = None
     block_size: int = 16
     max_num_seqs: int = 64  # sequences decoded together in one step

@@ -1,0 +1,278 @@
+"""Async engine facade: the model loop runs in its own thread; asyncio callers get events.
+
+generate() validates at once (raising domain errors before anything streams) and returns an
+async iterator; closing or cancelling that iterator cancels the sequence and frees its blocks
+on the engine thread before the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import torch
+
+from .block_manager import BlockManager
+from .embedded import EmbeddedModel
+from .errors import EngineNotRunningError, InferenceError, InvalidRequestError, PromptTooLongError
+from .model import KVCache
+from .model_runner import ModelRunner
+from .processor import OutputProcessor
+from .sampler import make_generator, sample
+from .scheduler import Scheduler
+from .sequence import Sequence, SeqStatus
+from .types import EngineConfig, Finished, GenerationRequest, TokenDelta
+
+log = logging.getLogger(__name__)
+
+Event = TokenDelta | Finished
+
+
+class Engine:
+    def __init__(self, model: EmbeddedModel, config: EngineConfig | None = None) -> None:
+        self.model = model
+        self.config = cfg = config or EngineConfig()
+        per_tok = KVCache.bytes_per_token(model.config, model.dtype)
+        if cfg.kv_cache_tokens is not None:
+            tokens = cfg.kv_cache_tokens
+        elif cfg.kv_cache_bytes is not None:
+            tokens = cfg.kv_cache_bytes // per_tok
+        else:
+            tokens = 32768
+        self.num_blocks = max(1, tokens // cfg.block_size)
+        self.capacity_tokens = self.num_blocks * cfg.block_size
+        self.kv_cache_bytes = self.capacity_tokens * per_tok
+        # one sequence must always fit in the cache alone (no hang, no crash)
+        self.context_length = min(model.context_length, self.capacity_tokens)
+        self.think_open_ids = model.tokenizer.encode_text(cfg.think_open)
+        self._cmds: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self._fatal: BaseException | None = None
+        self._stats: dict[str, Any] = {}
+        self.blocks: BlockManager | None = None
+        self.scheduler: Scheduler | None = None
+        self.runner: ModelRunner | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stopping
+
+    async def start(self) -> None:
+        if self.running:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._thread_main, args=(ready,), name="inference-engine", daemon=True
+        )
+        self._thread.start()
+        await asyncio.to_thread(ready.wait)
+        if self._fatal is not None:
+            raise InferenceError(f"engine failed to start: {self._fatal}") from self._fatal
+
+    async def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot taken by the engine thread after its last step."""
+        return dict(self._stats)
+
+    # -- requests ----------------------------------------------------------------------------
+    def validate(self, request: GenerationRequest) -> int:
+        """Check a request; returns its effective max_tokens."""
+        sp = request.sampling
+        ids = request.prompt_token_ids
+        if not ids:
+            raise InvalidRequestError("the prompt is empty")
+        vocab = self.model.config.vocab_size
+        if min(ids) < 0 or max(ids) >= vocab:
+            raise InvalidRequestError(f"prompt token ids must be in [0, {vocab})")
+        if sp.temperature < 0:
+            raise InvalidRequestError("temperature must be >= 0")
+        if not 0.0 < sp.top_p <= 1.0:
+            raise InvalidRequestError("top_p must be in (0, 1]")
+        if sp.top_k < 0:
+            raise InvalidRequestError("top_k must be >= 0")
+        if not 0 <= sp.top_logprobs <= 20:
+            raise InvalidRequestError("top_logprobs must be in [0, 20]")
+        if sp.max_tokens is not None and sp.max_tokens < 1:
+            raise InvalidRequestError("max_tokens must be >= 1")
+        if request.reasoning_budget is not None and request.reasoning_budget < 0:
+            raise InvalidRequestError("reasoning_budget must be >= 0")
+        n = len(ids) + (len(self.think_open_ids) if request.reasoning_budget is not None else 0)
+        ctx = self.context_length
+        if sp.max_tokens is None:
+            if n >= ctx:
+                raise PromptTooLongError(n, 1, ctx)
+            return ctx - n
+        if n + sp.max_tokens > ctx:
+            raise PromptTooLongError(n, sp.max_tokens, ctx)
+        return sp.max_tokens
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        if self._fatal is not None:
+            raise InferenceError(f"engine failed: {self._fatal}")
+        if not self.running:
+            raise EngineNotRunningError("the engine is not started")
+        max_tokens = self.validate(request)
+        prompt = list(request.prompt_token_ids)
+        if request.reasoning_budget is not None:
+            prompt += self.think_open_ids
+        seq = Sequence(request=request, prompt_ids=prompt, max_tokens=max_tokens)
+        return self._stream(seq)
+
+    def cancel(self, request_id: str) -> None:
+        """Cancel a request by id (its iterator then yields Finished('cancelled'))."""
+        self._cmds.put(("cancel_id", request_id))
+        self._wake.set()
+
+    async def _stream(self, seq: Sequence) -> AsyncIterator[Event]:
+        q: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+        seq.sink = q
+        self._cmds.put(("add", seq))
+        self._wake.set()
+        done = False
+        try:
+            while True:
+                ev = await q.get()
+                if isinstance(ev, BaseException):
+                    done = True
+                    raise ev
+                if isinstance(ev, Finished):
+                    done = True
+                    yield ev
+                    return
+                yield ev
+        finally:
+            if not done:
+                self._cmds.put(("cancel", seq))
+                self._wake.set()
+
+    # -- engine thread -----------------------------------------------------------------------
+    def _deliver(self, batch: list[tuple[asyncio.Queue, Any]]) -> None:
+        if not batch or self._loop is None:
+            return
+
+        def put_all() -> None:
+            for q, ev in batch:
+                q.put_nowait(ev)
+
+        try:
+            self._loop.call_soon_threadsafe(put_all)
+        except RuntimeError:  # loop closed
+            pass
+
+    def _thread_main(self, ready: threading.Event) -> None:
+        try:
+            if self.model.threads is not None:
+                torch.set_num_threads(self.model.threads)
+            cfg = self.config
+            if self.blocks is None:
+                self.blocks = BlockManager(self.num_blocks, cfg.block_size, cfg.enable_prefix_cache)
+                self.runner = ModelRunner(self.model.model, self.num_blocks, cfg.block_size)
+            self.scheduler = Scheduler(self.blocks, cfg.max_num_seqs, cfg.max_num_batched_tokens)
+            self.processor = OutputProcessor(self.model.tokenizer, cfg)
+        except BaseException as exc:  # noqa: BLE001
+            self._fatal = exc
+            ready.set()
+            return
+        ready.set()
+        by_id: dict[str, Sequence] = {}
+        sched = self.scheduler
+        out_events: list[tuple[asyncio.Queue, Any]] = []
+
+        def finish(seq: Sequence, reason: str) -> None:
+            sched.finish(seq, reason)
+            by_id.pop(seq.request_id, None)
+            out_events.extend((seq.sink, ev) for ev in self.processor.finish(seq))
+
+        while True:
+            out_events = []
+            while True:
+                try:
+                    cmd, arg = self._cmds.get_nowait()
+                except queue.Empty:
+                    break
+                if cmd == "add":
+                    if arg.request.sampling.seed is not None:
+                        arg.generator = make_generator(arg.request.sampling.seed, torch.device("cpu"))
+                    self.processor.init(arg)
+                    by_id[arg.request_id] = arg
+                    sched.add(arg)
+                elif cmd in ("cancel", "cancel_id"):
+                    seq = by_id.get(arg) if cmd == "cancel_id" else arg
+                    if seq is not None and seq.status is not SeqStatus.FINISHED:
+                        finish(seq, "cancelled")
+            if self._stopping:
+                for seq in list(by_id.values()):
+                    finish(seq, "cancelled")
+                self._deliver(out_events)
+                return
+            if not sched.has_work():
+                self._update_stats()
+                self._deliver(out_events)
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
+            try:
+                self._step(finish, out_events)
+            except Exception as exc:  # noqa: BLE001 - fail the requests, keep serving
+                log.exception("engine step failed")
+                err = InferenceError(f"engine step failed: {exc}")
+                for seq in list(by_id.values()):
+                    sched.finish(seq, "error")
+                    out_events.append((seq.sink, err))
+                by_id.clear()
+            self._update_stats()
+            self._deliver(out_events)
+
+    def _step(self, finish: Any, out_events: list) -> None:
+        sched = self.scheduler
+        assert sched is not None and self.runner is not None
+        t0 = time.perf_counter()
+        out = sched.schedule()
+        for seq in out.finished:
+            seq.status = SeqStatus.RUNNING  # let finish() emit its events
+            finish(seq, seq.finish_reason or "length")
+        if not out:
+            time.sleep(0.001)
+            return
+        logits = self.runner.execute(out)
+        sched.step_done(out)
+        to_sample = [s.seq for s in out.items if s.sample]
+        if logits is not None and to_sample:
+            for seq, res in zip(to_sample, sample(logits, to_sample), strict=True):
+                events, reason = self.processor.append(seq, res)
+                out_events.extend((seq.sink, ev) for ev in events)
+                if reason is not None:
+                    finish(seq, reason)
+        self._stats["last_step_s"] = time.perf_counter() - t0
+        self._stats["last_step_tokens"] = out.num_tokens
+
+    def _update_stats(self) -> None:
+        sched, blocks = self.scheduler, self.blocks
+        if sched is None or blocks is None:
+            return
+        self._stats.update(
+            running=len(sched.running),
+            waiting=len(sched.waiting),
+            free_blocks=blocks.num_free_blocks,
+            num_blocks=blocks.num_blocks,
+            cached_blocks=len(blocks.cached),
+            preemptions=sched.num_preemptions,
+        )
