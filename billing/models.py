@@ -60,6 +60,12 @@ from billing.catalog.models import PriceComparatorRow, PricePromotionRow, PriceV
 from billing.ledger.models import BillingJobState, Invoice, UsageHourly  # noqa: E402
 
 __all__ = [
-    "BillingJobState", "BudgetRow", "Invoice", "PriceComparatorRow", "PricePromotionRow",
-    "PriceVersionRow", "UsageHourly", "UsageRecord",
+    "BillingJobState",
+    "BudgetRow",
+    "Invoice",
+    "PriceComparatorRow",
+    "PricePromotionRow",
+    "PriceVersionRow",
+    "UsageHourly",
+    "UsageRecord",
 ]

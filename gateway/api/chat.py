@@ -15,7 +15,7 @@ from gateway.api.formatting import chunk_body, completion_body, usage_chunk_body
 from gateway.api.schemas import decode_chat_request
 from gateway.errors import ServiceUnavailableError
 from gateway.service.completions import CompletionService, Outcome, PreparedCompletion
-from inference import Finished, TokenDelta
+from inference.types import Finished, TokenDelta
 
 _encode = msgspec.json.encode
 

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from gateway.service.completions import PreparedCompletion
-from inference import Usage
+from inference.types import Usage
 
 SYSTEM_FINGERPRINT = "fp_gateway_embedded"
 

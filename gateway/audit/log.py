@@ -102,7 +102,5 @@ async def append_event(
     event.hash = event_hash(event)
     session.add(event)
     await session.flush()
-    await session.execute(
-        text("UPDATE audit_chain_head SET last_hash = :h WHERE id = 1"), {"h": event.hash}
-    )
+    await session.execute(text("UPDATE audit_chain_head SET last_hash = :h WHERE id = 1"), {"h": event.hash})
     return event

@@ -15,7 +15,9 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
 
     # seq is the chain order; it is assigned under the chain-head lock, never by autoincrement.
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
     event_id: Mapped[str] = mapped_column(String(40), unique=True)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     kind: Mapped[str] = mapped_column(String(64))  # e.g. request.completed, key.created

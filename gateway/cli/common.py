@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -47,8 +46,3 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, sort_keys=True, default=str))
-
-
-
-
-

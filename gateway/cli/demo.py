@@ -27,7 +27,11 @@ def demo() -> None:
             tenant = await auth.create_tenant(session, DEMO_TENANT)
             issued = await auth.create_key(session, tenant, pepper, name="demo")
             await append_event(
-                session, kind="tenant.created", actor="cli", tenant_id=tenant.id, payload={"name": DEMO_TENANT}
+                session,
+                kind="tenant.created",
+                actor="cli",
+                tenant_id=tenant.id,
+                payload={"name": DEMO_TENANT},
             )
             await append_event(
                 session,
@@ -46,6 +50,8 @@ def demo() -> None:
         )
         return
     bar = "=" * 72
-    click.echo(f"{bar}\nDemo tenant '{DEMO_TENANT}' created. Its API key (shown only once):\n\n"
-               f"    {secret}\n\nTry it:\n    export OPENAI_API_KEY={secret}\n"
-               f"    export OPENAI_BASE_URL=http://{settings.host}:{settings.port}/v1\n{bar}")
+    click.echo(
+        f"{bar}\nDemo tenant '{DEMO_TENANT}' created. Its API key (shown only once):\n\n"
+        f"    {secret}\n\nTry it:\n    export OPENAI_API_KEY={secret}\n"
+        f"    export OPENAI_BASE_URL=http://{settings.host}:{settings.port}/v1\n{bar}"
+    )

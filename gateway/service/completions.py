@@ -23,7 +23,7 @@ from gateway.audit.log import append_event
 from gateway.auth.service import Principal
 from gateway.errors import InvalidRequestError
 from gateway.service.catalog import resolve_model
-from inference import (
+from inference.types import (
     Finished,
     GenerationRequest,
     ModelArtifact,
@@ -44,7 +44,9 @@ class ChatModel(Protocol):
     context_length: int
     artifact: ModelArtifact
 
-    def encode_chat(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True) -> list[int]: ...
+    def encode_chat(
+        self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True
+    ) -> list[int]: ...
 
 
 class GenerationEngine(Protocol):
@@ -78,10 +80,8 @@ class Outcome:
 def request_mode(request: ChatCompletionRequest) -> str:
     """DeepSeek semantics: thinking on/off, effort low/medium -> high, xhigh -> max."""
     effort = request.reasoning_effort
-    if request.thinking is None:
-        enabled = effort is not None
-    else:
-        enabled = request.thinking.type == "enabled"
+    # Without an explicit switch, asking for an effort turns thinking on.
+    enabled = effort is not None if request.thinking is None else request.thinking.type == "enabled"
     if not enabled:
         return MODE_NON_THINK
     return MODE_THINK_MAX if effort in ("max", "xhigh") else MODE_THINK_HIGH
@@ -156,7 +156,9 @@ class CompletionService:
             started_at=utcnow(),
         )
 
-    async def run(self, prepared: PreparedCompletion, outcome: Outcome) -> AsyncIterator[TokenDelta | Finished]:
+    async def run(
+        self, prepared: PreparedCompletion, outcome: Outcome
+    ) -> AsyncIterator[TokenDelta | Finished]:
         """Generate, and record usage and audit exactly once however the stream ends
         (finished, client gone, or error)."""
         try:
@@ -213,7 +215,9 @@ class CompletionService:
                 )
                 await append_event(
                     session,
-                    kind="request.completed" if outcome.status == "completed" else f"request.{outcome.status}",
+                    kind="request.completed"
+                    if outcome.status == "completed"
+                    else f"request.{outcome.status}",
                     actor=f"key:{principal.key_id}",
                     tenant_id=principal.tenant_id,
                     request_id=prepared.request_id,

@@ -51,7 +51,9 @@ class RunningGateway:
             self.process.wait()
 
 
-def start_gateway(data_dir: Path, extra_env: dict[str, str] | None = None, timeout_s: float = 180) -> RunningGateway:
+def start_gateway(
+    data_dir: Path, extra_env: dict[str, str] | None = None, timeout_s: float = 180
+) -> RunningGateway:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env.update({"GATEWAY_DATA_DIR": str(data_dir), "GATEWAY_PORT": str(port), "PYTHONUNBUFFERED": "1"})

@@ -28,7 +28,9 @@ def test_answer_stream_usage_records_and_revocation(gateway_server: RunningGatew
     issued = gateway_server.create_key("e2e-france")
     api = client(gateway_server, issued["key"])
 
-    answer = api.chat.completions.create(model="deepseek-v4-flash", messages=QUESTION, temperature=0, max_tokens=32)
+    answer = api.chat.completions.create(
+        model="deepseek-v4-flash", messages=QUESTION, temperature=0, max_tokens=32
+    )
     assert "Paris" in (answer.choices[0].message.content or "")
     assert answer.model == "deepseek-v4-flash"
     usage = answer.usage
@@ -50,7 +52,9 @@ def test_answer_stream_usage_records_and_revocation(gateway_server: RunningGatew
     assert "Paris" in text
     assert chunks[-1].usage is not None and chunks[-1].choices == []
     assert chunks[-1].usage.completion_tokens > 0
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "stop"
+    ]
 
     rows = db_rows(
         gateway_server,
@@ -103,7 +107,11 @@ def test_client_disconnect_still_records_usage(gateway_server: RunningGateway) -
     deadline = time.monotonic() + 30
     rows: list[tuple] = []
     while time.monotonic() < deadline:
-        rows = db_rows(gateway_server, "SELECT status, completion_tokens FROM usage_records WHERE request_id = ?", first.id)
+        rows = db_rows(
+            gateway_server,
+            "SELECT status, completion_tokens FROM usage_records WHERE request_id = ?",
+            first.id,
+        )
         if rows:
             break
         time.sleep(0.2)

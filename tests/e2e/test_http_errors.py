@@ -40,10 +40,16 @@ GOOD = '{"model": "deepseek-v4-flash", "messages": [{"role": "user", "content": 
         ("{not json", None),
         ("", None),
         ('{"model": "deepseek-v4-flash", "messages": "hi"}', "messages"),
-        ('{"model": "deepseek-v4-flash", "messages": [{"role": "user", "content": "x"}], "temperature": -1}', "temperature"),
+        (
+            '{"model": "deepseek-v4-flash", "temperature": -1, '
+            '"messages": [{"role": "user", "content": "x"}]}',
+            "temperature",
+        ),
     ],
 )
-def test_invalid_bodies_are_400(gateway_server: RunningGateway, key: str, body: str, param: str | None) -> None:
+def test_invalid_bodies_are_400(
+    gateway_server: RunningGateway, key: str, body: str, param: str | None
+) -> None:
     error = assert_error(post(gateway_server, body, key), 400, "invalid_request_error")
     assert error["param"] == param
 

@@ -36,8 +36,14 @@ def test_content_parts_and_unknown_fields_are_accepted() -> None:
         ('{"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}', "n"),
         ('{"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": [""]}', "stop"),
         ('{"model": "m", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 3}', "top_logprobs"),
-        ('{"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "huge"}', "reasoning_effort"),
-        ('{"model": "m", "messages": [{"role": "user", "content": "x"}], "thinking": {"type": "maybe"}}', "thinking.type"),
+        (
+            '{"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "huge"}',
+            "reasoning_effort",
+        ),
+        (
+            '{"model": "m", "messages": [{"role": "user", "content": "x"}], "thinking": {"type": "maybe"}}',
+            "thinking.type",
+        ),
         ('{"model": "m", "messages": [{"role": "assistant", "content": "x"}]}', "messages"),
     ],
 )
