@@ -1,0 +1,196 @@
+"""The batched usage writer: idempotent inserts, a durable spool when the DB is down.
+
+    writer = UsageWriter(sessions, UsageSpool(data_dir / "spool"))
+    await writer.start()
+    await writer.submit(entry)        # returns at once; flushed by size or interval
+    ...
+    await writer.stop()               # flushes what is queued
+
+Every batch is one ``INSERT ... ON CONFLICT (request_id, attempt) DO NOTHING``. When the
+insert fails for any reason other than bad data, the batch goes to the spool (fsync'ed)
+and is replayed later; replays are idempotent, so each record is stored exactly once.
+Rows that violate a constraint (unknown tenant, say) are written one by one and the
+failing ones are kept in ``rejected.jsonl`` next to the spool, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from billing.db import transaction, utcnow
+from billing.errors import LedgerError
+from billing.ledger.entry import UsageEntry
+from billing.ledger.spool import UsageSpool
+from billing.models import UsageRecord
+from billing.sql import dialect_of, insert_ignore
+
+log = logging.getLogger(__name__)
+
+_BAD_DATA = (sa_exc.IntegrityError, sa_exc.DataError)
+_ROWS_PER_STATEMENT = 1000  # 25 columns x 1000 rows stays under both dialects' parameter limits
+
+
+@dataclass
+class WriterStats:
+    submitted: int = 0
+    written: int = 0  # rows newly inserted (duplicates are not counted)
+    duplicates: int = 0
+    spooled: int = 0
+    replayed: int = 0
+    rejected: int = 0
+
+
+class UsageWriter:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        spool: UsageSpool,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 0.25,
+        replay_interval: float = 30.0,
+        max_queue: int = 100_000,
+    ) -> None:
+        self._sessions = sessions
+        self.spool = spool
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.replay_interval = replay_interval
+        self._queue: asyncio.Queue[UsageEntry] = asyncio.Queue(max_queue)
+        self._task: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._last_replay = 0.0
+        self._spool_dirty = True  # replay leftovers of an earlier run on the first success
+        self.stats = WriterStats()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="usage-writer")
+
+    async def stop(self) -> None:
+        """Stop the loop and flush everything queued (to the DB or the spool)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.flush()
+
+    async def submit(self, entry: UsageEntry) -> None:
+        """Queue one record. If the queue is full the caller waits for a flush (backpressure)."""
+        self.stats.submitted += 1
+        if self._queue.full():
+            await self.flush()
+        self._queue.put_nowait(entry)
+        if self._queue.qsize() >= self.batch_size:
+            self._wake.set()
+
+    async def write_now(self, entries: Sequence[UsageEntry]) -> None:
+        """Write synchronously (no queue): DB, else spool. For callers that must know."""
+        async with self._flush_lock:
+            await self._write_batch(list(entries))
+
+    async def flush(self) -> None:
+        """Write everything queued so far."""
+        async with self._flush_lock:
+            while not self._queue.empty():
+                batch = [self._queue.get_nowait() for _ in range(min(self.batch_size, self._queue.qsize()))]
+                await self._write_batch(batch)
+
+    async def replay_spool(self) -> int:
+        """Insert every spooled record (idempotently); returns rows newly inserted.
+        Files stay in the spool if the database is still unavailable."""
+        inserted = 0
+        for path in await self.spool.take_files():
+            entries = UsageSpool.read(path)
+            try:
+                inserted += await self._insert_all_or_reject(entries)
+            except Exception as exc:  # still unavailable: keep the file for the next replay
+                log.warning("usage spool replay deferred: %r", exc)
+                self._spool_dirty = True
+                return inserted
+            await self.spool.done(path)
+        self.stats.replayed += inserted
+        self._spool_dirty = False
+        self._last_replay = time.monotonic()
+        return inserted
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+            self._wake.clear()
+            try:
+                await self.flush()
+                if self._spool_dirty and time.monotonic() - self._last_replay >= self.replay_interval:
+                    await self.replay_spool()
+            except Exception:  # never let the loop die; the next tick retries
+                log.exception("usage writer tick failed")
+
+    async def _write_batch(self, batch: list[UsageEntry]) -> None:
+        if not batch:
+            return
+        try:
+            await self._insert_all_or_reject(batch)
+        except Exception as exc:
+            log.warning("usage DB write failed (%r); spooling %d records", exc, len(batch))
+            try:
+                self.stats.spooled += await self.spool.append(batch)
+            except OSError as spool_exc:
+                raise LedgerError(f"usage records lost neither DB nor spool: {spool_exc}") from exc
+            self._spool_dirty = True
+            self._last_replay = time.monotonic()  # don't hammer a DB that just failed
+
+    async def _insert_all_or_reject(self, entries: list[UsageEntry]) -> int:
+        try:
+            return await self._insert(entries)
+        except _BAD_DATA:
+            if len(entries) == 1:
+                await self._reject(entries[0])
+                return 0
+        inserted = 0
+        for entry in entries:  # isolate the bad rows
+            try:
+                inserted += await self._insert([entry])
+            except _BAD_DATA:
+                await self._reject(entry)
+        return inserted
+
+    async def _insert(self, entries: list[UsageEntry]) -> int:
+        now = utcnow()
+        inserted = 0
+        async with transaction(self._sessions) as session:
+            dialect = dialect_of(session)
+            for i in range(0, len(entries), _ROWS_PER_STATEMENT):
+                rows = [e.to_row(now) for e in entries[i : i + _ROWS_PER_STATEMENT]]
+                # One multi-row VALUES statement, so rowcount is the number really inserted.
+                stmt = insert_ignore(dialect, UsageRecord.__table__, ["request_id", "attempt"]).values(rows)  # type: ignore[arg-type]
+                result = await session.execute(stmt)
+                inserted += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+        self.stats.written += inserted
+        self.stats.duplicates += len(entries) - inserted
+        return inserted
+
+    async def _reject(self, entry: UsageEntry) -> None:
+        self.stats.rejected += 1
+        log.error("usage record %s/%s rejected by the database", entry.request_id, entry.attempt)
+        path = self.spool.directory / "rejected.jsonl"
+        line = json.dumps(entry.to_json(), separators=(",", ":")) + "\n"
+
+        def _write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+
+        await asyncio.to_thread(_write)
