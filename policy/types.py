@@ -7,13 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
-try:  # the billing room owns Variant; the fallback keeps policy importable until it lands
-    from billing.types import Variant
-except ImportError:  # pragma: no cover - removed once billing.types is merged
-
-    class Variant(StrEnum):  # type: ignore[no-redef]
-        FLASH = "flash"
-        PRO = "pro"
+from billing.types import Variant
 
 
 class Mode(StrEnum):
