@@ -13,10 +13,12 @@ from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from billing.db import make_engine, make_sessionmaker
+from gateway.api.admin.tenants import tenants_router
 from gateway.api.chat import chat_completions
 from gateway.api.errors import handle_exception
 from gateway.api.health import healthz, readyz
 from gateway.api.models import list_models, retrieve_model
+from gateway.auth.admin import AdminAuthenticator
 from gateway.auth.keys import load_or_create_pepper
 from gateway.auth.service import Authenticator
 from gateway.service.completions import CompletionService
@@ -33,7 +35,9 @@ class Services:
     settings: Settings
     db: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    pepper: bytes
     authenticator: Authenticator
+    admin_authenticator: AdminAuthenticator
     completions: CompletionService | None
     artifact: ModelArtifact | None
     started_unix: int
@@ -56,7 +60,9 @@ def create_app(settings: Settings) -> Litestar:
                 settings=settings,
                 db=db,
                 sessions=sessions,
+                pepper=pepper,
                 authenticator=Authenticator(sessions, pepper),
+                admin_authenticator=AdminAuthenticator(sessions, pepper),
                 completions=completions,
                 artifact=artifact,
                 started_unix=int(time.time()),
@@ -68,7 +74,7 @@ def create_app(settings: Settings) -> Litestar:
             await db.dispose()
 
     return Litestar(
-        route_handlers=[chat_completions, list_models, retrieve_model, healthz, readyz],
+        route_handlers=[chat_completions, list_models, retrieve_model, healthz, readyz, tenants_router],
         lifespan=[lifespan],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.max_request_bytes,

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Request
 
+from gateway.auth.admin import AdminPrincipal
 from gateway.auth.service import Principal
 from gateway.errors import AuthenticationError
 
@@ -28,4 +29,15 @@ async def authenticate(request: Request[Any, Any, Any]) -> Principal:
             code="missing_api_key",
         )
     principal: Principal = await request.app.state.services.authenticator.authenticate(token)
+    return principal
+
+
+async def require_admin(request: Request[Any, Any, Any]) -> AdminPrincipal:
+    """The operator behind an admin API call (an `sk-gwa-` key), or 401."""
+    token = bearer_token(request)
+    if token is None:
+        raise AuthenticationError(
+            "The admin API needs 'Authorization: Bearer ADMIN_KEY'.", code="missing_api_key"
+        )
+    principal: AdminPrincipal = await request.app.state.services.admin_authenticator.authenticate(token)
     return principal

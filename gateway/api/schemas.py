@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -85,12 +85,15 @@ class ChatCompletionRequest(msgspec.Struct, forbid_unknown_fields=False):
 _PATH = re.compile(r"- at `\$\.?(.*)`$")
 
 
-def decode_chat_request(body: bytes) -> ChatCompletionRequest:
-    """Parse and validate a request body; every problem becomes a 400 naming the field."""
+T = TypeVar("T")
+
+
+def decode_body(body: bytes, type_: type[T]) -> T:
+    """Parse and validate a JSON body; every problem becomes a 400 naming the field."""
     if not body.strip():
         raise InvalidRequestError("The request body is empty; expected a JSON object.")
     try:
-        request = msgspec.json.decode(body, type=ChatCompletionRequest)
+        return msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as exc:
         message = str(exc)
         match = _PATH.search(message)
@@ -98,6 +101,10 @@ def decode_chat_request(body: bytes) -> ChatCompletionRequest:
         raise InvalidRequestError(f"Invalid request: {message}", param=param) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+
+
+def decode_chat_request(body: bytes) -> ChatCompletionRequest:
+    request = decode_body(body, ChatCompletionRequest)
     _check_semantics(request)
     return request
 

@@ -14,20 +14,21 @@ import secrets
 from pathlib import Path
 
 KEY_PREFIX = "sk-gw-"
+ADMIN_KEY_PREFIX = "sk-gwa-"
 _RANDOM_BYTES = 32
 _KEY_BODY_LEN = 43  # len(urlsafe_b64encode(32 bytes)) without padding
 DISPLAY_CHARS = 6  # characters of the random part kept for display ("sk-gw-AbC123...")
 
 
-def generate_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(_RANDOM_BYTES)
+def generate_key(prefix: str = KEY_PREFIX) -> str:
+    return prefix + secrets.token_urlsafe(_RANDOM_BYTES)
 
 
-def looks_like_key(candidate: str) -> bool:
+def looks_like_key(candidate: str, prefix: str = KEY_PREFIX) -> bool:
     """Cheap shape check so that garbage never reaches the database."""
-    if not candidate.startswith(KEY_PREFIX) or len(candidate) != len(KEY_PREFIX) + _KEY_BODY_LEN:
+    if not candidate.startswith(prefix) or len(candidate) != len(prefix) + _KEY_BODY_LEN:
         return False
-    body = candidate[len(KEY_PREFIX) :]
+    body = candidate[len(prefix) :]
     return all(c.isascii() and (c.isalnum() or c in "-_") for c in body)
 
 
@@ -40,7 +41,8 @@ def verify_key(key: str, stored_hash: str, pepper: bytes) -> bool:
 
 
 def display_prefix(key: str) -> str:
-    return key[: len(KEY_PREFIX) + DISPLAY_CHARS]
+    prefix = ADMIN_KEY_PREFIX if key.startswith(ADMIN_KEY_PREFIX) else KEY_PREFIX
+    return key[: len(prefix) + DISPLAY_CHARS]
 
 
 def load_or_create_pepper(configured: str, data_dir: Path) -> bytes:

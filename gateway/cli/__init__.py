@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from gateway.cli.admin import admin
 from gateway.cli.db import db
 from gateway.cli.demo import demo
 from gateway.cli.keys import key
@@ -17,7 +18,7 @@ def cli() -> None:
     """Operate the DeepSeek-V4 gateway. Settings come from GATEWAY_* environment variables."""
 
 
-for command in (serve, db, tenant, key, models, demo):
+for command in (serve, db, tenant, key, admin, models, demo):
     cli.add_command(command)
 
 
