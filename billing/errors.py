@@ -44,6 +44,10 @@ class BudgetExceededError(BillingError):
         )
 
 
+class DuplicateReservationError(BillingError):
+    """A reservation id (request id + attempt) that was already settled was reused."""
+
+
 class ReservationNotFoundError(BillingError):
     """settle/release/extend named a reservation that does not exist (already settled,
     released or reaped)."""

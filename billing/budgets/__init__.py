@@ -1,0 +1,22 @@
+"""Budgets: atomic worst-case reservations, settlement, release, reaping; config store."""
+
+from billing.budgets.memory import MemoryBudgets
+from billing.budgets.redis_backend import RedisBudgets
+from billing.budgets.store import BudgetStore, spent_in_period
+from billing.budgets.types import (
+    Budget,
+    BudgetAlert,
+    BudgetBackend,
+    BudgetMode,
+    BudgetPeriod,
+    BudgetScope,
+    BudgetStatus,
+    Reservation,
+    SettleResult,
+)
+
+__all__ = [
+    "Budget", "BudgetAlert", "BudgetBackend", "BudgetMode", "BudgetPeriod", "BudgetScope",
+    "BudgetStatus", "BudgetStore", "MemoryBudgets", "RedisBudgets", "Reservation", "SettleResult",
+    "spent_in_period",
+]
