@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from litestar import Litestar
@@ -22,8 +22,11 @@ from gateway.auth.admin import AdminAuthenticator
 from gateway.auth.keys import load_or_create_pepper
 from gateway.auth.service import Authenticator
 from gateway.service.completions import CompletionService
+from gateway.service.metering import Metering
+from gateway.service.tenant_policies import PolicyCache
+from gateway.service.wiring import start_metering
 from gateway.settings import Settings
-from inference import Engine, ModelArtifact
+from inference import ModelArtifact
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ class Services:
     pepper: bytes
     authenticator: Authenticator
     admin_authenticator: AdminAuthenticator
+    policies: PolicyCache
+    metering: Metering
     completions: CompletionService | None
     artifact: ModelArtifact | None
     started_unix: int
@@ -47,15 +52,16 @@ def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = make_engine(settings.resolved_database_url)
-        sessions = make_sessionmaker(db)
-        pepper = load_or_create_pepper(settings.key_pepper, settings.data_dir)
-        engine: Engine | None = None
-        completions: CompletionService | None = None
-        artifact: ModelArtifact | None = None
-        try:
+        async with AsyncExitStack() as stack:
+            db = make_engine(settings.resolved_database_url)
+            stack.push_async_callback(db.dispose)
+            sessions = make_sessionmaker(db)
+            pepper = load_or_create_pepper(settings.key_pepper, settings.data_dir)
+            policies = PolicyCache(sessions)
+            metering = await start_metering(settings, sessions, stack)
+            completions: CompletionService | None = None
             if settings.load_model:
-                engine, completions, artifact = await _start_engine(settings, sessions)
+                completions = await _start_engine(settings, sessions, policies, metering, stack)
             app.state.services = Services(
                 settings=settings,
                 db=db,
@@ -63,15 +69,13 @@ def create_app(settings: Settings) -> Litestar:
                 pepper=pepper,
                 authenticator=Authenticator(sessions, pepper),
                 admin_authenticator=AdminAuthenticator(sessions, pepper),
+                policies=policies,
+                metering=metering,
                 completions=completions,
-                artifact=artifact,
+                artifact=completions.artifact if completions else None,
                 started_unix=int(time.time()),
             )
             yield
-        finally:
-            if engine is not None:
-                await engine.stop()
-            await db.dispose()
 
     return Litestar(
         route_handlers=[chat_completions, list_models, retrieve_model, healthz, readyz, tenants_router],
@@ -84,9 +88,13 @@ def create_app(settings: Settings) -> Litestar:
 
 
 async def _start_engine(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession]
-) -> tuple[Engine, CompletionService, ModelArtifact]:
-    from inference import EmbeddedModel
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    policies: PolicyCache,
+    metering: Metering,
+    stack: AsyncExitStack,
+) -> CompletionService:
+    from inference import EmbeddedModel, Engine
 
     started = time.perf_counter()
     model = await asyncio.to_thread(
@@ -98,5 +106,8 @@ async def _start_engine(
     )
     engine = Engine(model)
     await engine.start()
+    stack.push_async_callback(engine.stop)
     log.info("model %s loaded in %.1fs", model.artifact.name, time.perf_counter() - started)
-    return engine, CompletionService(model=model, engine=engine, sessions=sessions), model.artifact
+    return CompletionService(
+        model=model, engine=engine, sessions=sessions, policies=policies, metering=metering
+    )

@@ -13,12 +13,16 @@ class GatewayError(Exception):
     type = "server_error"
     code: str | None = None
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+    def __init__(
+        self, message: str, *, param: str | None = None, code: str | None = None, type_: str | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.param = param
         if code is not None:
             self.code = code
+        if type_ is not None:
+            self.type = type_
 
 
 class ConfigurationError(GatewayError):
@@ -64,9 +68,17 @@ class RateLimitedError(GatewayError):
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None, **kw: str | None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        headers: dict[str, str] | None = None,
+        **kw: str | None,
+    ):
         super().__init__(message, **kw)
         self.retry_after_s = retry_after_s
+        self.headers = headers or {}
 
 
 class ServiceUnavailableError(GatewayError):

@@ -14,9 +14,10 @@ from gateway.api.errors import as_gateway_error, error_body
 from gateway.api.formatting import chunk_body, completion_body, usage_chunk_body
 from gateway.api.schemas import decode_chat_request
 from gateway.errors import ServiceUnavailableError
-from gateway.service.completions import CompletionService, Outcome, PreparedCompletion
-from inference.types import Finished, TokenDelta
+from gateway.service.completions import Answer, CompletionService, Outcome, PreparedCompletion
+from inference.types import TokenDelta
 
+USE_CASE_HEADER = "x-gateway-use-case"
 _encode = msgspec.json.encode
 
 
@@ -25,6 +26,7 @@ def decision_headers(prepared: PreparedCompletion) -> dict[str, str]:
         "x-request-id": prepared.request_id,
         "x-gateway-variant": prepared.variant,
         "x-gateway-mode": prepared.mode,
+        "x-gateway-policy-version": prepared.decision.policy_version,
     }
 
 
@@ -35,39 +37,35 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
     service: CompletionService | None = request.app.state.services.completions
     if service is None:
         raise ServiceUnavailableError("This gateway process serves no models (GATEWAY_LOAD_MODEL=false).")
-    prepared = service.prepare(principal, body)
+    prepared = await service.prepare(principal, body, use_case=request.headers.get(USE_CASE_HEADER))
     if body.stream:
         return Stream(
             _sse(service, prepared),
             media_type="text/event-stream",
             headers={**decision_headers(prepared), "cache-control": "no-cache"},
         )
-    return await _complete(service, prepared)
+    answer = await service.complete(prepared)
+    return Response(_answer_body(answer), headers=_answer_headers(answer))
 
 
-async def _complete(service: CompletionService, prepared: PreparedCompletion) -> Response[Any]:
-    outcome = Outcome()
-    content: list[str] = []
-    reasoning: list[str] = []
-    logprobs: list[dict[str, Any]] | None = [] if prepared.generation.sampling.logprobs else None
-    finished: Finished | None = None
-    async for event in service.run(prepared, outcome):
-        if isinstance(event, TokenDelta):
-            (reasoning if event.reasoning else content).append(event.text)
-            if logprobs is not None and event.logprobs and not event.reasoning:
-                logprobs.extend(event.logprobs)
-        else:
-            finished = event
-    assert finished is not None  # the engine always ends with Finished
-    body = completion_body(
+def _answer_headers(answer: Answer) -> dict[str, str]:
+    headers = decision_headers(answer.prepared)
+    if answer.escalation is not None and answer.escalation.escalate:
+        headers["x-gateway-escalated"] = "true"
+    return headers
+
+
+def _answer_body(answer: Answer) -> dict[str, Any]:
+    prepared = answer.prepared
+    return completion_body(
         prepared,
-        content="".join(content),
-        reasoning="".join(reasoning) if prepared.generation.reasoning_budget is not None else None,
-        logprobs=logprobs,
-        finish_reason=finished.finish_reason,
-        usage=finished.usage,
+        content=answer.content,
+        reasoning=answer.reasoning,
+        logprobs=answer.logprobs if prepared.client_logprobs else None,
+        finish_reason=answer.finish_reason,
+        usage=answer.usage,
+        cost=answer.cost,
     )
-    return Response(body, headers=decision_headers(prepared))
 
 
 def _sse_event(payload: dict[str, Any]) -> bytes:
@@ -78,16 +76,17 @@ async def _sse(service: CompletionService, prepared: PreparedCompletion) -> Asyn
     outcome = Outcome()
     yield _sse_event(chunk_body(prepared, {"role": "assistant", "content": ""}))
     try:
-        async for event in service.run(prepared, outcome):
+        async for event in service.stream(prepared, outcome):
             if isinstance(event, TokenDelta):
                 if not event.text and not event.logprobs:
                     continue
                 key = "reasoning_content" if event.reasoning else "content"
-                yield _sse_event(chunk_body(prepared, {key: event.text}, logprobs=event.logprobs))
+                logprobs = event.logprobs if prepared.client_logprobs and not event.reasoning else None
+                yield _sse_event(chunk_body(prepared, {key: event.text}, logprobs=logprobs))
             else:
                 yield _sse_event(chunk_body(prepared, {}, finish_reason=event.finish_reason))
-                if prepared.request.include_usage:
-                    yield _sse_event(usage_chunk_body(prepared, event.usage))
+                if prepared.request.include_usage and outcome.cost is not None:
+                    yield _sse_event(usage_chunk_body(prepared, event.usage, outcome.cost))
     except Exception as exc:  # headers are sent: the error goes in the stream
         error = as_gateway_error(exc)
         yield _sse_event(error_body(error.message, error.type, error.param, error.code))

@@ -9,8 +9,25 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException
 
-from gateway.errors import GatewayError, InvalidRequestError, RateLimitedError, ServiceUnavailableError
+from billing.errors import BudgetExceededError, CatalogError
+from gateway.errors import (
+    GatewayError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ServiceUnavailableError,
+)
 from inference.errors import InferenceError, PromptTooLongError
+from policy.errors import (
+    ComplianceViolation,
+    CostCeilingExceeded,
+    InvalidRequest,
+    PolicyError,
+    PolicyForbidden,
+    PolicyNotFound,
+    PolicyValidationError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +40,12 @@ def as_gateway_error(exc: Exception) -> GatewayError:
     """Translate domain errors of the lower rooms into the gateway's hierarchy."""
     if isinstance(exc, GatewayError):
         return exc
+    if isinstance(exc, PolicyError):
+        return _policy_error(exc)
+    if isinstance(exc, BudgetExceededError):
+        return RateLimitedError(str(exc), code="budget_exceeded", type_="insufficient_quota")
+    if isinstance(exc, CatalogError):
+        return InvalidRequestError(str(exc), code="invalid_price_catalog")
     if isinstance(exc, PromptTooLongError):
         return InvalidRequestError(str(exc), param="messages", code="context_length_exceeded")
     if isinstance(exc, InferenceError):
@@ -30,10 +53,25 @@ def as_gateway_error(exc: Exception) -> GatewayError:
     return GatewayError("The server had an error while processing your request.")
 
 
+def _policy_error(exc: PolicyError) -> GatewayError:
+    message = f"{exc.message} (rule: {exc.rule})" if exc.rule else exc.message
+    if isinstance(exc, PolicyForbidden | ComplianceViolation):
+        return PermissionDeniedError(message, code=exc.code)
+    if isinstance(exc, CostCeilingExceeded | InvalidRequest | PolicyValidationError):
+        return InvalidRequestError(
+            message, code=exc.code, param="model" if isinstance(exc, InvalidRequest) else None
+        )
+    if isinstance(exc, PolicyNotFound):
+        return NotFoundError(message, code=exc.code)
+    return GatewayError(message, code=exc.code)
+
+
 def gateway_error_response(exc: GatewayError) -> Response[dict[str, Any]]:
     headers: dict[str, str] = {}
-    if isinstance(exc, RateLimitedError) and exc.retry_after_s is not None:
-        headers["retry-after"] = str(max(1, math.ceil(exc.retry_after_s)))
+    if isinstance(exc, RateLimitedError):
+        headers.update(exc.headers)
+        if exc.retry_after_s is not None:
+            headers["retry-after"] = str(max(1, math.ceil(exc.retry_after_s)))
     return Response(
         error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status, headers=headers
     )

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from billing.cost import Cost
 from gateway.service.completions import PreparedCompletion
 from inference.types import Usage
 
 SYSTEM_FINGERPRINT = "fp_gateway_embedded"
 
 
-def usage_body(usage: Usage) -> dict[str, Any]:
+def usage_body(usage: Usage, cost: Cost) -> dict[str, Any]:
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
@@ -20,6 +20,10 @@ def usage_body(usage: Usage) -> dict[str, Any]:
         "prompt_cache_miss_tokens": usage.prompt_cache_miss_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.prompt_cache_hit_tokens},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        # Exact decimal strings (never floats): what this request costs the tenant.
+        "cost_usd": cost.total_usd,
+        "cost_details": {k: v for k, v in cost.as_usd_str().items() if k != "cost_usd"},
+        "price_version": cost.price_version,
     }
 
 
@@ -31,6 +35,7 @@ def completion_body(
     logprobs: list[dict[str, Any]] | None,
     finish_reason: str,
     usage: Usage,
+    cost: Cost,
 ) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if reasoning is not None:
@@ -49,7 +54,7 @@ def completion_body(
                 "finish_reason": finish_reason,
             }
         ],
-        "usage": usage_body(usage),
+        "usage": usage_body(usage, cost),
     }
 
 
@@ -77,7 +82,7 @@ def chunk_body(
     }
 
 
-def usage_chunk_body(prepared: PreparedCompletion, usage: Usage) -> dict[str, Any]:
+def usage_chunk_body(prepared: PreparedCompletion, usage: Usage, cost: Cost) -> dict[str, Any]:
     return {
         "id": prepared.request_id,
         "object": "chat.completion.chunk",
@@ -85,9 +90,5 @@ def usage_chunk_body(prepared: PreparedCompletion, usage: Usage) -> dict[str, An
         "model": prepared.model_id,
         "system_fingerprint": SYSTEM_FINGERPRINT,
         "choices": [],
-        "usage": usage_body(usage),
+        "usage": usage_body(usage, cost),
     }
-
-
-def now_unix() -> int:
-    return int(time.time())

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.db import utcnow
+from gateway.audit.content import hashed_payload
 from gateway.audit.models import AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -43,7 +44,8 @@ def canonical_event_bytes(
         "actor": actor,
         "tenant_id": tenant_id,
         "request_id": request_id,
-        "payload": payload,
+        # Redactable texts (retained prompts/answers) are covered through their sha256 only.
+        "payload": hashed_payload(payload),
         "prev_hash": prev_hash,
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()

@@ -1,4 +1,7 @@
-"""One chat completion, end to end without HTTP: prepare, generate, record.
+"""One chat completion, end to end without HTTP.
+
+prepare: tokenize -> tenant policy -> decide (pure) -> budget reservation
+stream / complete: engine -> per attempt: cost, usage record, audit event -> settle budget
 
 The HTTP layer only formats what this yields (JSON or server-sent events).
 """
@@ -11,33 +14,27 @@ import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from billing.db import transaction, utcnow
-from billing.models import UsageRecord
+from billing.budgets.types import Reservation
+from billing.catalog.model import PriceQuote
+from billing.cost import Cost, cost_of, usd_to_units
+from billing.db import utcnow
 from gateway.api.schemas import ChatCompletionRequest
-from gateway.audit.log import append_event
 from gateway.auth.service import Principal
 from gateway.errors import InvalidRequestError
-from gateway.service.catalog import resolve_model
-from inference.types import (
-    Finished,
-    GenerationRequest,
-    ModelArtifact,
-    SamplingParams,
-    TokenDelta,
-    Usage,
-)
+from gateway.service.metering import Metering
+from gateway.service.recording import AttemptRecord, audit_attempt, prompt_digest, record_billing_events
+from gateway.service.tenant_policies import PolicyCache
+from inference.types import Finished, GenerationRequest, ModelArtifact, SamplingParams, TokenDelta, Usage
+from policy.cascade import Escalation, should_escalate
+from policy.decide import decide
+from policy.types import Decision, DecisionRequest, Mode, Variant
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_TOKENS = 4096
-MODE_NON_THINK = "non-think"
-MODE_THINK_HIGH = "think-high"
-MODE_THINK_MAX = "think-max"
 
 
 class ChatModel(Protocol):
@@ -53,43 +50,86 @@ class GenerationEngine(Protocol):
     def generate(self, request: GenerationRequest) -> AsyncIterator[TokenDelta | Finished]: ...
 
 
+# Reasoning budgets in tokens per (variant, mode); the engine closes the reasoning segment
+# when the budget is spent. Flash thinks less than Pro.
+DEFAULT_REASONING_BUDGETS: dict[tuple[str, str], int] = {
+    ("flash", "think-high"): 256,
+    ("flash", "think-max"): 1024,
+    ("pro", "think-high"): 512,
+    ("pro", "think-max"): 2048,
+}
+
+
 @dataclass
 class PreparedCompletion:
     request_id: str
     principal: Principal
     request: ChatCompletionRequest
-    model_id: str
-    variant: str
-    mode: str
+    decision: Decision
+    quotes: dict[str, PriceQuote]
     generation: GenerationRequest
     started_at: dt.datetime
+    prompt_sha256: str
+    reservation: Reservation | None = None
+    client_logprobs: bool = False  # the client asked for them (the cascade may need them anyway)
+
+    @property
+    def model_id(self) -> str:
+        return self.decision.model
+
+    @property
+    def variant(self) -> str:
+        return str(self.decision.variant)
+
+    @property
+    def mode(self) -> str:
+        return str(self.decision.mode)
+
+    @property
+    def quote(self) -> PriceQuote:
+        return self.quotes[self.variant]
 
 
 @dataclass
 class Outcome:
-    """What happened to a completion; filled in while it streams."""
+    """What happened to one attempt; filled in while it streams."""
 
     completion_tokens: int = 0
     reasoning_tokens: int = 0
     finish_reason: str | None = None
     usage: Usage | None = None
     status: str = "failed"
-    record_written: asyncio.Event = field(default_factory=asyncio.Event)
+    cost: Cost | None = None
 
 
-def request_mode(request: ChatCompletionRequest) -> str:
-    """DeepSeek semantics: thinking on/off, effort low/medium -> high, xhigh -> max."""
-    effort = request.reasoning_effort
-    # Without an explicit switch, asking for an effort turns thinking on.
-    enabled = effort is not None if request.thinking is None else request.thinking.type == "enabled"
-    if not enabled:
-        return MODE_NON_THINK
-    return MODE_THINK_MAX if effort in ("max", "xhigh") else MODE_THINK_HIGH
+@dataclass
+class Answer:
+    """A finished non-streaming completion (after any cascade escalation)."""
+
+    prepared: PreparedCompletion  # of the attempt whose answer is returned
+    content: str
+    reasoning: str | None
+    logprobs: list[dict[str, Any]] | None
+    finish_reason: str
+    usage: Usage  # all attempts together: the tenant pays for all of them
+    cost: Cost
+    escalation: Escalation | None = None
+    attempts: list[Outcome] = field(default_factory=list)
 
 
 def cache_salt(tenant_id: str) -> bytes:
     """Prefix-cache entries are keyed by tenant so that tenants never share them."""
     return hashlib.sha256(b"gateway-prefix-cache\x00" + tenant_id.encode()).digest()
+
+
+def add_usage(a: Usage, b: Usage) -> Usage:
+    return Usage(
+        prompt_tokens=a.prompt_tokens + b.prompt_tokens,
+        prompt_cache_hit_tokens=a.prompt_cache_hit_tokens + b.prompt_cache_hit_tokens,
+        prompt_cache_miss_tokens=a.prompt_cache_miss_tokens + b.prompt_cache_miss_tokens,
+        completion_tokens=a.completion_tokens + b.completion_tokens,
+        reasoning_tokens=a.reasoning_tokens + b.reasoning_tokens,
+    )
 
 
 class CompletionService:
@@ -99,21 +139,71 @@ class CompletionService:
         model: ChatModel,
         engine: GenerationEngine,
         sessions: async_sessionmaker[AsyncSession],
-        reasoning_budgets: dict[str, int] | None = None,
+        policies: PolicyCache,
+        metering: Metering,
+        reasoning_budgets: dict[tuple[str, str], int] | None = None,
     ):
         self._model = model
         self._engine = engine
         self._sessions = sessions
-        self._reasoning_budgets = reasoning_budgets or {MODE_THINK_HIGH: 512, MODE_THINK_MAX: 2048}
+        self._policies = policies
+        self._metering = metering
+        self._reasoning_budgets = reasoning_budgets or DEFAULT_REASONING_BUDGETS
 
-    def prepare(self, principal: Principal, request: ChatCompletionRequest) -> PreparedCompletion:
-        variant = resolve_model(request.model)
-        mode = request_mode(request)
+    @property
+    def artifact(self) -> ModelArtifact:
+        return self._model.artifact
+
+    # -- prepare ---------------------------------------------------------------------------
+
+    async def prepare(
+        self, principal: Principal, request: ChatCompletionRequest, *, use_case: str | None = None
+    ) -> PreparedCompletion:
+        started_at = utcnow()
         messages = [{"role": m.role, "content": m.text()} for m in request.messages]
         prompt_ids = self._model.encode_chat(messages, add_generation_prompt=True)
+        room = self._context_room(prompt_ids, request.output_limit)
+        use_case = use_case or (request.metadata or {}).get("use_case")
+        policy = await self._policies.get(principal.tenant_id)
+        quotes = await self._metering.quotes_at(started_at)
+        decision = decide(
+            policy,
+            DecisionRequest(
+                model=request.model,
+                prompt_tokens=len(prompt_ids),
+                thinking=request.thinking.type if request.thinking else None,
+                reasoning_effort=request.reasoning_effort,
+                use_case=use_case,
+                max_tokens=request.output_limit,
+            ),
+            quotes,
+        )
+        max_tokens = min(decision.max_output_tokens, room)
+        client_logprobs = bool(request.logprobs)
+        request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        prepared = PreparedCompletion(
+            request_id=request_id,
+            principal=principal,
+            request=request,
+            decision=decision,
+            quotes=quotes,
+            generation=self._generation(request_id, principal, request, decision, prompt_ids, max_tokens),
+            started_at=started_at,
+            prompt_sha256=prompt_digest(messages),
+            client_logprobs=client_logprobs,
+        )
+        prepared.reservation = await self._metering.reserve(
+            request_id,
+            principal.tenant_id,
+            principal.key_id,
+            usd_to_units(decision.worst_case_total_usd),
+            started_at,
+        )
+        return prepared
+
+    def _context_room(self, prompt_ids: list[int], asked: int | None) -> int:
         context = self._model.context_length
         room = context - len(prompt_ids)
-        asked = request.output_limit
         if room <= 0 or (asked is not None and asked > room):
             needed = len(prompt_ids) + (asked or 1)
             raise InvalidRequestError(
@@ -123,10 +213,24 @@ class CompletionService:
                 param="messages",
                 code="context_length_exceeded",
             )
-        max_tokens = asked if asked is not None else min(DEFAULT_MAX_TOKENS, room)
-        temperature = 1.0 if request.temperature is None else request.temperature
+        return room
+
+    def _generation(
+        self,
+        request_id: str,
+        principal: Principal,
+        request: ChatCompletionRequest,
+        decision: Decision,
+        prompt_ids: list[int],
+        max_tokens: int,
+    ) -> GenerationRequest:
+        reasoning_budget = None
+        if decision.mode is not Mode.NON_THINK:
+            budget = self._reasoning_budgets.get((str(decision.variant), str(decision.mode)), 512)
+            reasoning_budget = max(1, min(budget, max_tokens - 1))
+        top_logprobs = request.top_logprobs or 0
         sampling = SamplingParams(
-            temperature=temperature,
+            temperature=1.0 if request.temperature is None else request.temperature,
             top_p=1.0 if request.top_p is None else request.top_p,
             top_k=request.top_k or 0,
             max_tokens=max_tokens,
@@ -134,32 +238,116 @@ class CompletionService:
             seed=request.seed,
             frequency_penalty=request.frequency_penalty or 0.0,
             presence_penalty=request.presence_penalty or 0.0,
-            logprobs=bool(request.logprobs),
-            top_logprobs=request.top_logprobs or 0,
+            # The cascade judges the first answer by its token log-probabilities.
+            logprobs=bool(request.logprobs) or decision.cascade is not None,
+            top_logprobs=top_logprobs,
         )
-        request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        generation = GenerationRequest(
+        return GenerationRequest(
             request_id=request_id,
             prompt_token_ids=prompt_ids,
             sampling=sampling,
             cache_salt=cache_salt(principal.tenant_id),
-            reasoning_budget=self._reasoning_budgets.get(mode),
-        )
-        return PreparedCompletion(
-            request_id=request_id,
-            principal=principal,
-            request=request,
-            model_id=request.model,
-            variant=variant,
-            mode=mode,
-            generation=generation,
-            started_at=utcnow(),
+            reasoning_budget=reasoning_budget,
         )
 
-    async def run(
+    # -- run -------------------------------------------------------------------------------
+
+    async def stream(
         self, prepared: PreparedCompletion, outcome: Outcome
     ) -> AsyncIterator[TokenDelta | Finished]:
-        """Generate, and record usage and audit exactly once however the stream ends
+        """One attempt, streamed; the budget reservation is settled however it ends."""
+        try:
+            async for event in self._attempt(prepared, outcome, attempt=1):
+                yield event
+        finally:
+            await asyncio.shield(self._settle(prepared, [outcome]))
+
+    async def complete(self, prepared: PreparedCompletion) -> Answer:
+        """The whole answer; with a cascade, a low-confidence first answer is answered
+        again by the escalation model, and both attempts are metered and audited."""
+        outcomes: list[Outcome] = []
+        try:
+            first = await self._collect(prepared, outcomes, attempt=1)
+            plan = prepared.decision.cascade
+            if plan is None:
+                return first
+            answer_logprobs = [lp["logprob"] for lp in first.logprobs or []]
+            escalation = should_escalate(plan, answer_logprobs)
+            first.escalation = escalation
+            if not escalation.escalate:
+                return first
+            second_prepared = self._escalated(prepared, escalation)
+            second = await self._collect(second_prepared, outcomes, attempt=2, escalation=escalation)
+            second.usage = add_usage(first.usage, second.usage)
+            second.cost = first.cost + second.cost
+            second.escalation = escalation
+            return second
+        finally:
+            await asyncio.shield(self._settle(prepared, outcomes))
+
+    def _escalated(self, prepared: PreparedCompletion, escalation: Escalation) -> PreparedCompletion:
+        plan = prepared.decision.cascade
+        assert plan is not None
+        decision = replace(
+            prepared.decision,
+            variant=Variant(plan.variant),
+            mode=Mode(plan.mode),
+            model=plan.model,
+            cascade=None,
+            reasons=(*prepared.decision.reasons, escalation.reason),
+        )
+        generation = self._generation(
+            prepared.request_id,
+            prepared.principal,
+            prepared.request,
+            decision,
+            prepared.generation.prompt_token_ids,
+            prepared.generation.sampling.max_tokens or 1,
+        )
+        return replace(prepared, decision=decision, generation=generation)
+
+    async def _collect(
+        self,
+        prepared: PreparedCompletion,
+        outcomes: list[Outcome],
+        *,
+        attempt: int,
+        escalation: Escalation | None = None,
+    ) -> Answer:
+        outcome = Outcome()
+        outcomes.append(outcome)
+        content: list[str] = []
+        reasoning: list[str] = []
+        logprobs: list[dict[str, Any]] = []
+        finished: Finished | None = None
+        async for event in self._attempt(prepared, outcome, attempt=attempt, escalation=escalation):
+            if isinstance(event, TokenDelta):
+                (reasoning if event.reasoning else content).append(event.text)
+                if event.logprobs and not event.reasoning:
+                    logprobs.extend(event.logprobs)
+            else:
+                finished = event
+        assert finished is not None and outcome.cost is not None  # the engine always ends with Finished
+        return Answer(
+            prepared=prepared,
+            content="".join(content),
+            reasoning="".join(reasoning) if prepared.generation.reasoning_budget is not None else None,
+            logprobs=logprobs if prepared.generation.sampling.logprobs else None,
+            finish_reason=finished.finish_reason,
+            usage=finished.usage,
+            cost=outcome.cost,
+            attempts=outcomes,
+        )
+
+    async def _attempt(
+        self,
+        prepared: PreparedCompletion,
+        outcome: Outcome,
+        *,
+        attempt: int,
+        escalation: Escalation | None = None,
+    ) -> AsyncIterator[TokenDelta | Finished]:
+        """Generate, then record cost, usage and audit exactly once however it ends
         (finished, client gone, or error)."""
         try:
             async for event in self._engine.generate(prepared.generation):
@@ -171,79 +359,65 @@ class CompletionService:
                     outcome.finish_reason = event.finish_reason
                     outcome.usage = event.usage
                     outcome.status = "cancelled" if event.finish_reason == "cancelled" else "completed"
+                    u = event.usage  # priced now so that a stream's final usage chunk carries the cost
+                    outcome.cost = cost_of(
+                        prepared.quote,
+                        u.prompt_cache_hit_tokens,
+                        u.prompt_cache_miss_tokens,
+                        u.completion_tokens,
+                    )
                 yield event
         except (asyncio.CancelledError, GeneratorExit):
             outcome.status = "cancelled"
             raise
         finally:
             # Shielded: a disconnecting client cancels this task, but the record must land.
-            await asyncio.shield(self._record(prepared, outcome))
+            await asyncio.shield(self._record(self._record_for(prepared, outcome, attempt, escalation)))
 
-    async def _record(self, prepared: PreparedCompletion, outcome: Outcome) -> None:
+    def _record_for(
+        self, prepared: PreparedCompletion, outcome: Outcome, attempt: int, escalation: Escalation | None
+    ) -> AttemptRecord:
+        prompt_tokens = len(prepared.generation.prompt_token_ids)
         usage = outcome.usage or Usage(
-            prompt_tokens=len(prepared.generation.prompt_token_ids),
+            prompt_tokens=prompt_tokens,
             prompt_cache_hit_tokens=0,
-            prompt_cache_miss_tokens=len(prepared.generation.prompt_token_ids),
+            prompt_cache_miss_tokens=prompt_tokens,
             completion_tokens=outcome.completion_tokens,
             reasoning_tokens=outcome.reasoning_tokens,
         )
-        principal = prepared.principal
-        artifact = self._model.artifact
+        record = AttemptRecord(
+            request_id=prepared.request_id,
+            attempt=attempt,
+            principal=prepared.principal,
+            decision=prepared.decision,
+            quote=prepared.quote,
+            artifact=self._model.artifact,
+            usage=usage,
+            status=outcome.status,
+            finish_reason=outcome.finish_reason,
+            stream=prepared.request.stream,
+            started_at=prepared.started_at,
+            prompt_sha256=prepared.prompt_sha256,
+            escalation=None
+            if escalation is None
+            else {"confidence": escalation.confidence, "reason": escalation.reason},
+        )
+        outcome.cost = record.cost
+        return record
+
+    async def _record(self, record: AttemptRecord) -> None:
+        await self._metering.record(record.usage_entry(utcnow()))
+        await audit_attempt(self._sessions, record)
+
+    async def _settle(self, prepared: PreparedCompletion, outcomes: list[Outcome]) -> None:
+        """Settle the reservation to what all attempts actually cost (also when cancelled)."""
+        if prepared.reservation is None:
+            return
+        actual = sum(o.cost.total for o in outcomes if o.cost is not None)
         try:
-            async with transaction(self._sessions) as session:
-                session.add(
-                    UsageRecord(
-                        request_id=prepared.request_id,
-                        attempt=1,
-                        tenant_id=principal.tenant_id,
-                        api_key_id=principal.key_id,
-                        model=prepared.model_id,
-                        variant=prepared.variant,
-                        mode=prepared.mode,
-                        artifact_id=artifact.name,
-                        status=outcome.status,
-                        finish_reason=outcome.finish_reason,
-                        stream=prepared.request.stream,
-                        prompt_tokens=usage.prompt_tokens,
-                        prompt_cache_hit_tokens=usage.prompt_cache_hit_tokens,
-                        prompt_cache_miss_tokens=usage.prompt_cache_miss_tokens,
-                        completion_tokens=usage.completion_tokens,
-                        reasoning_tokens=usage.reasoning_tokens,
-                        started_at=prepared.started_at,
-                        finished_at=utcnow(),
-                    )
-                )
-                await append_event(
-                    session,
-                    kind="request.completed"
-                    if outcome.status == "completed"
-                    else f"request.{outcome.status}",
-                    actor=f"key:{principal.key_id}",
-                    tenant_id=principal.tenant_id,
-                    request_id=prepared.request_id,
-                    payload={
-                        "model": prepared.model_id,
-                        "variant": prepared.variant,
-                        "mode": prepared.mode,
-                        "artifact": {
-                            "name": artifact.name,
-                            "sha256": artifact.sha256,
-                            "license": artifact.license,
-                        },
-                        "usage": {
-                            "prompt_tokens": usage.prompt_tokens,
-                            "prompt_cache_hit_tokens": usage.prompt_cache_hit_tokens,
-                            "prompt_cache_miss_tokens": usage.prompt_cache_miss_tokens,
-                            "completion_tokens": usage.completion_tokens,
-                            "reasoning_tokens": usage.reasoning_tokens,
-                        },
-                        "finish_reason": outcome.finish_reason,
-                        "status": outcome.status,
-                    },
-                )
+            alerts = await self._metering.settle(prepared.reservation, actual)
         except Exception:
-            # Never with prompt text: only ids and counts reach the log.
-            log.exception("failed to record usage for request %s", prepared.request_id)
-            raise
-        finally:
-            outcome.record_written.set()
+            log.exception("settling the reservation of %s failed; the reaper returns it", prepared.request_id)
+            return
+        if alerts:
+            await record_billing_events(self._sessions, [alert.to_event() for alert in alerts])

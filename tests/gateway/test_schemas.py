@@ -2,7 +2,6 @@ import pytest
 
 from gateway.api.schemas import decode_chat_request
 from gateway.errors import InvalidRequestError
-from gateway.service.completions import request_mode
 
 
 def parse(body: str):
@@ -58,22 +57,3 @@ def test_invalid_fields_name_the_parameter(body: str, param: str | None) -> None
 def test_malformed_json_is_400(body: str) -> None:
     with pytest.raises(InvalidRequestError):
         parse(body)
-
-
-@pytest.mark.parametrize(
-    ("extra", "mode"),
-    [
-        ("", "non-think"),
-        (', "thinking": {"type": "disabled"}', "non-think"),
-        (', "thinking": {"type": "disabled"}, "reasoning_effort": "max"', "non-think"),
-        (', "thinking": {"type": "enabled"}', "think-high"),
-        (', "thinking": {"type": "enabled"}, "reasoning_effort": "low"', "think-high"),
-        (', "thinking": {"type": "enabled"}, "reasoning_effort": "medium"', "think-high"),
-        (', "thinking": {"type": "enabled"}, "reasoning_effort": "high"', "think-high"),
-        (', "thinking": {"type": "enabled"}, "reasoning_effort": "xhigh"', "think-max"),
-        (', "reasoning_effort": "max"', "think-max"),
-    ],
-)
-def test_reasoning_mode_mapping(extra: str, mode: str) -> None:
-    req = parse('{"model": "m", "messages": [{"role": "user", "content": "x"}]' + extra + "}")
-    assert request_mode(req) == mode

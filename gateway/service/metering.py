@@ -1,0 +1,126 @@
+"""The billing side of a request: prices in force, budget reservations, usage records.
+
+Wraps the billing room for the request path: quotes come from an in-memory catalog (so
+the decision stays pure), reservations from the budget backend (Redis or in-process), and
+usage entries go through the batched, spooling ledger writer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from billing.budgets.store import BudgetStore, spent_in_period
+from billing.budgets.types import Budget, BudgetAlert, BudgetBackend, Reservation
+from billing.catalog.model import PriceCatalog, PriceQuote
+from billing.catalog.store import CatalogStore
+from billing.ledger.entry import UsageEntry
+from billing.ledger.writer import UsageWriter
+from billing.types import Variant
+
+log = logging.getLogger(__name__)
+
+VARIANTS = (Variant("flash"), Variant("pro"))
+
+
+class Metering:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        catalog_store: CatalogStore,
+        budget_store: BudgetStore,
+        budgets: BudgetBackend,
+        writer: UsageWriter,
+        config_ttl_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._sessions = sessions
+        self.catalog_store = catalog_store
+        self.budget_store = budget_store
+        self.budgets = budgets
+        self.writer = writer
+        self._ttl_s = config_ttl_s
+        self._clock = clock
+        self._catalog: PriceCatalog | None = None
+        self._catalog_loaded = 0.0
+        self._budget_cache: dict[tuple[str, str | None], tuple[float, list[Budget]]] = {}
+        self._seeded: set[str] = set()
+
+    async def start(self) -> None:
+        await self.reload_catalog()
+        await self.writer.start()
+
+    async def stop(self) -> None:
+        await self.writer.stop()
+
+    async def reload_catalog(self) -> PriceCatalog:
+        self._catalog = await self.catalog_store.load()
+        self._catalog_loaded = self._clock()
+        return self._catalog
+
+    @property
+    def catalog(self) -> PriceCatalog:
+        if self._catalog is None:
+            raise RuntimeError("Metering.start() was not awaited")
+        return self._catalog
+
+    async def quotes_at(self, at: dt.datetime) -> dict[str, PriceQuote]:
+        """Prices in force at `at` for every variant (the catalog refreshes every ttl)."""
+        if self._clock() - self._catalog_loaded >= self._ttl_s * 15:
+            await self.reload_catalog()
+        return {str(v): self.catalog.prices_at(v, at) for v in VARIANTS}
+
+    async def budgets_for(self, tenant_id: str, key_id: str | None) -> list[Budget]:
+        cache_key = (tenant_id, key_id)
+        cached = self._budget_cache.get(cache_key)
+        now = self._clock()
+        if cached is not None and now - cached[0] < self._ttl_s:
+            return cached[1]
+        budgets = await self.budget_store.budgets_for(tenant_id, key_id)
+        self._budget_cache[cache_key] = (now, budgets)
+        return budgets
+
+    def forget_budgets(self, tenant_id: str) -> None:
+        for cache_key in [k for k in self._budget_cache if k[0] == tenant_id]:
+            del self._budget_cache[cache_key]
+
+    async def reserve(
+        self, reservation_id: str, tenant_id: str, key_id: str | None, amount_units: int, at: dt.datetime
+    ) -> Reservation | None:
+        """Hold the worst case against every budget of the tenant and key (raises
+        BudgetExceededError for a hard budget that cannot cover it); None without budgets."""
+        budgets = await self.budgets_for(tenant_id, key_id)
+        if not budgets:
+            return None
+        await self._seed_from_ledger(budgets, at)
+        return await self.budgets.reserve(reservation_id, budgets, amount_units, at=at)
+
+    async def _seed_from_ledger(self, budgets: list[Budget], at: dt.datetime) -> None:
+        # A counter this process has not seen in this period starts from the ledger, so a
+        # restart (or a Redis that lost its data) never forgets what was spent.
+        for budget in budgets:
+            name = budget.counter_name(at)
+            if name in self._seeded:
+                continue
+            async with self._sessions() as session:
+                spent = await spent_in_period(session, budget, at)
+            await self.budgets.seed_spent(budget, spent, at)
+            self._seeded.add(name)
+
+    async def settle(self, reservation: Reservation | None, actual_units: int) -> tuple[BudgetAlert, ...]:
+        if reservation is None:
+            return ()
+        result = await self.budgets.settle(reservation, actual_units)
+        return result.alerts
+
+    async def release(self, reservation: Reservation | None) -> None:
+        if reservation is not None:
+            await self.budgets.release(reservation)
+
+    async def record(self, entry: UsageEntry) -> None:
+        await self.writer.submit(entry)

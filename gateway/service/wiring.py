@@ -1,0 +1,40 @@
+"""Builds the billing and policy services the request path needs, from settings."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from billing.budgets.memory import MemoryBudgets
+from billing.budgets.redis_backend import RedisBudgets
+from billing.budgets.store import BudgetStore
+from billing.budgets.types import BudgetBackend
+from billing.catalog.store import CatalogStore
+from billing.ledger.spool import UsageSpool
+from billing.ledger.writer import UsageWriter
+from gateway.service.metering import Metering
+from gateway.settings import Settings
+
+
+async def start_metering(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], stack: AsyncExitStack
+) -> Metering:
+    """Metering with Redis-backed budgets when GATEWAY_REDIS_URL is set, else in-process."""
+    budgets: BudgetBackend
+    if settings.redis_url:
+        redis_budgets = RedisBudgets.from_url(settings.redis_url)
+        stack.push_async_callback(redis_budgets.close)
+        budgets = redis_budgets
+    else:
+        budgets = MemoryBudgets()
+    metering = Metering(
+        sessions=sessions,
+        catalog_store=CatalogStore(sessions),
+        budget_store=BudgetStore(sessions),
+        budgets=budgets,
+        writer=UsageWriter(sessions, UsageSpool(settings.data_dir / "spool")),
+    )
+    await metering.start()
+    stack.push_async_callback(metering.stop)
+    return metering
