@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from decimal import Decimal
 
 import openai
 import pytest
@@ -24,6 +25,16 @@ def db_rows(server: RunningGateway, sql: str, *args: object) -> list[tuple]:
         return conn.execute(sql, args).fetchall()
 
 
+def wait_rows(server: RunningGateway, count: int, sql: str, *args: object, timeout_s: float = 30) -> list[tuple]:
+    """Usage records are written by a batching writer: poll until `count` rows are there."""
+    deadline = time.monotonic() + timeout_s
+    rows = db_rows(server, sql, *args)
+    while len(rows) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+        rows = db_rows(server, sql, *args)
+    return rows
+
+
 def test_answer_stream_usage_records_and_revocation(gateway_server: RunningGateway) -> None:
     issued = gateway_server.create_key("e2e-france")
     api = client(gateway_server, issued["key"])
@@ -37,6 +48,11 @@ def test_answer_stream_usage_records_and_revocation(gateway_server: RunningGatew
     assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens > 0
     extra = usage.model_extra or {}
     assert extra["prompt_cache_hit_tokens"] + extra["prompt_cache_miss_tokens"] == usage.prompt_tokens
+    # Exact cost as decimal strings, with its line items and the price version in force.
+    details = extra["cost_details"]
+    assert Decimal(extra["cost_usd"]) == sum(Decimal(v) for v in details.values()) > 0
+    assert set(details) == {"cache_hit_usd", "cache_miss_usd", "output_usd"}
+    assert extra["price_version"].startswith("v4-")
 
     chunks = list(
         api.chat.completions.create(
@@ -56,8 +72,9 @@ def test_answer_stream_usage_records_and_revocation(gateway_server: RunningGatew
         "stop"
     ]
 
-    rows = db_rows(
+    rows = wait_rows(
         gateway_server,
+        2,
         "SELECT u.request_id, u.model, u.status, u.prompt_tokens, u.completion_tokens, u.stream "
         "FROM usage_records u JOIN tenants t ON t.id = u.tenant_id WHERE t.name = ? ORDER BY u.id",
         "e2e-france",
