@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -17,6 +18,7 @@ from gateway.api.admin.tenants import tenants_router
 from gateway.api.chat import chat_completions
 from gateway.api.errors import handle_exception
 from gateway.api.health import healthz, readyz
+from gateway.api.metrics import prometheus_metrics
 from gateway.api.models import list_models, retrieve_model
 from gateway.auth.admin import AdminAuthenticator
 from gateway.auth.keys import load_or_create_pepper
@@ -26,6 +28,7 @@ from gateway.service.metering import Metering
 from gateway.service.tenant_policies import PolicyCache
 from gateway.service.wiring import start_metering
 from gateway.settings import Settings
+from gateway.telemetry import Telemetry, telemetry_middleware
 from inference import ModelArtifact
 
 log = logging.getLogger(__name__)
@@ -46,12 +49,17 @@ class Services:
     completions: CompletionService | None
     artifact: ModelArtifact | None
     started_unix: int
+    telemetry: Telemetry
 
 
-def create_app(settings: Settings) -> Litestar:
+def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Litestar:
+    """`telemetry`: built from settings in the lifespan unless given (tests pass one with
+    in-memory exporters; the caller then owns its shutdown)."""
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        tel = telemetry if telemetry is not None else Telemetry.from_settings(settings)
         async with AsyncExitStack() as stack:
             db = make_engine(settings.resolved_database_url)
             stack.push_async_callback(db.dispose)

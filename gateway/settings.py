@@ -12,6 +12,11 @@ from gateway.errors import ConfigurationError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "log_format": ("text", "json"),
+    "otel_exporter": ("none", "console", "otlp"),
+    "metrics": ("none", "prometheus"),
+}
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,28 @@ class Settings:
     access_log: bool = True
     max_request_bytes: int = 4 * 1024 * 1024
     load_model: bool = True  # False: API without an engine (admin-only processes, tests)
+    # Observability (docs/observability.md). Logs: "text" or "json" (one object a line, with
+    # trace_id/span_id). Traces and metrics export: "none", "console" or "otlp" (HTTP/protobuf
+    # to otel_endpoint, a base URL; empty: the standard OTEL_EXPORTER_OTLP_* variables).
+    # Metrics: "prometheus" serves GET /metrics; "none" serves nothing.
+    log_format: str = "text"
+    otel_exporter: str = "none"
+    otel_endpoint: str = ""
+    otel_service_name: str = "deepseek-gateway"
+    otel_metric_interval_s: int = 60
+    metrics: str = "none"
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            value = str(getattr(self, name)).strip().lower()
+            object.__setattr__(self, name, value)  # frozen: normalise once, here
+            if value not in allowed:
+                raise ConfigurationError(
+                    f"GATEWAY_{name.upper()} must be one of {', '.join(allowed)}, got {value!r}"
+                )
+        if self.otel_metric_interval_s < 1:
+            raise ConfigurationError("GATEWAY_OTEL_METRIC_INTERVAL_S must be >= 1")
 
     @property
     def resolved_database_url(self) -> str:

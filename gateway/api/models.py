@@ -8,7 +8,7 @@ from litestar import Request, get
 
 from gateway.api.auth import authenticate
 from gateway.errors import ModelNotFoundError
-from gateway.service.catalog import VARIANT_OF_MODEL
+from gateway.service.catalog import SERVED_MODELS, VARIANT_OF_MODEL
 
 OWNER = "deepseek-gateway"
 
@@ -20,7 +20,7 @@ def _model_entry(model_id: str, request: Request[Any, Any, Any]) -> dict[str, An
         "object": "model",
         "created": services.started_unix,
         "owned_by": OWNER,
-        "variant": VARIANT_OF_MODEL[model_id],
+        "variant": str(VARIANT_OF_MODEL[model_id]),
     }
     artifact = services.artifact
     if artifact is not None:
@@ -39,7 +39,7 @@ def _model_entry(model_id: str, request: Request[Any, Any, Any]) -> dict[str, An
 @get("/v1/models")
 async def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
     await authenticate(request)
-    return {"object": "list", "data": [_model_entry(m, request) for m in sorted(VARIANT_OF_MODEL)]}
+    return {"object": "list", "data": [_model_entry(m, request) for m in SERVED_MODELS]}
 
 
 @get("/v1/models/{model_id:str}")

@@ -1,33 +1,22 @@
-"""The model ids the API serves and what stands behind each."""
+"""The model ids the API serves."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from gateway.errors import ModelNotFoundError
-
-FLASH_MODEL_ID = "deepseek-v4-flash"
-PRO_MODEL_ID = "deepseek-v4-pro"
+from policy.types import AUTO_MODEL, MODEL_OF_VARIANT, VARIANT_OF_MODEL
 
 # Until device pools exist, both variants are served by the embedded model; the variant
-# still decides price, policy and audit records.
-VARIANT_OF_MODEL = {FLASH_MODEL_ID: "flash", PRO_MODEL_ID: "pro"}
-MODEL_OF_VARIANT = {v: k for k, v in VARIANT_OF_MODEL.items()}
+# still decides price, policy and audit records. `auto` lets the tenant's router choose.
+SERVED_MODELS = tuple(sorted(VARIANT_OF_MODEL))
+REQUESTABLE_MODELS = (*SERVED_MODELS, AUTO_MODEL)
+
+__all__ = ["MODEL_OF_VARIANT", "REQUESTABLE_MODELS", "SERVED_MODELS", "VARIANT_OF_MODEL", "check_model"]
 
 
-@dataclass(frozen=True)
-class ServedModel:
-    id: str
-    variant: str
-    artifact_id: str
-
-
-def resolve_model(model_id: str) -> str:
-    """The variant for a requested model id, or a 404 naming the ids that exist."""
-    variant = VARIANT_OF_MODEL.get(model_id)
-    if variant is None:
-        known = ", ".join(sorted(VARIANT_OF_MODEL))
+def check_model(model_id: str) -> None:
+    """A 404 naming the ids that exist, for a model id nobody serves."""
+    if model_id not in REQUESTABLE_MODELS:
         raise ModelNotFoundError(
-            f"The model {model_id!r} does not exist. Available models: {known}.", param="model"
+            f"The model {model_id!r} does not exist. Available models: {', '.join(REQUESTABLE_MODELS)}.",
+            param="model",
         )
-    return variant

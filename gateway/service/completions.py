@@ -26,6 +26,7 @@ from billing.db import utcnow
 from gateway.api.schemas import ChatCompletionRequest
 from gateway.auth.service import Principal
 from gateway.errors import InvalidRequestError
+from gateway.service.catalog import check_model
 from gateway.service.metering import Metering
 from gateway.service.recording import AttemptRecord, audit_attempt, prompt_digest, record_billing_events
 from gateway.service.tenant_policies import PolicyCache
@@ -160,6 +161,7 @@ class CompletionService:
         self, principal: Principal, request: ChatCompletionRequest, *, use_case: str | None = None
     ) -> PreparedCompletion:
         started_at = utcnow()
+        check_model(request.model)
         messages = [{"role": m.role, "content": m.text()} for m in request.messages]
         prompt_ids = self._model.encode_chat(messages, add_generation_prompt=True)
         room = self._context_room(prompt_ids, request.output_limit)

@@ -1,0 +1,221 @@
+"""Verify the audit chain and say what was tampered with: modified, deleted, inserted or
+reordered events (``gateway audit verify``).
+
+The start of the chain is the genesis hash, or the latest signed purge checkpoint. Each
+event must hash to its stored hash (recomputed at its stored seq; an event that hashes
+correctly only at another seq was moved), link to its predecessor's hash, and the last
+event must match the chain-head row. Signed anchor checkpoints pin the hash of an event,
+so rewriting history before an anchor is caught even when every hash was recomputed.
+Retained texts must match their (hashed) sha256 and must not vanish before they expire.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.audit.checkpoint_models import AuditCheckpoint
+from gateway.audit.checkpoints import GENESIS_SIGNATURE, list_checkpoints, signature_ok
+from gateway.audit.content import content_problems
+from gateway.audit.log import GENESIS_HASH, canonical_event_bytes
+from gateway.audit.models import AuditChainHead, AuditEvent
+
+MOVE_WINDOW = 4  # how far from its stored seq a moved event's original seq is searched
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    kind: str  # modified | deleted | inserted | reordered | renumbered | head | checkpoint
+    seq: int | None
+    message: str
+    event_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "seq": self.seq, "event_id": self.event_id, "message": self.message}
+
+
+@dataclass
+class VerifyReport:
+    checked: int
+    problems: list[Problem] = field(default_factory=list)
+    first_seq: int | None = None
+    last_seq: int | None = None
+    start_seq: int = 0  # the chain starts after this seq (a purge checkpoint), 0 from genesis
+    checkpoints: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checked": self.checked, "problems": [p.as_dict() for p in self.problems],
+                "first_seq": self.first_seq, "last_seq": self.last_seq, "start_seq": self.start_seq,
+                "checkpoints": self.checkpoints}
+
+
+def hash_at(e: AuditEvent, seq: int) -> str:
+    return hashlib.sha256(canonical_event_bytes(
+        seq=seq, event_id=e.event_id, at=e.at, kind=e.kind, actor=e.actor, tenant_id=e.tenant_id,
+        request_id=e.request_id, payload=e.payload, prev_hash=e.prev_hash,
+    )).hexdigest()
+
+
+def original_seq(e: AuditEvent) -> int | None:
+    """The seq at which the event's stored hash was computed, or None (content changed)."""
+    if hash_at(e, e.seq) == e.hash:
+        return e.seq
+    for d in range(1, MOVE_WINDOW + 1):
+        for cand in (e.seq - d, e.seq + d):
+            if cand > 0 and hash_at(e, cand) == e.hash:
+                return cand
+    return None
+
+
+def _check_checkpoints(cps: Sequence[AuditCheckpoint], key: bytes | None, out: list[Problem]
+                       ) -> list[AuditCheckpoint]:
+    """Problems of the checkpoint rows themselves; returns the trustworthy ones."""
+    good: list[AuditCheckpoint] = []
+    prev = GENESIS_SIGNATURE
+    for cp in cps:
+        if key is None:
+            out.append(Problem("checkpoint", cp.seq, f"checkpoint {cp.id} cannot be checked: no audit key"))
+        elif not signature_ok(key, cp):
+            out.append(Problem("checkpoint", cp.seq,
+                               f"checkpoint {cp.id} ({cp.kind} at seq {cp.seq}) has an invalid signature: modified"))
+            prev = cp.signature
+            continue
+        if cp.prev_signature != prev:
+            out.append(Problem("checkpoint", cp.seq, f"checkpoint {cp.id} does not follow the previous "
+                                                     "checkpoint: a checkpoint was deleted or reordered"))
+        prev = cp.signature
+        good.append(cp)
+    return good
+
+
+def verify_rows(
+    events: Sequence[AuditEvent],
+    head: tuple[int, str] | None,
+    checkpoints: Sequence[AuditCheckpoint] = (),
+    key: bytes | None = None,
+    now: dt.datetime | None = None,
+    anchors_until: int | None = None,
+) -> VerifyReport:
+    """Verify events (any order; sorted by seq here) against the head and checkpoints.
+
+    ``anchors_until``: check only anchors up to this seq (when verifying a prefix)."""
+    now = now or dt.datetime.now(dt.UTC)
+    rows = sorted(events, key=lambda e: e.seq)
+    problems: list[Problem] = []
+    good_cps = _check_checkpoints(checkpoints, key, problems)
+    purges = [cp for cp in good_cps if cp.kind == "purge"]
+    start_seq, start_hash = (purges[-1].seq, purges[-1].hash) if purges else (0, GENESIS_HASH)
+    if not purges and any(cp.kind == "purge" for cp in checkpoints):
+        start_seq = max(cp.seq for cp in checkpoints if cp.kind == "purge")  # untrusted, but the best guess
+    report = VerifyReport(checked=len(rows), problems=problems, start_seq=start_seq,
+                          checkpoints=len(checkpoints))
+    if rows:
+        report.first_seq, report.last_seq = rows[0].seq, rows[-1].seq
+
+    def add(kind: str, seq: int | None, message: str, e: AuditEvent | None = None) -> None:
+        problems.append(Problem(kind, seq, message, e.event_id if e is not None else None))
+
+    orig = {id(e): original_seq(e) for e in rows}
+    by_hash: dict[str, AuditEvent] = {e.hash: e for e in rows}
+    referenced: dict[str, list[AuditEvent]] = defaultdict(list)
+    for e in rows:
+        referenced[e.prev_hash].append(e)
+    position = {id(e): i for i, e in enumerate(rows)}
+
+    for e in rows:
+        if e.seq <= start_seq:
+            add("inserted", e.seq, f"event seq {e.seq} lies before the purge checkpoint at seq {start_seq}", e)
+        if orig[id(e)] is None:
+            add("modified", e.seq, f"event seq {e.seq} ({e.kind}) does not match its hash: modified", e)
+        for why in content_problems(e.payload, now):
+            add("modified", e.seq, f"event seq {e.seq}: {why}", e)
+
+    inserted: set[int] = set()
+    for i, e in enumerate(rows):
+        if e.seq <= start_seq:
+            continue
+        before = rows[i - 1] if i > 0 and rows[i - 1].seq > start_seq else None
+        expected = before.hash if before is not None else start_hash
+        if e.prev_hash == expected or orig[id(e)] is None:
+            continue
+        e_orig = orig[id(e)] or e.seq
+        pred = by_hash.get(e.prev_hash)
+        if pred is None and e.prev_hash != start_hash:
+            prev_orig = (orig[id(before)] or before.seq) if before is not None else start_seq
+            if e_orig == prev_orig + 1 and before is not None:
+                add("modified", before.seq, f"event seq {before.seq} was rewritten (its hash was recomputed; "
+                                            f"event seq {e.seq} recorded a different one)", before)
+            else:
+                first, last = prev_orig + 1, e_orig - 1
+                span = f"seq {first}" if first >= last else f"seqs {first}..{last}"
+                add("deleted", first, f"event(s) {span} missing before event seq {e.seq}: deleted")
+            continue
+        pred_pos = position[id(pred)] if pred is not None else -1
+        if pred_pos > i:
+            continue  # e sits before its predecessor: reported below as reordered
+        for between in rows[pred_pos + 1:i]:
+            if between.seq > start_seq and not referenced.get(between.hash) and id(between) not in inserted:
+                inserted.add(id(between))
+                add("inserted", between.seq, f"event seq {between.seq} ({between.kind}) is not part of the "
+                                             "chain: inserted", between)
+
+    moved = [e for e in rows if orig[id(e)] not in (None, e.seq)]
+    stored, original = {e.seq for e in moved}, {orig[id(e)] for e in moved}
+    if moved and stored == original:
+        for e in moved:
+            add("reordered", e.seq, f"event originally at seq {orig[id(e)]} is stored at seq {e.seq}: reordered", e)
+    elif moved:
+        shift = sorted({e.seq - (orig[id(e)] or 0) for e in moved})
+        add("renumbered", moved[0].seq, f"{len(moved)} event(s) from seq {moved[0].seq} carry another seq "
+                                        f"than they were written with (shifted by {shift}): renumbered to hide "
+                                        "an insertion or deletion")
+
+    for cp in good_cps:
+        if cp.kind != "anchor" or cp.seq <= start_seq or (anchors_until is not None and cp.seq > anchors_until):
+            continue
+        pinned = next((e for e in rows if (orig[id(e)] or e.seq) == cp.seq), None)
+        if pinned is None:
+            add("deleted", cp.seq, f"event seq {cp.seq}, pinned by signed checkpoint {cp.id}, is missing: deleted")
+        elif pinned.hash != cp.hash:
+            add("modified", cp.seq, f"event seq {cp.seq} differs from signed checkpoint {cp.id}: history "
+                                    "before it was rewritten", pinned)
+
+    if head is not None:  # stored seqs here: the head row records what append_event wrote last
+        head_seq, head_hash = head
+        last = rows[-1] if rows else None
+        last_seq = last.seq if last is not None else start_seq
+        last_hash = last.hash if last is not None else start_hash
+        if last_seq < head_seq:
+            first = last_seq + 1
+            span = f"seq {first}" if first == head_seq else f"seqs {first}..{head_seq}"
+            add("deleted", first, f"event(s) {span} at the end of the chain are missing: deleted")
+        elif last_seq > head_seq:
+            for e in rows:
+                if e.seq > head_seq and id(e) not in inserted:
+                    add("inserted", e.seq, f"event seq {e.seq} lies beyond the chain head (seq {head_seq}): "
+                                           "inserted", e)
+        elif last_hash != head_hash:
+            add("head", head_seq, f"the last event (seq {head_seq}) does not match the chain head: modified")
+    problems.sort(key=lambda p: (p.seq if p.seq is not None else -1, p.kind))
+    return report
+
+
+async def verify_chain(session: AsyncSession, *, key: bytes | None, now: dt.datetime | None = None
+                       ) -> VerifyReport:
+    """Load the chain, the head and the checkpoints, and verify them (read-only)."""
+    events = list((await session.scalars(select(AuditEvent).order_by(AuditEvent.seq))).all())
+    head_row = await session.get(AuditChainHead, 1)
+    head = (int(head_row.last_seq), str(head_row.last_hash)) if head_row is not None else None
+    checkpoints = await list_checkpoints(session)
+    return verify_rows(events, head, checkpoints, key, now)
