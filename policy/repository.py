@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import column, func, select, table
+from sqlalchemy import column, func, select, table, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policy.compiled import CompiledPolicy, canonical_json, compile_policy
@@ -57,11 +57,21 @@ def _stored(row: PolicyVersion, active_id: int | None) -> StoredPolicy:
 
 
 async def _lock_tenant(session: AsyncSession, tenant_id: str) -> None:
-    """Serialize policy writes per tenant (row lock on PostgreSQL; SQLite locks the file)."""
-    query = select(_tenants.c.id).where(_tenants.c.id == tenant_id)
-    if session.bind.dialect.name != "sqlite":
-        query = query.with_for_update()
-    if (await session.execute(query)).first() is None:
+    """Serialize policy writes per tenant.
+
+    PostgreSQL: a row lock on the tenant. SQLite has no row locks: a no-op UPDATE takes the
+    database write lock before the version number is read (busy_timeout makes others wait).
+    """
+    if session.bind.dialect.name == "sqlite":
+        found = (
+            await session.execute(
+                update(_tenants).where(_tenants.c.id == tenant_id).values(id=_tenants.c.id)
+            )
+        ).rowcount
+    else:
+        query = select(_tenants.c.id).where(_tenants.c.id == tenant_id).with_for_update()
+        found = len((await session.execute(query)).all())
+    if not found:
         raise PolicyNotFound(f"tenant {tenant_id!r} does not exist", rule="tenant")
 
 

@@ -109,3 +109,19 @@ async def test_set_without_activation_and_unknown_tenant(sessions, unique):
     with pytest.raises(PolicyNotFound):
         async with transaction(sessions) as s:
             await repo.set_policy(s, f"ten_missing_{unique}", V1, actor="ops")
+
+
+async def test_concurrent_sets_get_consecutive_versions(sessions, unique):
+    import asyncio
+
+    tenant = await make_tenant(sessions, unique)
+
+    async def one(i: int) -> int:
+        async with transaction(sessions) as s:
+            return (await repo.set_policy(s, tenant, {"description": f"v{i}"}, actor=f"a{i}")).version
+
+    versions = await asyncio.gather(*(one(i) for i in range(4)))
+    assert sorted(versions) == [1, 2, 3, 4]
+    async with sessions() as s:
+        active = await repo.get_active_version(s, tenant)
+        assert active is not None and active.version == 4
