@@ -57,7 +57,7 @@ class UsageRecord(Base):
 # The other billing tables, imported here so that gateway/db_models.py sees them all.
 from billing.budgets.models import BudgetRow  # noqa: E402
 from billing.catalog.models import PriceComparatorRow, PricePromotionRow, PriceVersionRow  # noqa: E402
-from billing.ledger.models import BillingJobState, Invoice, UsageHourly  # noqa: E402
+from billing.ledger.models import BillingJobState, Invoice, UsageDaily, UsageHourly  # noqa: E402
 
 __all__ = [
     "BillingJobState",
@@ -66,6 +66,7 @@ __all__ = [
     "PriceComparatorRow",
     "PricePromotionRow",
     "PriceVersionRow",
+    "UsageDaily",
     "UsageHourly",
     "UsageRecord",
 ]

@@ -37,6 +37,27 @@ class UsageHourly(Base):
     cost_total: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class UsageDaily(Base):
+    """usage_hourly summed per tenant, UTC day, variant and mode (all keys together):
+    a tenant's month is at most 31 x 6 rows. Rebuilt from usage_hourly with it."""
+
+    __tablename__ = "usage_daily"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[dt.datetime] = mapped_column(UTCDateTime, primary_key=True)  # 00:00 UTC
+    variant: Mapped[str] = mapped_column(String(16), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_hit_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_miss_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_cache_hit: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_cache_miss: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_output: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_total: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class Invoice(Base):
     """A tenant's monthly invoice. Lines are exact (units of 1e-12 USD); only the total is
     rounded, once, to cents half-even (see docs/billing.md)."""

@@ -1,8 +1,9 @@
 """Read side of the ledger: a tenant's usage by day and line item, totals, CSV.
 
-All queries read usage_hourly (the rollup), through its primary key prefix
-(tenant_id, hour), so a month costs at most a few thousand index-ordered rows whatever
-the size of usage_records. Figures are as fresh as the last rollup run.
+All queries read the rollups through their primary key prefix: usage_daily (tenant, day)
+for whole days of all keys, usage_hourly (tenant, hour) for one key or partial days. A
+month costs at most a few thousand index-ordered rows whatever the size of
+usage_records. Figures are as fresh as the last rollup run.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import csv
 import datetime as dt
 import io
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.cost import units_to_usd_str
-from billing.ledger.models import UsageHourly
+from billing.ledger.models import UsageDaily, UsageHourly
 from billing.ledger.sqlexpr import day_of
 from billing.sql import dialect_of
 from billing.types import TokenClass
@@ -67,10 +69,9 @@ class UsageDay:
         }
 
 
-_SUMS = (
-    UsageHourly.requests, UsageHourly.cache_hit_tokens, UsageHourly.cache_miss_tokens,
-    UsageHourly.output_tokens, UsageHourly.reasoning_tokens, UsageHourly.cost_cache_hit,
-    UsageHourly.cost_cache_miss, UsageHourly.cost_output, UsageHourly.cost_total,
+_SUM_NAMES = (
+    "requests", "cache_hit_tokens", "cache_miss_tokens", "output_tokens", "reasoning_tokens",
+    "cost_cache_hit", "cost_cache_miss", "cost_output", "cost_total",
 )
 
 
@@ -78,17 +79,36 @@ def _totals(values: tuple[object, ...]) -> UsageTotals:
     return UsageTotals(*(int(v or 0) for v in values))  # type: ignore[call-overload]
 
 
+def _is_midnight(at: dt.datetime) -> bool:
+    return at.astimezone(dt.UTC).time() == dt.time(0)
+
+
+def _source(
+    start: dt.datetime, end: dt.datetime, api_key_id: str | None = None
+) -> tuple[type[UsageDaily] | type[UsageHourly], Any]:
+    """usage_daily for whole UTC days of all keys, usage_hourly otherwise."""
+    if api_key_id is None and _is_midnight(start) and _is_midnight(end):
+        return UsageDaily, UsageDaily.day
+    return UsageHourly, UsageHourly.hour
+
+
+def _sums(table: type[UsageDaily] | type[UsageHourly]) -> list[Any]:
+    return [func.sum(getattr(table, c)) for c in _SUM_NAMES]
+
+
 async def usage_by_day(
     session: AsyncSession, tenant_id: str, start: dt.datetime, end: dt.datetime,
     *, api_key_id: str | None = None,
 ) -> list[UsageDay]:
-    """Usage and exact cost per UTC day, variant and mode for hours in [start, end)."""
-    day = day_of(dialect_of(session), UsageHourly.hour)
+    """Usage and exact cost per UTC day, variant and mode in [start, end) (optionally of
+    one key). Whole-day ranges of all keys read usage_daily (<= 31 x 6 rows a month)."""
+    table, when = _source(start, end, api_key_id)
+    day = day_of(dialect_of(session), when)
     q = (
-        select(day.label("day"), UsageHourly.variant, UsageHourly.mode, *(func.sum(c) for c in _SUMS))
-        .where(UsageHourly.tenant_id == tenant_id, UsageHourly.hour >= start, UsageHourly.hour < end)
-        .group_by(day, UsageHourly.variant, UsageHourly.mode)
-        .order_by(day, UsageHourly.variant, UsageHourly.mode)
+        select(day.label("day"), table.variant, table.mode, *_sums(table))
+        .where(table.tenant_id == tenant_id, when >= start, when < end)
+        .group_by(day, table.variant, table.mode)
+        .order_by(day, table.variant, table.mode)
     )
     if api_key_id is not None:
         q = q.where(UsageHourly.api_key_id == api_key_id)
@@ -99,23 +119,24 @@ async def usage_by_day(
 async def usage_by_variant_mode(
     session: AsyncSession, tenant_id: str, start: dt.datetime, end: dt.datetime
 ) -> dict[tuple[str, str], UsageTotals]:
+    table, when = _source(start, end)
     q = (
-        select(UsageHourly.variant, UsageHourly.mode, *(func.sum(c) for c in _SUMS))
-        .where(UsageHourly.tenant_id == tenant_id, UsageHourly.hour >= start, UsageHourly.hour < end)
-        .group_by(UsageHourly.variant, UsageHourly.mode)
+        select(table.variant, table.mode, *_sums(table))
+        .where(table.tenant_id == tenant_id, when >= start, when < end)
+        .group_by(table.variant, table.mode)
     )
     return {(r[0], r[1]): _totals(tuple(r[2:])) for r in (await session.execute(q)).all()}
 
 
 async def usage_totals(session: AsyncSession, tenant_id: str, start: dt.datetime, end: dt.datetime) -> UsageTotals:
-    q = select(*(func.sum(c) for c in _SUMS)).where(
-        UsageHourly.tenant_id == tenant_id, UsageHourly.hour >= start, UsageHourly.hour < end
-    )
+    table, when = _source(start, end)
+    q = select(*_sums(table)).where(table.tenant_id == tenant_id, when >= start, when < end)
     return _totals(tuple((await session.execute(q)).one()))
 
 
 async def tenants_with_usage(session: AsyncSession, start: dt.datetime, end: dt.datetime) -> list[str]:
-    q = select(UsageHourly.tenant_id).where(UsageHourly.hour >= start, UsageHourly.hour < end).distinct()
+    table, when = _source(start, end)
+    q = select(table.tenant_id).where(when >= start, when < end).distinct()
     return sorted((await session.scalars(q)).all())
 
 

@@ -1,4 +1,5 @@
-"""The hourly rollup: usage_records summed into usage_hourly, rebuilt hour by hour.
+"""The hourly rollup: usage_records summed into usage_hourly (per key) and usage_daily
+(per tenant), rebuilt hour by hour (and the days containing those hours).
 
 Rebuilding an hour deletes its rollup rows and re-aggregates the hour's records, so it is
 idempotent and also correct for records that arrive late (spool replays): `run_rollup`
@@ -17,12 +18,17 @@ from sqlalchemy import and_, delete, func, insert, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing.db import transaction, utcnow
-from billing.ledger.models import BillingJobState, UsageHourly
-from billing.ledger.sqlexpr import hour_of
+from billing.ledger.models import BillingJobState, UsageDaily, UsageHourly
+from billing.ledger.sqlexpr import day_start_of, hour_of
 from billing.models import UsageRecord
 from billing.sql import dialect_of
 
 HOUR = dt.timedelta(hours=1)
+DAY = dt.timedelta(days=1)
+_SUM_COLUMNS = (
+    "requests", "cache_hit_tokens", "cache_miss_tokens", "output_tokens", "reasoning_tokens",
+    "cost_cache_hit", "cost_cache_miss", "cost_output", "cost_total",
+)
 STATE_KEY = "rollup"
 OVERLAP = dt.timedelta(minutes=5)
 MAX_HOURS_PER_TRANSACTION = 24
@@ -68,7 +74,25 @@ async def rollup_range(session: AsyncSession, start: dt.datetime, end: dt.dateti
         "cost_cache_miss", "cost_output", "cost_total",
     ]
     result = await session.execute(insert(h).from_select(columns, agg))
+    await _rebuild_days(session, start, end)
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+
+async def _rebuild_days(session: AsyncSession, start: dt.datetime, end: dt.datetime) -> None:
+    """Rebuild usage_daily for every day overlapping [start, end) from usage_hourly."""
+    dialect = dialect_of(session)
+    first = start.replace(hour=0)
+    last = floor_hour(end - dt.timedelta(microseconds=1)).replace(hour=0) + DAY
+    h, d = UsageHourly.__table__.c, UsageDaily.__table__
+    await session.execute(delete(d).where(and_(d.c.day >= first, d.c.day < last)))
+    day = day_start_of(dialect, h.hour)
+    agg = (
+        select(h.tenant_id, day.label("day"), h.variant, h.mode,
+               *(func.sum(h[c]) for c in _SUM_COLUMNS))
+        .where(h.hour >= first, h.hour < last)
+        .group_by(h.tenant_id, day, h.variant, h.mode)
+    )
+    await session.execute(insert(d).from_select(["tenant_id", "day", "variant", "mode", *_SUM_COLUMNS], agg))
 
 
 async def rollup_hours(sessions: async_sessionmaker[AsyncSession], hours: Iterable[dt.datetime]) -> tuple[int, int]:

@@ -16,6 +16,13 @@ def hour_of(dialect: str, column: Any) -> ColumnElement[Any]:
     return func.strftime("%Y-%m-%d %H:00:00.000000", column)
 
 
+def day_start_of(dialect: str, column: Any) -> ColumnElement[Any]:
+    """00:00 UTC of the day containing `column`, as a value the UTCDateTime type stores."""
+    if dialect == "postgresql":
+        return func.timezone("UTC", func.date_trunc("day", func.timezone("UTC", column)))
+    return func.strftime("%Y-%m-%d 00:00:00.000000", column)
+
+
 def day_of(dialect: str, column: Any) -> ColumnElement[Any]:
     """The UTC calendar day of `column` as 'YYYY-MM-DD' text on both dialects."""
     if dialect == "postgresql":
@@ -23,4 +30,4 @@ def day_of(dialect: str, column: Any) -> ColumnElement[Any]:
     return func.substr(column, 1, 10)
 
 
-__all__ = ["day_of", "hour_of", "text"]
+__all__ = ["day_of", "day_start_of", "hour_of", "text"]

@@ -36,7 +36,6 @@ from billing.sql import dialect_of, insert_ignore
 log = logging.getLogger(__name__)
 
 _BAD_DATA = (sa_exc.IntegrityError, sa_exc.DataError)
-_ROWS_PER_STATEMENT = 1000  # 25 columns x 1000 rows stays under both dialects' parameter limits
 
 
 @dataclass
@@ -168,15 +167,13 @@ class UsageWriter:
 
     async def _insert(self, entries: list[UsageEntry]) -> int:
         now = utcnow()
-        inserted = 0
+        table = UsageRecord.__table__
         async with transaction(self._sessions) as session:
-            dialect = dialect_of(session)
-            for i in range(0, len(entries), _ROWS_PER_STATEMENT):
-                rows = [e.to_row(now) for e in entries[i : i + _ROWS_PER_STATEMENT]]
-                # One multi-row VALUES statement, so rowcount is the number really inserted.
-                stmt = insert_ignore(dialect, UsageRecord.__table__, ["request_id", "attempt"]).values(rows)  # type: ignore[arg-type]
-                result = await session.execute(stmt)
-                inserted += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+            # executemany through SQLAlchemy's "insertmanyvalues" batches (one compiled
+            # statement, cached); RETURNING yields only the rows really inserted.
+            stmt = insert_ignore(dialect_of(session), table, ["request_id", "attempt"])  # type: ignore[arg-type]
+            result = await session.execute(stmt.returning(table.c.id), [e.to_row(now) for e in entries])
+            inserted = len(result.all())
         self.stats.written += inserted
         self.stats.duplicates += len(entries) - inserted
         return inserted

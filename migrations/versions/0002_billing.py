@@ -107,6 +107,22 @@ def upgrade() -> None:
     sa.Column('cost_total', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('tenant_id', 'hour', 'api_key_id', 'variant', 'mode', name=op.f('pk_usage_hourly'))
     )
+    op.create_table('usage_daily',
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('day', billing.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('variant', sa.String(length=16), nullable=False),
+    sa.Column('mode', sa.String(length=16), nullable=False),
+    sa.Column('requests', sa.BigInteger(), nullable=False),
+    sa.Column('cache_hit_tokens', sa.BigInteger(), nullable=False),
+    sa.Column('cache_miss_tokens', sa.BigInteger(), nullable=False),
+    sa.Column('output_tokens', sa.BigInteger(), nullable=False),
+    sa.Column('reasoning_tokens', sa.BigInteger(), nullable=False),
+    sa.Column('cost_cache_hit', sa.BigInteger(), nullable=False),
+    sa.Column('cost_cache_miss', sa.BigInteger(), nullable=False),
+    sa.Column('cost_output', sa.BigInteger(), nullable=False),
+    sa.Column('cost_total', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('tenant_id', 'day', 'variant', 'mode', name=op.f('pk_usage_daily'))
+    )
     with op.batch_alter_table('usage_records', schema=None) as batch_op:
         batch_op.add_column(sa.Column('ingested_at', billing.db.UTCDateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False))
         batch_op.create_index('ix_usage_records_ingested_at', ['ingested_at'], unique=False)
@@ -122,6 +138,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_usage_records_ingested_at')
         batch_op.drop_column('ingested_at')
 
+    op.drop_table('usage_daily')
     op.drop_table('usage_hourly')
     op.drop_table('price_versions')
     op.drop_table('price_promotions')

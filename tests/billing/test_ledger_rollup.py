@@ -62,7 +62,10 @@ async def test_rollup_queries_invoice_savings(sessions, unique, tmp_path: Path, 
     async with sessions() as s:
         assert (await usage_totals(s, tenant, SEP, OCT)).cost_total == totals.cost_total + late.cost_total
         by_key = await usage_by_day(s, tenant, SEP, OCT, api_key_id=key)
+        hourly_path = await usage_by_day(s, tenant, SEP, OCT - dt.timedelta(microseconds=1))
+        daily_path = await usage_by_day(s, tenant, SEP, OCT)
     assert sum(d.totals.requests for d in by_key) == 4
+    assert hourly_path == daily_path and len(daily_path) == 2
 
     # Invoice: exact lines, total rounded once to cents half-even; final invoices are frozen.
     draft = await generate_invoice(sessions, tenant, SEP.date())
