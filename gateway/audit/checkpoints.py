@@ -63,13 +63,18 @@ class CheckpointFields:
 
 
 def fields_of(row: AuditCheckpoint) -> CheckpointFields:
-    return CheckpointFields(row.kind, row.seq, row.hash, row.purged_count, row.actor, row.created_at,
-                            row.prev_signature)
+    return CheckpointFields(
+        row.kind, row.seq, row.hash, row.purged_count, row.actor, row.created_at, row.prev_signature
+    )
 
 
 def sign(key: bytes, f: CheckpointFields) -> str:
     document = {
-        "kind": f.kind, "seq": f.seq, "hash": f.hash, "purged_count": f.purged_count, "actor": f.actor,
+        "kind": f.kind,
+        "seq": f.seq,
+        "hash": f.hash,
+        "purged_count": f.purged_count,
+        "actor": f.actor,
         "created_at": f.created_at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
         "prev_signature": f.prev_signature,
     }
@@ -91,8 +96,11 @@ async def lock_chain(session: AsyncSession) -> tuple[int, str]:
     return int(row[0]), str(row[1])
 
 
-async def list_checkpoints(session: AsyncSession) -> list[AuditCheckpoint]:
-    return list((await session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id))).all())
+async def list_checkpoints(session: AsyncSession, *, fresh: bool = False) -> list[AuditCheckpoint]:
+    query = select(AuditCheckpoint).order_by(AuditCheckpoint.id)
+    if fresh:  # reload attributes of rows already in the session (verify must see what is stored)
+        query = query.execution_options(populate_existing=True)
+    return list((await session.scalars(query)).all())
 
 
 async def write_checkpoint(
@@ -102,11 +110,26 @@ async def write_checkpoint(
     last = (
         await session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc()).limit(1))
     ).first()
-    f = CheckpointFields(kind, seq, hash_, purged_count, actor, utcnow(),
-                         last.signature if last is not None else GENESIS_SIGNATURE)
-    row = AuditCheckpoint(kind=f.kind, seq=f.seq, hash=f.hash, purged_count=f.purged_count, actor=f.actor,
-                          created_at=f.created_at, key_id=key_id(key), prev_signature=f.prev_signature,
-                          signature=sign(key, f))
+    f = CheckpointFields(
+        kind,
+        seq,
+        hash_,
+        purged_count,
+        actor,
+        utcnow(),
+        last.signature if last is not None else GENESIS_SIGNATURE,
+    )
+    row = AuditCheckpoint(
+        kind=f.kind,
+        seq=f.seq,
+        hash=f.hash,
+        purged_count=f.purged_count,
+        actor=f.actor,
+        created_at=f.created_at,
+        key_id=key_id(key),
+        prev_signature=f.prev_signature,
+        signature=sign(key, f),
+    )
     session.add(row)
     await session.flush()
     return row
@@ -120,7 +143,13 @@ async def anchor(session: AsyncSession, key: bytes, *, actor: str) -> AuditCheck
     seq, hash_ = await lock_chain(session)
     if seq == 0:
         return None
-    row = await write_checkpoint(session, key, kind="anchor", seq=seq, hash_=hash_, purged_count=0, actor=actor)
-    await append_event(session, kind="audit.anchored", actor=actor,
-                       payload={"seq": seq, "hash": hash_, "signature": row.signature})
+    row = await write_checkpoint(
+        session, key, kind="anchor", seq=seq, hash_=hash_, purged_count=0, actor=actor
+    )
+    await append_event(
+        session,
+        kind="audit.anchored",
+        actor=actor,
+        payload={"seq": seq, "hash": hash_, "signature": row.signature},
+    )
     return row

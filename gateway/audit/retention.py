@@ -51,12 +51,22 @@ async def purge_before(
     oldest = await session.scalar(select(func.min(AuditEvent.seq)))
     if oldest is None or through < oldest:
         return PurgeResult(0, None, None, None)
-    doomed = list((await session.scalars(
-        select(AuditEvent).where(AuditEvent.seq <= through).order_by(AuditEvent.seq))).all())
+    doomed = list(
+        (
+            await session.scalars(
+                select(AuditEvent).where(AuditEvent.seq <= through).order_by(AuditEvent.seq)
+            )
+        ).all()
+    )
     if not force:
         # Verify the prefix as a chain of its own, with the prefix's last event as its head.
-        report = verify_rows(doomed, (doomed[-1].seq, doomed[-1].hash), await list_checkpoints(session), key,
-                             anchors_until=through)
+        report = verify_rows(
+            doomed,
+            (doomed[-1].seq, doomed[-1].hash),
+            await list_checkpoints(session),
+            key,
+            anchors_until=through,
+        )
         if not report.ok:
             raise ConflictError(
                 f"refusing to purge: the events to delete do not verify ({report.problems[0].message}); "
@@ -64,12 +74,22 @@ async def purge_before(
             )
     last = doomed[-1]
     await session.execute(delete(AuditEvent).where(AuditEvent.seq <= through))
-    checkpoint = await write_checkpoint(session, key, kind="purge", seq=last.seq, hash_=last.hash,
-                                        purged_count=len(doomed), actor=actor)
-    await append_event(session, kind="audit.purged", actor=actor, payload={
-        "before": before.isoformat(), "purged_count": len(doomed), "through_seq": last.seq,
-        "through_hash": last.hash, "checkpoint_id": checkpoint.id, "checkpoint_signature": checkpoint.signature,
-    })
+    checkpoint = await write_checkpoint(
+        session, key, kind="purge", seq=last.seq, hash_=last.hash, purged_count=len(doomed), actor=actor
+    )
+    await append_event(
+        session,
+        kind="audit.purged",
+        actor=actor,
+        payload={
+            "before": before.isoformat(),
+            "purged_count": len(doomed),
+            "through_seq": last.seq,
+            "through_hash": last.hash,
+            "checkpoint_id": checkpoint.id,
+            "checkpoint_signature": checkpoint.signature,
+        },
+    )
     return PurgeResult(len(doomed), last.seq, last.hash, checkpoint.id)
 
 
@@ -81,21 +101,30 @@ async def redact_expired(
     count, after = 0, 0
     while True:
         # Cheap pre-filter on the JSON text; the exact check is has_text/expires_at below.
-        rows = (await session.execute(
-            select(AuditEvent.seq, AuditEvent.payload)
-            .where(AuditEvent.seq > after, AuditEvent.kind.like("request.%"),
-                   cast(AuditEvent.payload, String).like("%_text%"))
-            .order_by(AuditEvent.seq).limit(batch)
-        )).all()
+        rows = (
+            await session.execute(
+                select(AuditEvent.seq, AuditEvent.payload)
+                .where(
+                    AuditEvent.seq > after,
+                    AuditEvent.kind.like("request.%"),
+                    cast(AuditEvent.payload, String).like("%_text%"),
+                )
+                .order_by(AuditEvent.seq)
+                .limit(batch)
+            )
+        ).all()
         if not rows:
             break
         for seq, payload in rows:
             expiry = expires_at(payload)
             if has_text(payload) and expiry is not None and expiry <= now:
-                await session.execute(update(AuditEvent).where(AuditEvent.seq == seq).values(payload=redact(payload)))
+                await session.execute(
+                    update(AuditEvent).where(AuditEvent.seq == seq).values(payload=redact(payload))
+                )
                 count += 1
         after = rows[-1][0]
     if count:
-        await append_event(session, kind="audit.redacted", actor=actor,
-                           payload={"redacted": count, "at": now.isoformat()})
+        await append_event(
+            session, kind="audit.redacted", actor=actor, payload={"redacted": count, "at": now.isoformat()}
+        )
     return count

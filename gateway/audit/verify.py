@@ -55,16 +55,31 @@ class VerifyReport:
         return not self.problems
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": self.checked, "problems": [p.as_dict() for p in self.problems],
-                "first_seq": self.first_seq, "last_seq": self.last_seq, "start_seq": self.start_seq,
-                "checkpoints": self.checkpoints}
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "problems": [p.as_dict() for p in self.problems],
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "start_seq": self.start_seq,
+            "checkpoints": self.checkpoints,
+        }
 
 
 def hash_at(e: AuditEvent, seq: int) -> str:
-    return hashlib.sha256(canonical_event_bytes(
-        seq=seq, event_id=e.event_id, at=e.at, kind=e.kind, actor=e.actor, tenant_id=e.tenant_id,
-        request_id=e.request_id, payload=e.payload, prev_hash=e.prev_hash,
-    )).hexdigest()
+    return hashlib.sha256(
+        canonical_event_bytes(
+            seq=seq,
+            event_id=e.event_id,
+            at=e.at,
+            kind=e.kind,
+            actor=e.actor,
+            tenant_id=e.tenant_id,
+            request_id=e.request_id,
+            payload=e.payload,
+            prev_hash=e.prev_hash,
+        )
+    ).hexdigest()
 
 
 def original_seq(e: AuditEvent) -> int | None:
@@ -78,8 +93,9 @@ def original_seq(e: AuditEvent) -> int | None:
     return None
 
 
-def _check_checkpoints(cps: Sequence[AuditCheckpoint], key: bytes | None, out: list[Problem]
-                       ) -> list[AuditCheckpoint]:
+def _check_checkpoints(
+    cps: Sequence[AuditCheckpoint], key: bytes | None, out: list[Problem]
+) -> list[AuditCheckpoint]:
     """Problems of the checkpoint rows themselves; returns the trustworthy ones."""
     good: list[AuditCheckpoint] = []
     prev = GENESIS_SIGNATURE
@@ -87,13 +103,24 @@ def _check_checkpoints(cps: Sequence[AuditCheckpoint], key: bytes | None, out: l
         if key is None:
             out.append(Problem("checkpoint", cp.seq, f"checkpoint {cp.id} cannot be checked: no audit key"))
         elif not signature_ok(key, cp):
-            out.append(Problem("checkpoint", cp.seq,
-                               f"checkpoint {cp.id} ({cp.kind} at seq {cp.seq}) has an invalid signature: modified"))
+            out.append(
+                Problem(
+                    "checkpoint",
+                    cp.seq,
+                    f"checkpoint {cp.id} ({cp.kind} at seq {cp.seq}) has an invalid signature: modified",
+                )
+            )
             prev = cp.signature
             continue
         if cp.prev_signature != prev:
-            out.append(Problem("checkpoint", cp.seq, f"checkpoint {cp.id} does not follow the previous "
-                                                     "checkpoint: a checkpoint was deleted or reordered"))
+            out.append(
+                Problem(
+                    "checkpoint",
+                    cp.seq,
+                    f"checkpoint {cp.id} does not follow the previous "
+                    "checkpoint: a checkpoint was deleted or reordered",
+                )
+            )
         prev = cp.signature
         good.append(cp)
     return good
@@ -118,8 +145,9 @@ def verify_rows(
     start_seq, start_hash = (purges[-1].seq, purges[-1].hash) if purges else (0, GENESIS_HASH)
     if not purges and any(cp.kind == "purge" for cp in checkpoints):
         start_seq = max(cp.seq for cp in checkpoints if cp.kind == "purge")  # untrusted, but the best guess
-    report = VerifyReport(checked=len(rows), problems=problems, start_seq=start_seq,
-                          checkpoints=len(checkpoints))
+    report = VerifyReport(
+        checked=len(rows), problems=problems, start_seq=start_seq, checkpoints=len(checkpoints)
+    )
     if rows:
         report.first_seq, report.last_seq = rows[0].seq, rows[-1].seq
 
@@ -135,7 +163,9 @@ def verify_rows(
 
     for e in rows:
         if e.seq <= start_seq:
-            add("inserted", e.seq, f"event seq {e.seq} lies before the purge checkpoint at seq {start_seq}", e)
+            add(
+                "inserted", e.seq, f"event seq {e.seq} lies before the purge checkpoint at seq {start_seq}", e
+            )
         if orig[id(e)] is None:
             add("modified", e.seq, f"event seq {e.seq} ({e.kind}) does not match its hash: modified", e)
         for why in content_problems(e.payload, now):
@@ -154,8 +184,13 @@ def verify_rows(
         if pred is None and e.prev_hash != start_hash:
             prev_orig = (orig[id(before)] or before.seq) if before is not None else start_seq
             if e_orig == prev_orig + 1 and before is not None:
-                add("modified", before.seq, f"event seq {before.seq} was rewritten (its hash was recomputed; "
-                                            f"event seq {e.seq} recorded a different one)", before)
+                add(
+                    "modified",
+                    before.seq,
+                    f"event seq {before.seq} was rewritten (its hash was recomputed; "
+                    f"event seq {e.seq} recorded a different one)",
+                    before,
+                )
             else:
                 first, last = prev_orig + 1, e_orig - 1
                 span = f"seq {first}" if first >= last else f"seqs {first}..{last}"
@@ -164,32 +199,57 @@ def verify_rows(
         pred_pos = position[id(pred)] if pred is not None else -1
         if pred_pos > i:
             continue  # e sits before its predecessor: reported below as reordered
-        for between in rows[pred_pos + 1:i]:
+        for between in rows[pred_pos + 1 : i]:
             if between.seq > start_seq and not referenced.get(between.hash) and id(between) not in inserted:
                 inserted.add(id(between))
-                add("inserted", between.seq, f"event seq {between.seq} ({between.kind}) is not part of the "
-                                             "chain: inserted", between)
+                add(
+                    "inserted",
+                    between.seq,
+                    f"event seq {between.seq} ({between.kind}) is not part of the chain: inserted",
+                    between,
+                )
 
     moved = [e for e in rows if orig[id(e)] not in (None, e.seq)]
     stored, original = {e.seq for e in moved}, {orig[id(e)] for e in moved}
     if moved and stored == original:
         for e in moved:
-            add("reordered", e.seq, f"event originally at seq {orig[id(e)]} is stored at seq {e.seq}: reordered", e)
+            add(
+                "reordered",
+                e.seq,
+                f"event originally at seq {orig[id(e)]} is stored at seq {e.seq}: reordered",
+                e,
+            )
     elif moved:
         shift = sorted({e.seq - (orig[id(e)] or 0) for e in moved})
-        add("renumbered", moved[0].seq, f"{len(moved)} event(s) from seq {moved[0].seq} carry another seq "
-                                        f"than they were written with (shifted by {shift}): renumbered to hide "
-                                        "an insertion or deletion")
+        add(
+            "renumbered",
+            moved[0].seq,
+            f"{len(moved)} event(s) from seq {moved[0].seq} carry another seq "
+            f"than they were written with (shifted by {shift}): renumbered to hide "
+            "an insertion or deletion",
+        )
 
     for cp in good_cps:
-        if cp.kind != "anchor" or cp.seq <= start_seq or (anchors_until is not None and cp.seq > anchors_until):
+        if (
+            cp.kind != "anchor"
+            or cp.seq <= start_seq
+            or (anchors_until is not None and cp.seq > anchors_until)
+        ):
             continue
         pinned = next((e for e in rows if (orig[id(e)] or e.seq) == cp.seq), None)
         if pinned is None:
-            add("deleted", cp.seq, f"event seq {cp.seq}, pinned by signed checkpoint {cp.id}, is missing: deleted")
+            add(
+                "deleted",
+                cp.seq,
+                f"event seq {cp.seq}, pinned by signed checkpoint {cp.id}, is missing: deleted",
+            )
         elif pinned.hash != cp.hash:
-            add("modified", cp.seq, f"event seq {cp.seq} differs from signed checkpoint {cp.id}: history "
-                                    "before it was rewritten", pinned)
+            add(
+                "modified",
+                cp.seq,
+                f"event seq {cp.seq} differs from signed checkpoint {cp.id}: history before it was rewritten",
+                pinned,
+            )
 
     if head is not None:  # stored seqs here: the head row records what append_event wrote last
         head_seq, head_hash = head
@@ -203,19 +263,30 @@ def verify_rows(
         elif last_seq > head_seq:
             for e in rows:
                 if e.seq > head_seq and id(e) not in inserted:
-                    add("inserted", e.seq, f"event seq {e.seq} lies beyond the chain head (seq {head_seq}): "
-                                           "inserted", e)
+                    add(
+                        "inserted",
+                        e.seq,
+                        f"event seq {e.seq} lies beyond the chain head (seq {head_seq}): inserted",
+                        e,
+                    )
         elif last_hash != head_hash:
             add("head", head_seq, f"the last event (seq {head_seq}) does not match the chain head: modified")
     problems.sort(key=lambda p: (p.seq if p.seq is not None else -1, p.kind))
     return report
 
 
-async def verify_chain(session: AsyncSession, *, key: bytes | None, now: dt.datetime | None = None
-                       ) -> VerifyReport:
+async def verify_chain(
+    session: AsyncSession, *, key: bytes | None, now: dt.datetime | None = None
+) -> VerifyReport:
     """Load the chain, the head and the checkpoints, and verify them (read-only)."""
-    events = list((await session.scalars(select(AuditEvent).order_by(AuditEvent.seq))).all())
-    head_row = await session.get(AuditChainHead, 1)
-    head = (int(head_row.last_seq), str(head_row.last_hash)) if head_row is not None else None
-    checkpoints = await list_checkpoints(session)
+    # Core rows, not ORM objects: what is stored now, never a stale identity map.
+    table = AuditEvent.__table__
+    events = list((await session.execute(select(table).order_by(table.c.seq))).all())
+    head_row = (
+        await session.execute(
+            select(AuditChainHead.last_seq, AuditChainHead.last_hash).where(AuditChainHead.id == 1)
+        )
+    ).first()
+    head = (int(head_row[0]), str(head_row[1])) if head_row is not None else None
+    checkpoints = await list_checkpoints(session, fresh=True)
     return verify_rows(events, head, checkpoints, key, now)

@@ -1,0 +1,129 @@
+"""`verify` finds each kind of tampering and says which (SQLite, and PostgreSQL when set)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import delete, insert, select, update
+
+from gateway.audit.log import canonical_event_bytes
+from gateway.audit.models import AuditEvent
+from gateway.audit.verify import verify_chain
+from tests.audit.conftest import KEY, add_events, head, set_head
+
+
+def kinds(report, seq=None):
+    return {p.kind for p in report.problems if seq is None or p.seq == seq}
+
+
+async def test_intact_chain_verifies(scratch, unique):
+    await add_events(scratch, 5, unique)
+    report = await verify_chain(scratch, key=KEY)
+    assert report.ok, report.as_dict()
+    assert report.checked >= 5
+    assert report.as_dict()["ok"] is True and report.as_dict()["problems"] == []
+
+
+async def test_modified_event(scratch, unique):
+    events = await add_events(scratch, 5, unique)
+    target = events[2].seq
+    await scratch.execute(update(AuditEvent).where(AuditEvent.seq == target).values(payload={"i": 999}))
+    report = await verify_chain(scratch, key=KEY)
+    assert not report.ok
+    assert [(p.kind, p.seq) for p in report.problems] == [("modified", target)]
+
+
+async def test_modified_event_with_recomputed_hash(scratch, unique):
+    events = await add_events(scratch, 5, unique)
+    e = events[2]
+    forged = hashlib.sha256(
+        canonical_event_bytes(
+            seq=e.seq,
+            event_id=e.event_id,
+            at=e.at,
+            kind=e.kind,
+            actor=e.actor,
+            tenant_id=e.tenant_id,
+            request_id=e.request_id,
+            payload={"i": 999},
+            prev_hash=e.prev_hash,
+        )
+    ).hexdigest()
+    await scratch.execute(
+        update(AuditEvent).where(AuditEvent.seq == e.seq).values(payload={"i": 999}, hash=forged)
+    )
+    report = await verify_chain(scratch, key=KEY)
+    assert ("modified", e.seq) in [(p.kind, p.seq) for p in report.problems]
+
+
+async def test_deleted_event(scratch, unique):
+    events = await add_events(scratch, 5, unique)
+    target = events[2].seq
+    await scratch.execute(delete(AuditEvent).where(AuditEvent.seq == target))
+    report = await verify_chain(scratch, key=KEY)
+    assert [(p.kind, p.seq) for p in report.problems] == [("deleted", target)]
+
+
+async def test_deleted_last_event(scratch, unique):
+    events = await add_events(scratch, 3, unique)
+    await scratch.execute(delete(AuditEvent).where(AuditEvent.seq == events[-1].seq))
+    report = await verify_chain(scratch, key=KEY)
+    assert [(p.kind, p.seq) for p in report.problems] == [("deleted", events[-1].seq)]
+
+
+async def forge(session, seq: int, prev_hash: str, like: AuditEvent) -> None:
+    """Insert a well-formed event (its own hash is right) as an attacker with SQL access would."""
+    row = dict(
+        seq=seq,
+        event_id="evt_forged" + like.event_id[-8:],
+        at=like.at,
+        kind="key.created",
+        actor="cli",
+        tenant_id=None,
+        request_id=None,
+        payload={"forged": True},
+        prev_hash=prev_hash,
+    )
+    row["hash"] = hashlib.sha256(canonical_event_bytes(**row)).hexdigest()
+    await session.execute(insert(AuditEvent).values(**row))
+
+
+async def test_inserted_event_in_the_middle(scratch, unique):
+    """The attacker makes room by renumbering the later events, inserts a well-formed event
+    that links to its predecessor, and moves the chain head on."""
+    events = await add_events(scratch, 5, unique)
+    k = events[1].seq
+    await scratch.execute(update(AuditEvent).where(AuditEvent.seq > k).values(seq=AuditEvent.seq + 1_000_000))
+    await scratch.execute(
+        update(AuditEvent).where(AuditEvent.seq > k + 1_000_000).values(seq=AuditEvent.seq - 999_999)
+    )
+    await forge(scratch, k + 1, events[1].hash, events[1])
+    seq, hash_ = await head(scratch)
+    await set_head(scratch, seq + 1, hash_)
+    report = await verify_chain(scratch, key=KEY)
+    assert ("inserted", k + 1) in [(p.kind, p.seq) for p in report.problems]
+    assert kinds(report) <= {"inserted", "renumbered"}, report.as_dict()
+
+
+async def test_inserted_event_after_the_head(scratch, unique):
+    events = await add_events(scratch, 3, unique)
+    await forge(scratch, events[-1].seq + 1, events[-1].hash, events[-1])
+    report = await verify_chain(scratch, key=KEY)
+    assert [(p.kind, p.seq) for p in report.problems] == [("inserted", events[-1].seq + 1)]
+
+
+async def test_reordered_events(scratch, unique):
+    events = await add_events(scratch, 5, unique)
+    a, b = events[1].seq, events[2].seq
+    await scratch.execute(update(AuditEvent).where(AuditEvent.seq == a).values(seq=-1))
+    await scratch.execute(update(AuditEvent).where(AuditEvent.seq == b).values(seq=a))
+    await scratch.execute(update(AuditEvent).where(AuditEvent.seq == -1).values(seq=b))
+    report = await verify_chain(scratch, key=KEY)
+    assert sorted((p.kind, p.seq) for p in report.problems) == [("reordered", a), ("reordered", b)]
+
+
+async def test_verify_reads_from_the_database_not_the_session(scratch, unique):
+    """The report is built from rows as stored (the session's identity map is bypassed)."""
+    await add_events(scratch, 2, unique)
+    rows = (await scratch.scalars(select(AuditEvent))).all()
+    assert rows
