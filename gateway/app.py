@@ -61,6 +61,8 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         tel = telemetry if telemetry is not None else Telemetry.from_settings(settings)
         async with AsyncExitStack() as stack:
+            if telemetry is None:  # the last thing to stop: flush spans and metrics
+                stack.push_async_callback(asyncio.to_thread, tel.shutdown)
             db = make_engine(settings.resolved_database_url)
             stack.push_async_callback(db.dispose)
             sessions = make_sessionmaker(db)
@@ -69,7 +71,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
             metering = await start_metering(settings, sessions, stack)
             completions: CompletionService | None = None
             if settings.load_model:
-                completions = await _start_engine(settings, sessions, policies, metering, stack)
+                completions = await _start_engine(settings, sessions, policies, metering, stack, tel)
             app.state.services = Services(
                 settings=settings,
                 db=db,
@@ -82,12 +84,17 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
                 completions=completions,
                 artifact=completions.artifact if completions else None,
                 started_unix=int(time.time()),
+                telemetry=tel,
             )
             yield
 
+    handlers: list[Any] = [chat_completions, list_models, retrieve_model, healthz, readyz, tenants_router]
+    if settings.metrics == "prometheus":
+        handlers.append(prometheus_metrics)
     return Litestar(
-        route_handlers=[chat_completions, list_models, retrieve_model, healthz, readyz, tenants_router],
+        route_handlers=handlers,
         lifespan=[lifespan],
+        middleware=[telemetry_middleware],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.max_request_bytes,
         openapi_config=None,
@@ -101,7 +108,9 @@ async def _start_engine(
     policies: PolicyCache,
     metering: Metering,
     stack: AsyncExitStack,
+    telemetry: Telemetry,
 ) -> CompletionService:
+    from gateway.telemetry.engine import TracedEngine
     from inference import EmbeddedModel, Engine
 
     started = time.perf_counter()
@@ -116,6 +125,20 @@ async def _start_engine(
     await engine.start()
     stack.push_async_callback(engine.stop)
     log.info("model %s loaded in %.1fs", model.artifact.name, time.perf_counter() - started)
+    telemetry.observe_engine(lambda: engine_gauges(engine.stats()))
+    traced = TracedEngine(engine, telemetry, response_model=model.artifact.name)
     return CompletionService(
-        model=model, engine=engine, sessions=sessions, policies=policies, metering=metering
+        model=model, engine=traced, sessions=sessions, policies=policies, metering=metering
     )
+
+
+def engine_gauges(stats: dict[str, Any]) -> dict[str, int]:
+    """The engine's stats() snapshot as the gauges Telemetry.observe_engine() expects."""
+    if "num_blocks" not in stats:
+        return {}
+    return {
+        "queue_depth": int(stats.get("waiting", 0)),
+        "running": int(stats.get("running", 0)),
+        "kv_blocks_used": int(stats["num_blocks"]) - int(stats.get("free_blocks", 0)),
+        "kv_blocks_total": int(stats["num_blocks"]),
+    }
