@@ -87,8 +87,12 @@ async def timed_runs(fn: Any, n: int) -> dict[str, float]:
         await fn()
         times.append((time.perf_counter() - t0) * 1000)
     times.sort()
-    return {"median_ms": round(statistics.median(times), 2), "p95_ms": round(times[int(0.95 * (n - 1))], 2),
-            "min_ms": round(times[0], 2), "runs": n}
+    return {
+        "median_ms": round(statistics.median(times), 2),
+        "p95_ms": round(times[int(0.95 * (n - 1))], 2),
+        "min_ms": round(times[0], 2),
+        "runs": n,
+    }
 
 
 async def explain_ms(conn: Any, sql: str, params: dict[str, Any]) -> float:
@@ -109,14 +113,22 @@ async def main(rows: int) -> dict[str, Any]:
     async with engine.begin() as conn:
         out["postgres"] = (await conn.execute(text("SHOW server_version"))).scalar()
         out["shared_buffers"] = (await conn.execute(text("SHOW shared_buffers"))).scalar()
-        await conn.execute(text(
-            "INSERT INTO tenants (id, name, active, created_at) SELECT 'ten_' || i, 'tenant ' || i, true, now() "
-            "FROM generate_series(0, 999) i UNION ALL SELECT 'ten_big', 'big tenant', true, now()"))
-        await conn.execute(text(
-            "INSERT INTO api_keys (id, tenant_id, name, display_prefix, key_hash, scopes, created_at) "
-            "SELECT 'key_' || i, 'ten_' || i, '', 'sk', 'h' || i, 'inference', now() FROM generate_series(0, 999) i "
-            "UNION ALL SELECT 'key_big_' || i, 'ten_big', '', 'sk', 'hb' || i, 'inference', now() "
-            "FROM generate_series(0, 19) i"))
+        await conn.execute(
+            text(
+                "INSERT INTO tenants (id, name, active, created_at) "
+                "SELECT 'ten_' || i, 'tenant ' || i, true, now() "
+                "FROM generate_series(0, 999) i UNION ALL SELECT 'ten_big', 'big tenant', true, now()"
+            )
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO api_keys (id, tenant_id, name, display_prefix, key_hash, scopes, created_at) "
+                "SELECT 'key_' || i, 'ten_' || i, '', 'sk', 'h' || i, 'inference', now() "
+                "FROM generate_series(0, 999) i "
+                "UNION ALL SELECT 'key_big_' || i, 'ten_big', '', 'sk', 'hb' || i, 'inference', now() "
+                "FROM generate_series(0, 19) i"
+            )
+        )
         for name in SECONDARY:
             await conn.execute(text(f"DROP INDEX {name}"))
 
@@ -127,8 +139,10 @@ async def main(rows: int) -> dict[str, Any]:
         async with engine.begin() as conn:
             await conn.execute(text("SET LOCAL session_replication_role = replica"))  # skip FK triggers
             await conn.execute(text("SET LOCAL synchronous_commit = off"))
-            await conn.execute(text(SEED_SQL), {"lo": lo, "hi": min(lo + chunk, rows) - 1, "start": SEP,
-                                                "span": span_us, "n": rows})
+            await conn.execute(
+                text(SEED_SQL),
+                {"lo": lo, "hi": min(lo + chunk, rows) - 1, "start": SEP, "span": span_us, "n": rows},
+            )
     out["seed_insert_s"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
     async with engine.connect() as conn:
@@ -142,14 +156,18 @@ async def main(rows: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         await conn.execute(text("VACUUM ANALYZE usage_records"))
         out["vacuum_analyze_s"] = round(time.perf_counter() - t0, 1)
-        out["usage_records_size"] = (await conn.execute(text(
-            "SELECT pg_size_pretty(pg_total_relation_size('usage_records'))"))).scalar()
+        out["usage_records_size"] = (
+            await conn.execute(text("SELECT pg_size_pretty(pg_total_relation_size('usage_records'))"))
+        ).scalar()
 
     # The rollup job's first run rebuilds every hour of the month.
     t0 = time.perf_counter()
     first = await run_rollup(sessions, now=OCT)
-    out["rollup_full_month"] = {"seconds": round(time.perf_counter() - t0, 1),
-                                "hours_rebuilt": first.hours_rebuilt, "rollup_rows": first.rows_written}
+    out["rollup_full_month"] = {
+        "seconds": round(time.perf_counter() - t0, 1),
+        "hours_rebuilt": first.hours_rebuilt,
+        "rollup_rows": first.rows_written,
+    }
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         await conn.execute(text("VACUUM ANALYZE usage_hourly"))
@@ -158,10 +176,23 @@ async def main(rows: int) -> dict[str, Any]:
     catalog = seed_catalog()
     now = dt.datetime(2026, 9, 30, 20, tzinfo=dt.UTC)
     entries = [
-        UsageEntry(f"new-{i}", 1, "ten_big", f"key_big_{i % 20}", "deepseek-v4-flash", "flash",
-                   "think-high", "bench", "completed", now - dt.timedelta(seconds=i % 3600), now,
-                   prompt_cache_hit_tokens=500, prompt_cache_miss_tokens=100, completion_tokens=400,
-                   reasoning_tokens=200).priced(catalog.prices_at("flash", now - dt.timedelta(seconds=i % 3600)))
+        UsageEntry(
+            f"new-{i}",
+            1,
+            "ten_big",
+            f"key_big_{i % 20}",
+            "deepseek-v4-flash",
+            "flash",
+            "think-high",
+            "bench",
+            "completed",
+            now - dt.timedelta(seconds=i % 3600),
+            now,
+            prompt_cache_hit_tokens=500,
+            prompt_cache_miss_tokens=100,
+            completion_tokens=400,
+            reasoning_tokens=200,
+        ).priced(catalog.prices_at("flash", now - dt.timedelta(seconds=i % 3600)))
         for i in range(10_000)
     ]
     writer = UsageWriter(sessions, UsageSpool("/tmp/billing-bench-spool"), batch_size=500)
@@ -171,13 +202,20 @@ async def main(rows: int) -> dict[str, Any]:
         await writer.submit(e)
     await writer.stop()
     secs = time.perf_counter() - t0
-    out["writer"] = {"records": len(entries), "seconds": round(secs, 2),
-                     "records_per_s": round(len(entries) / secs), "batch_size": 500,
-                     "duplicates": writer.stats.duplicates, "spooled": writer.stats.spooled}
+    out["writer"] = {
+        "records": len(entries),
+        "seconds": round(secs, 2),
+        "records_per_s": round(len(entries) / secs),
+        "batch_size": 500,
+        "duplicates": writer.stats.duplicates,
+        "spooled": writer.stats.spooled,
+    }
     t0 = time.perf_counter()
     inc = await run_rollup(sessions, now=dt.datetime(2026, 9, 30, 21, tzinfo=dt.UTC))
-    out["rollup_incremental"] = {"seconds": round(time.perf_counter() - t0, 2),
-                                 "hours_rebuilt": inc.hours_rebuilt}
+    out["rollup_incremental"] = {
+        "seconds": round(time.perf_counter() - t0, 2),
+        "hours_rebuilt": inc.hours_rebuilt,
+    }
 
     # The query that GET /v1/usage runs: a tenant's month by day and line item.
     async def big() -> None:
@@ -200,11 +238,13 @@ async def main(rows: int) -> dict[str, Any]:
     rollup_sql = (
         "SELECT to_char(timezone('UTC', hour), 'YYYY-MM-DD') d, variant, mode, sum(requests), "
         "sum(cost_total) FROM usage_hourly WHERE tenant_id = :t AND hour >= :a AND hour < :b "
-        "GROUP BY 1, 2, 3")
+        "GROUP BY 1, 2, 3"
+    )
     raw_sql = (
         "SELECT to_char(timezone('UTC', started_at), 'YYYY-MM-DD') d, variant, mode, count(*), "
         "sum(cost_total) FROM usage_records WHERE tenant_id = :t AND started_at >= :a AND started_at < :b "
-        "GROUP BY 1, 2, 3")
+        "GROUP BY 1, 2, 3"
+    )
     async with engine.connect() as conn:
         params = {"t": "ten_big", "a": SEP, "b": OCT}
         out["explain_rollup_big_ms"] = await explain_ms(conn, rollup_sql, params)

@@ -113,9 +113,7 @@ class Cost:
         )
 
 
-def cost_of(
-    quote: PriceQuote, cache_hit_tokens: int, cache_miss_tokens: int, output_tokens: int
-) -> Cost:
+def cost_of(quote: PriceQuote, cache_hit_tokens: int, cache_miss_tokens: int, output_tokens: int) -> Cost:
     """Exact cost of a request priced by `quote`.
 
     `output_tokens` is the completion token count *including* reasoning tokens (DeepSeek's

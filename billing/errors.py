@@ -24,8 +24,15 @@ class BudgetExceededError(BillingError):
     """
 
     def __init__(
-        self, *, scope: str, scope_id: str, period: str, limit_units: int,
-        spent_units: int, reserved_units: int, requested_units: int,
+        self,
+        *,
+        scope: str,
+        scope_id: str,
+        period: str,
+        limit_units: int,
+        spent_units: int,
+        reserved_units: int,
+        requested_units: int,
     ) -> None:
         self.scope = scope
         self.scope_id = scope_id

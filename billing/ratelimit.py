@@ -106,7 +106,10 @@ def _gcra(tat: float, now: float, limit: int, quantity: int) -> tuple[bool, floa
     return True, new_tat, 0.0, int((WINDOW_MS - (new_tat - now)) // interval), new_tat - now
 
 
-def _result(rows: list[tuple[tuple[str, str, int, int], bool, float | None, int, float]], scopes: list[tuple[str, str]]) -> RateLimitResult:
+def _result(
+    rows: list[tuple[tuple[str, str, int, int], bool, float | None, int, float]],
+    scopes: list[tuple[str, str]],
+) -> RateLimitResult:
     states = []
     denied: list[tuple[LimitState, float | None]] = []
     for (item, allowed, retry_ms, remaining, reset_ms), (scope, scope_id) in zip(rows, scopes, strict=True):
@@ -258,7 +261,9 @@ class MemoryRateLimiter:
                 del self._tats[name]
 
 
-def _flatten(limits: Sequence[RateLimit], tokens: int) -> tuple[list[tuple[str, str, int, int]], list[tuple[str, str]]]:
+def _flatten(
+    limits: Sequence[RateLimit], tokens: int
+) -> tuple[list[tuple[str, str, int, int]], list[tuple[str, str]]]:
     items: list[tuple[str, str, int, int]] = []
     scopes: list[tuple[str, str]] = []
     for lim in limits:

@@ -16,7 +16,17 @@ from billing.budgets.types import (
 )
 
 __all__ = [
-    "Budget", "BudgetAlert", "BudgetBackend", "BudgetMode", "BudgetPeriod", "BudgetScope",
-    "BudgetStatus", "BudgetStore", "MemoryBudgets", "RedisBudgets", "Reservation", "SettleResult",
+    "Budget",
+    "BudgetAlert",
+    "BudgetBackend",
+    "BudgetMode",
+    "BudgetPeriod",
+    "BudgetScope",
+    "BudgetStatus",
+    "BudgetStore",
+    "MemoryBudgets",
+    "RedisBudgets",
+    "Reservation",
+    "SettleResult",
     "spent_in_period",
 ]

@@ -51,7 +51,9 @@ end
 
 # KEYS: reservation hash, leases zset, settled marker, counter 1..n
 # ARGV: reservation id, amount, lease_ms, tenant id, then per counter: limit, mode, ttl
-RESERVE = _BIGINT + """
+RESERVE = (
+    _BIGINT
+    + """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'dup', redis.call('HGET', KEYS[1], 'expires')}
 end
@@ -85,10 +87,13 @@ redis.call('HSET', KEYS[1], 'amount', amount, 'counters', table.concat(names, '\
 redis.call('ZADD', KEYS[2], expires, ARGV[1])
 return {'ok', tostring(expires)}
 """
+)
 
 # KEYS: reservation hash, leases zset, settled marker, counter 1..n
 # ARGV: reservation id, actual amount, marker ttl seconds
-SETTLE = _BIGINT + """
+SETTLE = (
+    _BIGINT
+    + """
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'already'} end
 local amount = redis.call('HGET', KEYS[1], 'amount')
 local out = {'ok'}
@@ -105,10 +110,13 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
 return out
 """
+)
 
 # KEYS: reservation hash, leases zset
 # ARGV: reservation id
-RELEASE = _BIGINT + """
+RELEASE = (
+    _BIGINT
+    + """
 local amount = redis.call('HGET', KEYS[1], 'amount')
 if not amount then return 0 end
 local counters = redis.call('HGET', KEYS[1], 'counters')
@@ -117,18 +125,24 @@ redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
+)
 
 # KEYS: reservation hash, leases zset ; ARGV: reservation id, lease_ms
-EXTEND = _BIGINT + """
+EXTEND = (
+    _BIGINT
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local expires = now_ms() + tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], 'expires', tostring(expires))
 redis.call('ZADD', KEYS[2], 'XX', expires, ARGV[1])
 return 1
 """
+)
 
 # KEYS: leases zset ; ARGV: reservation key prefix, max count
-REAP = _BIGINT + """
+REAP = (
+    _BIGINT
+    + """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, tonumber(ARGV[2]))
 local n = 0
 for _, id in ipairs(ids) do
@@ -144,3 +158,4 @@ for _, id in ipairs(ids) do
 end
 return n
 """
+)

@@ -16,12 +16,12 @@ from billing.budgets.types import (
     Budget,
     BudgetAlert,
     BudgetMode,
+    BudgetPeriod,
     BudgetStatus,
     CounterRef,
     Reservation,
     SettleResult,
     crossed_thresholds,
-    BudgetPeriod,
     period_key,
     period_ttl_seconds,
 )
@@ -55,8 +55,13 @@ class MemoryBudgets:
         self._settled: dict[str, float] = {}
 
     async def reserve(
-        self, reservation_id: str, budgets: list[Budget], amount_units: int, *,
-        at: dt.datetime | None = None, lease_seconds: float = 600.0,
+        self,
+        reservation_id: str,
+        budgets: list[Budget],
+        amount_units: int,
+        *,
+        at: dt.datetime | None = None,
+        lease_seconds: float = 600.0,
     ) -> Reservation:
         if amount_units < 0:
             raise ValueError("amount must be >= 0")
@@ -75,8 +80,12 @@ class MemoryBudgets:
                 b = ref.budget
                 if b.mode is BudgetMode.HARD and c.spent + c.reserved + amount_units > b.limit_units:
                     raise BudgetExceededError(
-                        scope=str(b.scope), scope_id=b.scope_id, period=b.period_key(at),
-                        limit_units=b.limit_units, spent_units=c.spent, reserved_units=c.reserved,
+                        scope=str(b.scope),
+                        scope_id=b.scope_id,
+                        period=b.period_key(at),
+                        limit_units=b.limit_units,
+                        spent_units=c.spent,
+                        reserved_units=c.reserved,
                         requested_units=amount_units,
                     )
             for ref in refs:
@@ -107,9 +116,18 @@ class MemoryBudgets:
                     if t not in c.alerted:
                         c.alerted.add(t)
                         b = ref.budget
-                        alerts.append(BudgetAlert(str(b.scope), b.scope_id, b.tenant_id,
-                                                  ref.name.rsplit(":", 1)[-1], t, c.spent,
-                                                  b.limit_units, str(b.mode)))
+                        alerts.append(
+                            BudgetAlert(
+                                str(b.scope),
+                                b.scope_id,
+                                b.tenant_id,
+                                ref.name.rsplit(":", 1)[-1],
+                                t,
+                                c.spent,
+                                b.limit_units,
+                                str(b.mode),
+                            )
+                        )
             self._settled[reservation.id] = now + SETTLED_MARKER_TTL
         return SettleResult(actual_units, False, tuple(alerts))
 

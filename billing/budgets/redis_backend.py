@@ -21,8 +21,8 @@ from billing.budgets.types import (
     period_ttl_seconds,
 )
 from billing.db import utcnow
-from billing.redis_client import make_redis
 from billing.errors import BudgetExceededError, DuplicateReservationError
+from billing.redis_client import make_redis
 
 SETTLED_MARKER_TTL = 86400
 
@@ -59,8 +59,13 @@ class RedisBudgets:
         return f"{self._p}bres-done:{reservation_id}"
 
     async def reserve(
-        self, reservation_id: str, budgets: list[Budget], amount_units: int, *,
-        at: dt.datetime | None = None, lease_seconds: float = 600.0,
+        self,
+        reservation_id: str,
+        budgets: list[Budget],
+        amount_units: int,
+        *,
+        at: dt.datetime | None = None,
+        lease_seconds: float = 600.0,
     ) -> Reservation:
         """Hold `amount_units` (the worst case) against every budget, or none of them.
         Raises BudgetExceededError naming the first hard budget that cannot cover it."""
@@ -72,8 +77,12 @@ class RedisBudgets:
         args: list[Any] = [reservation_id, str(amount_units), int(lease_seconds * 1000), tenant]
         for ref in refs:
             args += [str(ref.budget.limit_units), str(ref.budget.mode), period_ttl_seconds(ref.budget.period)]
-        keys = [self._rk(reservation_id), self._leases, self._done(reservation_id),
-                *(self._ck(r.name) for r in refs)]
+        keys = [
+            self._rk(reservation_id),
+            self._leases,
+            self._done(reservation_id),
+            *(self._ck(r.name) for r in refs),
+        ]
         result = await self._reserve(keys=keys, args=args)
         tag = _s(result[0])
         if tag == "used":
@@ -81,9 +90,12 @@ class RedisBudgets:
         if tag == "deny":
             ref = refs[int(_s(result[1])) - 1]
             raise BudgetExceededError(
-                scope=str(ref.budget.scope), scope_id=ref.budget.scope_id,
-                period=ref.budget.period_key(at), limit_units=ref.budget.limit_units,
-                spent_units=int(_s(result[2])), reserved_units=int(_s(result[3])),
+                scope=str(ref.budget.scope),
+                scope_id=ref.budget.scope_id,
+                period=ref.budget.period_key(at),
+                limit_units=ref.budget.limit_units,
+                spent_units=int(_s(result[2])),
+                reserved_units=int(_s(result[3])),
                 requested_units=amount_units,
             )
         return Reservation(reservation_id, tenant, amount_units, refs, int(_s(result[1])) / 1000)
@@ -93,8 +105,12 @@ class RedisBudgets:
         Charges the actual cost even if the reservation was reaped meanwhile."""
         if actual_units < 0:
             raise ValueError("actual cost must be >= 0")
-        keys = [self._rk(reservation.id), self._leases, self._done(reservation.id),
-                *(self._ck(r.name) for r in reservation.counters)]
+        keys = [
+            self._rk(reservation.id),
+            self._leases,
+            self._done(reservation.id),
+            *(self._ck(r.name) for r in reservation.counters),
+        ]
         result = await self._settle(keys=keys, args=[reservation.id, str(actual_units), SETTLED_MARKER_TTL])
         if _s(result[0]) == "already":
             return SettleResult(0, already_settled=True)
@@ -112,9 +128,12 @@ class RedisBudgets:
         return bool(await self._release(keys=[self._rk(reservation.id), self._leases], args=[reservation.id]))
 
     async def extend(self, reservation: Reservation, lease_seconds: float = 600.0) -> bool:
-        return bool(await self._extend(
-            keys=[self._rk(reservation.id), self._leases], args=[reservation.id, int(lease_seconds * 1000)]
-        ))
+        return bool(
+            await self._extend(
+                keys=[self._rk(reservation.id), self._leases],
+                args=[reservation.id, int(lease_seconds * 1000)],
+            )
+        )
 
     async def reap(self, limit: int = 1000) -> int:
         """Release reservations whose lease expired (their request died with its replica)."""
@@ -149,8 +168,16 @@ class RedisBudgets:
 
 def _alert(ref: CounterRef, threshold: int, spent: int) -> BudgetAlert:
     b = ref.budget
-    return BudgetAlert(str(b.scope), b.scope_id, b.tenant_id, ref.name.rsplit(":", 1)[-1], threshold,
-                       spent, b.limit_units, str(b.mode))
+    return BudgetAlert(
+        str(b.scope),
+        b.scope_id,
+        b.tenant_id,
+        ref.name.rsplit(":", 1)[-1],
+        threshold,
+        spent,
+        b.limit_units,
+        str(b.mode),
+    )
 
 
 def _s(value: Any) -> str:

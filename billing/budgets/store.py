@@ -30,8 +30,15 @@ from billing.models import UsageRecord
 
 
 def _budget(row: BudgetRow) -> Budget:
-    return Budget(BudgetScope(row.scope), row.scope_id, row.tenant_id, row.limit_units,
-                  BudgetPeriod(row.period), BudgetMode(row.mode), tuple(row.alert_thresholds))
+    return Budget(
+        BudgetScope(row.scope),
+        row.scope_id,
+        row.tenant_id,
+        row.limit_units,
+        BudgetPeriod(row.period),
+        BudgetMode(row.mode),
+        tuple(row.alert_thresholds),
+    )
 
 
 class BudgetStore:
@@ -39,22 +46,40 @@ class BudgetStore:
         self._sessions = sessions
 
     async def set_budget(
-        self, *, scope: BudgetScope | str, scope_id: str, tenant_id: str,
-        limit_usd: Decimal | str | None = None, limit_units: int | None = None,
-        period: BudgetPeriod | str = BudgetPeriod.MONTH, mode: BudgetMode | str = BudgetMode.HARD,
-        alert_thresholds: Sequence[int] = DEFAULT_THRESHOLDS, actor: str,
+        self,
+        *,
+        scope: BudgetScope | str,
+        scope_id: str,
+        tenant_id: str,
+        limit_usd: Decimal | str | None = None,
+        limit_units: int | None = None,
+        period: BudgetPeriod | str = BudgetPeriod.MONTH,
+        mode: BudgetMode | str = BudgetMode.HARD,
+        alert_thresholds: Sequence[int] = DEFAULT_THRESHOLDS,
+        actor: str,
     ) -> tuple[Budget, dict[str, Any]]:
         """Create or replace the budget of a tenant or key (`--budget-usd 100` ->
         limit_usd=Decimal("100")). Returns the budget and its audit event."""
         if (limit_usd is None) == (limit_units is None):
             raise ValueError("give exactly one of limit_usd and limit_units")
         units = usd_to_units(limit_usd) if limit_usd is not None else int(limit_units or 0)
-        budget = Budget(BudgetScope(scope), scope_id, tenant_id, units, BudgetPeriod(period),
-                        BudgetMode(mode), tuple(sorted(set(alert_thresholds))))
+        budget = Budget(
+            BudgetScope(scope),
+            scope_id,
+            tenant_id,
+            units,
+            BudgetPeriod(period),
+            BudgetMode(mode),
+            tuple(sorted(set(alert_thresholds))),
+        )
         async with transaction(self._sessions) as session:
-            row = (await session.scalars(select(BudgetRow).where(
-                BudgetRow.scope == str(budget.scope), BudgetRow.scope_id == scope_id
-            ).with_for_update())).one_or_none()
+            row = (
+                await session.scalars(
+                    select(BudgetRow)
+                    .where(BudgetRow.scope == str(budget.scope), BudgetRow.scope_id == scope_id)
+                    .with_for_update()
+                )
+            ).one_or_none()
             if row is None:
                 row = BudgetRow(scope=str(budget.scope), scope_id=scope_id)
                 session.add(row)
@@ -62,28 +87,47 @@ class BudgetStore:
             row.period, row.mode = str(budget.period), str(budget.mode)
             row.alert_thresholds, row.updated_at = list(budget.alert_thresholds), utcnow()
         event = {
-            "kind": "billing.budget.set", "actor": actor, "tenant_id": tenant_id,
-            "payload": {"scope": str(budget.scope), "scope_id": scope_id,
-                        "limit_usd": units_to_usd_str(units), "period": str(budget.period),
-                        "mode": str(budget.mode), "alert_thresholds": list(budget.alert_thresholds)},
+            "kind": "billing.budget.set",
+            "actor": actor,
+            "tenant_id": tenant_id,
+            "payload": {
+                "scope": str(budget.scope),
+                "scope_id": scope_id,
+                "limit_usd": units_to_usd_str(units),
+                "period": str(budget.period),
+                "mode": str(budget.mode),
+                "alert_thresholds": list(budget.alert_thresholds),
+            },
         }
         return budget, event
 
-    async def remove_budget(self, scope: BudgetScope | str, scope_id: str, *, actor: str) -> dict[str, Any] | None:
+    async def remove_budget(
+        self, scope: BudgetScope | str, scope_id: str, *, actor: str
+    ) -> dict[str, Any] | None:
         async with transaction(self._sessions) as session:
-            row = (await session.scalars(select(BudgetRow).where(
-                BudgetRow.scope == str(scope), BudgetRow.scope_id == scope_id))).one_or_none()
+            row = (
+                await session.scalars(
+                    select(BudgetRow).where(BudgetRow.scope == str(scope), BudgetRow.scope_id == scope_id)
+                )
+            ).one_or_none()
             if row is None:
                 return None
             tenant_id = row.tenant_id
             await session.execute(delete(BudgetRow).where(BudgetRow.id == row.id))
-        return {"kind": "billing.budget.removed", "actor": actor, "tenant_id": tenant_id,
-                "payload": {"scope": str(scope), "scope_id": scope_id}}
+        return {
+            "kind": "billing.budget.removed",
+            "actor": actor,
+            "tenant_id": tenant_id,
+            "payload": {"scope": str(scope), "scope_id": scope_id},
+        }
 
     async def get(self, scope: BudgetScope | str, scope_id: str) -> Budget | None:
         async with self._sessions() as session:
-            row = (await session.scalars(select(BudgetRow).where(
-                BudgetRow.scope == str(scope), BudgetRow.scope_id == scope_id))).one_or_none()
+            row = (
+                await session.scalars(
+                    select(BudgetRow).where(BudgetRow.scope == str(scope), BudgetRow.scope_id == scope_id)
+                )
+            ).one_or_none()
             return _budget(row) if row else None
 
     async def budgets_for(self, tenant_id: str, api_key_id: str | None) -> list[Budget]:

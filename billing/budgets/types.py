@@ -111,11 +111,18 @@ class BudgetAlert:
     def to_event(self) -> dict[str, object]:
         """An audit/notification event for the gateway to record."""
         return {
-            "kind": "billing.budget.threshold_crossed", "actor": "billing",
+            "kind": "billing.budget.threshold_crossed",
+            "actor": "billing",
             "tenant_id": self.tenant_id,
-            "payload": {"scope": self.scope, "scope_id": self.scope_id, "period": self.period,
-                        "threshold_pct": self.threshold_pct, "spent_units": self.spent_units,
-                        "limit_units": self.limit_units, "mode": self.mode},
+            "payload": {
+                "scope": self.scope,
+                "scope_id": self.scope_id,
+                "period": self.period,
+                "threshold_pct": self.threshold_pct,
+                "spent_units": self.spent_units,
+                "limit_units": self.limit_units,
+                "mode": self.mode,
+            },
         }
 
 
@@ -142,8 +149,13 @@ class BudgetBackend(Protocol):
     """Implemented by RedisBudgets (shared by replicas) and MemoryBudgets (one process)."""
 
     async def reserve(
-        self, reservation_id: str, budgets: list[Budget], amount_units: int, *,
-        at: dt.datetime | None = None, lease_seconds: float = 600.0,
+        self,
+        reservation_id: str,
+        budgets: list[Budget],
+        amount_units: int,
+        *,
+        at: dt.datetime | None = None,
+        lease_seconds: float = 600.0,
     ) -> Reservation: ...
 
     async def settle(self, reservation: Reservation, actual_units: int) -> SettleResult: ...
@@ -165,5 +177,4 @@ def crossed_thresholds(budget: Budget, before: int, after: int) -> list[int]:
     """Thresholds t with before < t% of limit <= after (exact integer arithmetic)."""
     if budget.limit_units <= 0:
         return [t for t in budget.alert_thresholds if after > before] if after > 0 else []
-    return [t for t in budget.alert_thresholds
-            if before * 100 < t * budget.limit_units <= after * 100]
+    return [t for t in budget.alert_thresholds if before * 100 < t * budget.limit_units <= after * 100]

@@ -1,6 +1,12 @@
 """Price catalog: versioned prices, time-of-day windows, promotions, comparators."""
 
-from billing.catalog.io import dump_catalog_file, dumps_catalog, load_catalog_file, parse_catalog, render_catalog
+from billing.catalog.io import (
+    dump_catalog_file,
+    dumps_catalog,
+    load_catalog_file,
+    parse_catalog,
+    render_catalog,
+)
 from billing.catalog.model import (
     Comparator,
     PriceCatalog,
@@ -15,7 +21,21 @@ from billing.catalog.seed import SEED_DOCUMENT, seed_catalog
 from billing.catalog.store import CatalogChange, CatalogStore
 
 __all__ = [
-    "SEED_DOCUMENT", "CatalogChange", "CatalogStore", "Comparator", "PriceCatalog", "PriceQuote",
-    "PriceVersion", "Promotion", "TimeOfDay", "VariantPrices", "Window", "dump_catalog_file",
-    "dumps_catalog", "load_catalog_file", "parse_catalog", "render_catalog", "seed_catalog",
+    "SEED_DOCUMENT",
+    "CatalogChange",
+    "CatalogStore",
+    "Comparator",
+    "PriceCatalog",
+    "PriceQuote",
+    "PriceVersion",
+    "Promotion",
+    "TimeOfDay",
+    "VariantPrices",
+    "Window",
+    "dump_catalog_file",
+    "dumps_catalog",
+    "load_catalog_file",
+    "parse_catalog",
+    "render_catalog",
+    "seed_catalog",
 ]

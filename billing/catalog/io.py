@@ -88,8 +88,11 @@ def parse_promotion(p: dict[str, Any]) -> Promotion:
 
 def parse_comparator(c: dict[str, Any]) -> Comparator:
     return Comparator(
-        id=str(c["id"]), name=str(c["name"]), input=_decimal(c["input"]),
-        output=_decimal(c["output"]), note=str(c.get("note", "")),
+        id=str(c["id"]),
+        name=str(c["name"]),
+        input=_decimal(c["input"]),
+        output=_decimal(c["output"]),
+        note=str(c.get("note", "")),
     )
 
 
@@ -118,8 +121,11 @@ def render_version(v: PriceVersion) -> dict[str, Any]:
         doc["time_of_day"] = {
             "off_peak_multiplier": _s(v.time_of_day.off_peak_multiplier),
             "peak": [
-                {"start": w.start.strftime("%H:%M:%S"), "end": w.end.strftime("%H:%M:%S"),
-                 "weekdays": sorted(w.weekdays)}
+                {
+                    "start": w.start.strftime("%H:%M:%S"),
+                    "end": w.end.strftime("%H:%M:%S"),
+                    "weekdays": sorted(w.weekdays),
+                }
                 for w in v.time_of_day.peak
             ],
         }
@@ -128,8 +134,12 @@ def render_version(v: PriceVersion) -> dict[str, Any]:
 
 def render_promotion(p: Promotion) -> dict[str, Any]:
     return {
-        "id": p.id, "starts_at": render_instant(p.starts_at), "ends_at": render_instant(p.ends_at),
-        "multiplier": _s(p.multiplier), "variants": sorted(str(x) for x in p.variants), "note": p.note,
+        "id": p.id,
+        "starts_at": render_instant(p.starts_at),
+        "ends_at": render_instant(p.ends_at),
+        "multiplier": _s(p.multiplier),
+        "variants": sorted(str(x) for x in p.variants),
+        "note": p.note,
     }
 
 

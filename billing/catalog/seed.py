@@ -48,10 +48,20 @@ SEED_DOCUMENT: dict[str, Any] = {
     ],
     "promotions": [],
     "comparators": [
-        {"id": "claude-opus-4.7", "name": "Claude Opus 4.7", "input": "5", "output": "25",
-         "note": "list price; savings reports only"},
-        {"id": "gpt-5.5", "name": "GPT-5.5", "input": "35", "output": "35",
-         "note": "about $35 per 1M tokens blended (published enterprise comparisons)"},
+        {
+            "id": "claude-opus-4.7",
+            "name": "Claude Opus 4.7",
+            "input": "5",
+            "output": "25",
+            "note": "list price; savings reports only",
+        },
+        {
+            "id": "gpt-5.5",
+            "name": "GPT-5.5",
+            "input": "35",
+            "output": "35",
+            "note": "about $35 per 1M tokens blended (published enterprise comparisons)",
+        },
     ],
 }
 

@@ -42,7 +42,9 @@ class CatalogChange:
 
 
 class CatalogStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, seed: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, seed: dict[str, Any] | None = None
+    ) -> None:
         self._sessions = sessions
         self._seed = SEED_DOCUMENT if seed is None else seed
 
@@ -59,8 +61,12 @@ class CatalogStore:
         return render_catalog(await self.load())
 
     async def add_version(
-        self, version: PriceVersion | dict[str, Any], *, actor: str,
-        now: dt.datetime | None = None, allow_backdated: bool = False,
+        self,
+        version: PriceVersion | dict[str, Any],
+        *,
+        actor: str,
+        now: dt.datetime | None = None,
+        allow_backdated: bool = False,
     ) -> CatalogChange:
         """Add a new price version. By default it must take effect in the future, so that
         no request already priced is priced differently by a later lookup."""
@@ -80,7 +86,9 @@ class CatalogStore:
             actor, promotions=[p], kind="billing.promotion.created", payload=render_promotion(p)
         )
 
-    async def end_promotion(self, promotion_id: str, *, actor: str, at: dt.datetime | None = None) -> CatalogChange:
+    async def end_promotion(
+        self, promotion_id: str, *, actor: str, at: dt.datetime | None = None
+    ) -> CatalogChange:
         """Move a promotion's end to `at` (now by default); it cannot be extended this way."""
         at = at or utcnow()
         async with transaction(self._sessions) as session:
@@ -122,7 +130,9 @@ class CatalogStore:
             new_p = [p for p in incoming.promotions if _is_new(known_p, p.id, render_promotion(p))]
             PriceCatalog.build([*current.versions, *new_v], [*current.promotions, *new_p])
             await self._insert(
-                session, PriceCatalog.build(new_v, new_p, incoming.comparators), actor=actor,
+                session,
+                PriceCatalog.build(new_v, new_p, incoming.comparators),
+                actor=actor,
                 replace_comparators=True,
             )
             catalog = await self._read(session)
@@ -134,8 +144,13 @@ class CatalogStore:
         return CatalogChange(catalog, _event("billing.price_catalog.imported", actor, payload))
 
     async def _apply(
-        self, actor: str, *, kind: str, payload: dict[str, Any],
-        versions: list[PriceVersion] | None = None, promotions: list[Promotion] | None = None,
+        self,
+        actor: str,
+        *,
+        kind: str,
+        payload: dict[str, Any],
+        versions: list[PriceVersion] | None = None,
+        promotions: list[Promotion] | None = None,
     ) -> CatalogChange:
         async with transaction(self._sessions) as session:
             current = await self._read(session)
@@ -171,8 +186,13 @@ class CatalogStore:
             await session.execute(
                 insert_ignore(dialect, PriceVersionRow.__table__, ["id"]),  # type: ignore[arg-type]
                 [
-                    {"id": v.id, "effective_from": v.effective_from, "document": render_version(v),
-                     "created_at": now, "created_by": actor}
+                    {
+                        "id": v.id,
+                        "effective_from": v.effective_from,
+                        "document": render_version(v),
+                        "created_at": now,
+                        "created_by": actor,
+                    }
                     for v in catalog.versions
                 ],
             )
@@ -180,8 +200,14 @@ class CatalogStore:
             await session.execute(
                 insert_ignore(dialect, PricePromotionRow.__table__, ["id"]),  # type: ignore[arg-type]
                 [
-                    {"id": p.id, "starts_at": p.starts_at, "ends_at": p.ends_at,
-                     "document": render_promotion(p), "created_at": now, "created_by": actor}
+                    {
+                        "id": p.id,
+                        "starts_at": p.starts_at,
+                        "ends_at": p.ends_at,
+                        "document": render_promotion(p),
+                        "created_at": now,
+                        "created_by": actor,
+                    }
                     for p in catalog.promotions
                 ],
             )

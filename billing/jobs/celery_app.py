@@ -23,22 +23,31 @@ from billing.jobs.tasks import DEFAULT_SCHEDULE, TASKS, JobContext
 
 
 def create_celery_app(
-    *, broker_url: str, database_url: str, redis_url: str | None = None,
-    result_backend: str | None = None, budget_prefix: str = "gw:", queue: str = "billing",
+    *,
+    broker_url: str,
+    database_url: str,
+    redis_url: str | None = None,
+    result_backend: str | None = None,
+    budget_prefix: str = "gw:",
+    queue: str = "billing",
 ) -> Celery:
     app = Celery("billing", broker=broker_url, backend=result_backend)
     app.conf.update(
         task_default_queue=queue,
-        task_serializer="json", result_serializer="json", accept_content=["json"],
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
         task_acks_late=True,  # every task is idempotent; a crash means a rerun
         worker_prefetch_multiplier=1,
-        timezone="UTC", enable_utc=True,
+        timezone="UTC",
+        enable_utc=True,
         broker_connection_retry_on_startup=True,
         beat_schedule=_beat_schedule(),
     )
     settings = {"database_url": database_url, "redis_url": redis_url or broker_url, "prefix": budget_prefix}
 
     for name in TASKS:
+
         def _make(task_name: str) -> Any:
             def run(**kwargs: Any) -> dict[str, Any]:
                 return asyncio.run(_run(task_name, settings, kwargs))
@@ -75,8 +84,12 @@ def _beat_schedule() -> dict[str, dict[str, Any]]:
 def app_from_env() -> Celery:
     redis_url = os.environ.get("GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/0")
     database_url = os.environ.get("GATEWAY_DATABASE_URL", "sqlite+aiosqlite:///var/gateway.db")
-    return create_celery_app(broker_url=redis_url, database_url=database_url, redis_url=redis_url,
-                             result_backend=os.environ.get("GATEWAY_CELERY_RESULT_BACKEND"))
+    return create_celery_app(
+        broker_url=redis_url,
+        database_url=database_url,
+        redis_url=redis_url,
+        result_backend=os.environ.get("GATEWAY_CELERY_RESULT_BACKEND"),
+    )
 
 
 _app: Celery | None = None

@@ -17,7 +17,11 @@ log = logging.getLogger(__name__)
 
 class JobScheduler:
     def __init__(
-        self, ctx: JobContext, schedule: Sequence[ScheduleEntry] = DEFAULT_SCHEDULE, *, tick_seconds: float = 1.0
+        self,
+        ctx: JobContext,
+        schedule: Sequence[ScheduleEntry] = DEFAULT_SCHEDULE,
+        *,
+        tick_seconds: float = 1.0,
     ) -> None:
         self.ctx = ctx
         self.schedule = tuple(schedule)
@@ -51,8 +55,11 @@ class JobScheduler:
                 self._last[entry.task] = now
             else:
                 month = wall.strftime("%Y-%m")
-                if (wall.day < (entry.monthly_day or 1) or wall.hour < entry.monthly_hour
-                        or self._last_month.get(entry.task) == month):
+                if (
+                    wall.day < (entry.monthly_day or 1)
+                    or wall.hour < entry.monthly_hour
+                    or self._last_month.get(entry.task) == month
+                ):
                     continue
                 self._last_month[entry.task] = month
             await self.run(entry.task)

@@ -30,12 +30,17 @@ async def hourly_rollup(ctx: JobContext) -> dict[str, Any]:
     return {"hours_rebuilt": r.hours_rebuilt, "rows_written": r.rows_written}
 
 
-async def monthly_invoices(ctx: JobContext, month: str | None = None, finalize: bool = True) -> dict[str, Any]:
+async def monthly_invoices(
+    ctx: JobContext, month: str | None = None, finalize: bool = True
+) -> dict[str, Any]:
     """Invoice every tenant with usage in `month` ('YYYY-MM'; default: the previous month)."""
     m = dt.date.fromisoformat(f"{month}-01") if month else previous_month(ctx.clock())
     docs = await generate_monthly_invoices(ctx.sessions, m, finalize=finalize)
-    return {"month": m.strftime("%Y-%m"), "invoices": len(docs),
-            "total_cents": sum(d.total_cents for d in docs)}
+    return {
+        "month": m.strftime("%Y-%m"),
+        "invoices": len(docs),
+        "total_cents": sum(d.total_cents for d in docs),
+    }
 
 
 async def budget_period_reset(ctx: JobContext) -> dict[str, Any]:

@@ -52,19 +52,28 @@ class UsageEntry:
     def cost(self) -> Cost | None:
         if self.cost_total is None:
             return None
-        return Cost(self.cost_cache_hit or 0, self.cost_cache_miss or 0, self.cost_output or 0,
-                    self.price_version or "")
+        return Cost(
+            self.cost_cache_hit or 0,
+            self.cost_cache_miss or 0,
+            self.cost_output or 0,
+            self.price_version or "",
+        )
 
     def priced(self, quote: PriceQuote) -> UsageEntry:
         """This entry with its cost at `quote` (the prices in force at `started_at`)."""
-        c = cost_of(quote, self.prompt_cache_hit_tokens, self.prompt_cache_miss_tokens,
-                    self.completion_tokens)
+        c = cost_of(
+            quote, self.prompt_cache_hit_tokens, self.prompt_cache_miss_tokens, self.completion_tokens
+        )
         return self.with_cost(c)
 
     def with_cost(self, c: Cost) -> UsageEntry:
         return dataclasses.replace(
-            self, price_version=c.price_version, cost_cache_hit=c.cache_hit,
-            cost_cache_miss=c.cache_miss, cost_output=c.output, cost_total=c.total,
+            self,
+            price_version=c.price_version,
+            cost_cache_hit=c.cache_hit,
+            cost_cache_miss=c.cache_miss,
+            cost_output=c.output,
+            cost_total=c.total,
         )
 
     def to_row(self, ingested_at: dt.datetime) -> dict[str, Any]:

@@ -70,10 +70,16 @@ async def build_invoice(session: AsyncSession, tenant_id: str, month: dt.date) -
         for tc, tokens, units in t.line_items():
             if tokens == 0 and units == 0:
                 continue
-            lines.append({
-                "variant": variant, "mode": mode, "token_class": str(tc), "tokens": tokens,
-                "amount_units": units, "amount_usd": units_to_usd_str(units),
-            })
+            lines.append(
+                {
+                    "variant": variant,
+                    "mode": mode,
+                    "token_class": str(tc),
+                    "tokens": tokens,
+                    "amount_units": units,
+                    "amount_usd": units_to_usd_str(units),
+                }
+            )
             total += units
     return InvoiceDocument(tenant_id, start, end, tuple(lines), total)
 
@@ -84,24 +90,35 @@ async def generate_invoice(
     """Build and store (upsert) the tenant's invoice; a final invoice is returned unchanged."""
     async with transaction(sessions) as session:
         start, _ = month_bounds(month)
-        row = (await session.scalars(
-            select(Invoice).where(Invoice.tenant_id == tenant_id, Invoice.period_start == start)
-            .with_for_update()
-        )).one_or_none()
+        row = (
+            await session.scalars(
+                select(Invoice)
+                .where(Invoice.tenant_id == tenant_id, Invoice.period_start == start)
+                .with_for_update()
+            )
+        ).one_or_none()
         if row is not None and row.status == "final":
             return _from_row(row)
         doc = await build_invoice(session, tenant_id, month)
         status = "final" if finalize else "draft"
         if row is None:
-            session.add(Invoice(
-                tenant_id=tenant_id, period_start=doc.period_start, period_end=doc.period_end,
-                status=status, total_units=doc.total_units, total_cents=doc.total_cents,
-                lines=list(doc.lines),
-            ))
+            session.add(
+                Invoice(
+                    tenant_id=tenant_id,
+                    period_start=doc.period_start,
+                    period_end=doc.period_end,
+                    status=status,
+                    total_units=doc.total_units,
+                    total_cents=doc.total_cents,
+                    lines=list(doc.lines),
+                )
+            )
         else:
             row.lines, row.total_units, row.total_cents = list(doc.lines), doc.total_units, doc.total_cents
             row.status, row.updated_at = status, utcnow()
-    return InvoiceDocument(doc.tenant_id, doc.period_start, doc.period_end, doc.lines, doc.total_units, status)
+    return InvoiceDocument(
+        doc.tenant_id, doc.period_start, doc.period_end, doc.lines, doc.total_units, status
+    )
 
 
 async def generate_monthly_invoices(
@@ -117,11 +134,15 @@ async def generate_monthly_invoices(
 
 async def get_invoice(session: AsyncSession, tenant_id: str, month: dt.date) -> InvoiceDocument | None:
     start, _ = month_bounds(month)
-    row = (await session.scalars(
-        select(Invoice).where(Invoice.tenant_id == tenant_id, Invoice.period_start == start)
-    )).one_or_none()
+    row = (
+        await session.scalars(
+            select(Invoice).where(Invoice.tenant_id == tenant_id, Invoice.period_start == start)
+        )
+    ).one_or_none()
     return _from_row(row) if row else None
 
 
 def _from_row(row: Invoice) -> InvoiceDocument:
-    return InvoiceDocument(row.tenant_id, row.period_start, row.period_end, tuple(row.lines), row.total_units, row.status)
+    return InvoiceDocument(
+        row.tenant_id, row.period_start, row.period_end, tuple(row.lines), row.total_units, row.status
+    )

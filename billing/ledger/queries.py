@@ -70,8 +70,15 @@ class UsageDay:
 
 
 _SUM_NAMES = (
-    "requests", "cache_hit_tokens", "cache_miss_tokens", "output_tokens", "reasoning_tokens",
-    "cost_cache_hit", "cost_cache_miss", "cost_output", "cost_total",
+    "requests",
+    "cache_hit_tokens",
+    "cache_miss_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_cache_hit",
+    "cost_cache_miss",
+    "cost_output",
+    "cost_total",
 )
 
 
@@ -97,8 +104,12 @@ def _sums(table: type[UsageDaily] | type[UsageHourly]) -> list[Any]:
 
 
 async def usage_by_day(
-    session: AsyncSession, tenant_id: str, start: dt.datetime, end: dt.datetime,
-    *, api_key_id: str | None = None,
+    session: AsyncSession,
+    tenant_id: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    api_key_id: str | None = None,
 ) -> list[UsageDay]:
     """Usage and exact cost per UTC day, variant and mode in [start, end) (optionally of
     one key). Whole-day ranges of all keys read usage_daily (<= 31 x 6 rows a month)."""
@@ -128,7 +139,9 @@ async def usage_by_variant_mode(
     return {(r[0], r[1]): _totals(tuple(r[2:])) for r in (await session.execute(q)).all()}
 
 
-async def usage_totals(session: AsyncSession, tenant_id: str, start: dt.datetime, end: dt.datetime) -> UsageTotals:
+async def usage_totals(
+    session: AsyncSession, tenant_id: str, start: dt.datetime, end: dt.datetime
+) -> UsageTotals:
     table, when = _source(start, end)
     q = select(*_sums(table)).where(table.tenant_id == tenant_id, when >= start, when < end)
     return _totals(tuple((await session.execute(q)).one()))

@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, insert, literal, select, text
+from sqlalchemy import Table, and_, delete, func, insert, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing.db import transaction, utcnow
@@ -26,8 +27,15 @@ from billing.sql import dialect_of
 HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
 _SUM_COLUMNS = (
-    "requests", "cache_hit_tokens", "cache_miss_tokens", "output_tokens", "reasoning_tokens",
-    "cost_cache_hit", "cost_cache_miss", "cost_output", "cost_total",
+    "requests",
+    "cache_hit_tokens",
+    "cache_miss_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_cache_hit",
+    "cost_cache_miss",
+    "cost_output",
+    "cost_total",
 )
 STATE_KEY = "rollup"
 OVERLAP = dt.timedelta(minutes=5)
@@ -43,6 +51,10 @@ class RollupResult:
     ran_at: dt.datetime
 
 
+def _table(model: type[Any]) -> Table:
+    return cast(Table, model.__table__)
+
+
 def floor_hour(at: dt.datetime) -> dt.datetime:
     return at.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
 
@@ -52,26 +64,45 @@ async def rollup_range(session: AsyncSession, start: dt.datetime, end: dt.dateti
     transaction; returns the number of rollup rows written."""
     start = floor_hour(start)
     dialect = dialect_of(session)
-    r, h = UsageRecord.__table__.c, UsageHourly.__table__
+    r, h = _table(UsageRecord).c, _table(UsageHourly)
     await session.execute(delete(h).where(and_(h.c.hour >= start, h.c.hour < end)))
     key = func.coalesce(r.api_key_id, literal(""))
     hour = hour_of(dialect, r.started_at)
     agg = (
         select(
-            r.tenant_id, hour.label("hour"), key.label("api_key_id"), r.variant, r.mode,
+            r.tenant_id,
+            hour.label("hour"),
+            key.label("api_key_id"),
+            r.variant,
+            r.mode,
             func.count().label("requests"),
-            func.sum(r.prompt_cache_hit_tokens), func.sum(r.prompt_cache_miss_tokens),
-            func.sum(r.completion_tokens), func.sum(r.reasoning_tokens),
-            func.sum(r.cost_cache_hit), func.sum(r.cost_cache_miss), func.sum(r.cost_output),
+            func.sum(r.prompt_cache_hit_tokens),
+            func.sum(r.prompt_cache_miss_tokens),
+            func.sum(r.completion_tokens),
+            func.sum(r.reasoning_tokens),
+            func.sum(r.cost_cache_hit),
+            func.sum(r.cost_cache_miss),
+            func.sum(r.cost_output),
             func.sum(r.cost_total),
         )
         .where(r.started_at >= start, r.started_at < end, r.cost_total.is_not(None))
         .group_by(r.tenant_id, hour, key, r.variant, r.mode)
     )
     columns = [
-        "tenant_id", "hour", "api_key_id", "variant", "mode", "requests", "cache_hit_tokens",
-        "cache_miss_tokens", "output_tokens", "reasoning_tokens", "cost_cache_hit",
-        "cost_cache_miss", "cost_output", "cost_total",
+        "tenant_id",
+        "hour",
+        "api_key_id",
+        "variant",
+        "mode",
+        "requests",
+        "cache_hit_tokens",
+        "cache_miss_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "cost_cache_hit",
+        "cost_cache_miss",
+        "cost_output",
+        "cost_total",
     ]
     result = await session.execute(insert(h).from_select(columns, agg))
     await _rebuild_days(session, start, end)
@@ -83,19 +114,20 @@ async def _rebuild_days(session: AsyncSession, start: dt.datetime, end: dt.datet
     dialect = dialect_of(session)
     first = start.replace(hour=0)
     last = floor_hour(end - dt.timedelta(microseconds=1)).replace(hour=0) + DAY
-    h, d = UsageHourly.__table__.c, UsageDaily.__table__
+    h, d = _table(UsageHourly).c, _table(UsageDaily)
     await session.execute(delete(d).where(and_(d.c.day >= first, d.c.day < last)))
     day = day_start_of(dialect, h.hour)
     agg = (
-        select(h.tenant_id, day.label("day"), h.variant, h.mode,
-               *(func.sum(h[c]) for c in _SUM_COLUMNS))
+        select(h.tenant_id, day.label("day"), h.variant, h.mode, *(func.sum(h[c]) for c in _SUM_COLUMNS))
         .where(h.hour >= first, h.hour < last)
         .group_by(h.tenant_id, day, h.variant, h.mode)
     )
     await session.execute(insert(d).from_select(["tenant_id", "day", "variant", "mode", *_SUM_COLUMNS], agg))
 
 
-async def rollup_hours(sessions: async_sessionmaker[AsyncSession], hours: Iterable[dt.datetime]) -> tuple[int, int]:
+async def rollup_hours(
+    sessions: async_sessionmaker[AsyncSession], hours: Iterable[dt.datetime]
+) -> tuple[int, int]:
     """Rebuild the given hours, contiguous runs together (at most a day per transaction).
     Returns (hours rebuilt, rows written)."""
     ordered = sorted({floor_hour(h) for h in hours})
@@ -107,7 +139,9 @@ async def rollup_hours(sessions: async_sessionmaker[AsyncSession], hours: Iterab
     return len(ordered), rows
 
 
-async def rollup_period(sessions: async_sessionmaker[AsyncSession], start: dt.datetime, end: dt.datetime) -> int:
+async def rollup_period(
+    sessions: async_sessionmaker[AsyncSession], start: dt.datetime, end: dt.datetime
+) -> int:
     """Rebuild every hour in [start, end) (e.g. a whole month before invoicing)."""
     hours = []
     at = floor_hour(start)
@@ -117,14 +151,16 @@ async def rollup_period(sessions: async_sessionmaker[AsyncSession], start: dt.da
     return (await rollup_hours(sessions, hours))[1]
 
 
-async def run_rollup(sessions: async_sessionmaker[AsyncSession], now: dt.datetime | None = None) -> RollupResult:
+async def run_rollup(
+    sessions: async_sessionmaker[AsyncSession], now: dt.datetime | None = None
+) -> RollupResult:
     """The periodic job: rebuild the hours touched by records ingested since the last run."""
     now = now or utcnow()
     async with transaction(sessions) as session:
         state = await session.get(BillingJobState, STATE_KEY)
         since = dt.datetime.fromisoformat(state.value["last_started"]) - OVERLAP if state else None
         dialect = dialect_of(session)
-        r = UsageRecord.__table__.c
+        r = _table(UsageRecord).c
         q = select(hour_of(dialect, r.started_at)).distinct()
         if since is not None:
             q = q.where(r.ingested_at >= since)

@@ -28,7 +28,8 @@ class ComparatorSavings:
 
     def to_json(self) -> dict[str, str]:
         return {
-            "comparator": self.comparator_id, "name": self.name,
+            "comparator": self.comparator_id,
+            "name": self.name,
             "cost_usd": units_to_usd_str(self.cost_units),
             "savings_usd": units_to_usd_str(self.savings_units),
             "savings_pct": self.savings_pct,
@@ -46,8 +47,11 @@ class SavingsReport:
     def to_json(self) -> dict[str, object]:
         t = self.totals
         return {
-            "tenant_id": self.tenant_id, "start": self.start.isoformat(), "end": self.end.isoformat(),
-            "input_tokens": t.cache_hit_tokens + t.cache_miss_tokens, "output_tokens": t.output_tokens,
+            "tenant_id": self.tenant_id,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "input_tokens": t.cache_hit_tokens + t.cache_miss_tokens,
+            "output_tokens": t.output_tokens,
             "actual_cost_usd": units_to_usd_str(t.cost_total),
             "comparators": [c.to_json() for c in self.comparators],
         }
@@ -61,7 +65,11 @@ def savings_from_totals(
     for c in catalog.comparators:
         cost = input_tokens * unit_price(c.input) + totals.output_tokens * unit_price(c.output)
         saved = cost - totals.cost_total
-        pct = (Decimal(saved) * 100 / Decimal(cost)).quantize(Decimal("0.01"), ROUND_HALF_EVEN) if cost else Decimal(0)
+        pct = (
+            (Decimal(saved) * 100 / Decimal(cost)).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+            if cost
+            else Decimal(0)
+        )
         rows.append(ComparatorSavings(c.id, c.name, cost, saved, format(pct, "f")))
     return SavingsReport(tenant_id, start, end, totals, tuple(rows))
 

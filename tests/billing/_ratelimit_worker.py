@@ -11,7 +11,10 @@ from billing.ratelimit import RateLimit, RedisRateLimiter
 
 async def main(url: str, prefix: str, n: int) -> None:
     limiter = RedisRateLimiter.from_url(url, prefix=prefix)
-    limits = [RateLimit("key", "k1", requests_per_minute=15), RateLimit("tenant", "t1", tokens_per_minute=10_000)]
+    limits = [
+        RateLimit("key", "k1", requests_per_minute=15),
+        RateLimit("tenant", "t1", tokens_per_minute=10_000),
+    ]
     results = await asyncio.gather(*(limiter.check(limits, tokens=10) for _ in range(n)))
     await limiter.close()
     print(sum(r.allowed for r in results))

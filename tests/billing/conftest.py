@@ -29,16 +29,38 @@ async def create_tenant(sessions: async_sessionmaker[AsyncSession], name: str) -
 
 
 def entry(
-    tenant_id: str, key_id: str | None, request_id: str, started_at: dt.datetime, *,
-    attempt: int = 1, variant: str = "flash", mode: str = "non-think", hit: int = 100,
-    miss: int = 200, out: int = 300, reasoning: int = 0, stream: bool = False,
+    tenant_id: str,
+    key_id: str | None,
+    request_id: str,
+    started_at: dt.datetime,
+    *,
+    attempt: int = 1,
+    variant: str = "flash",
+    mode: str = "non-think",
+    hit: int = 100,
+    miss: int = 200,
+    out: int = 300,
+    reasoning: int = 0,
+    stream: bool = False,
 ) -> UsageEntry:
     e = UsageEntry(
-        request_id=request_id, attempt=attempt, tenant_id=tenant_id, api_key_id=key_id,
-        model=f"deepseek-v4-{variant}", variant=variant, mode=mode, artifact_id="test-artifact",
-        status="completed", started_at=started_at, finished_at=started_at + dt.timedelta(seconds=2),
-        prompt_cache_hit_tokens=hit, prompt_cache_miss_tokens=miss, completion_tokens=out,
-        reasoning_tokens=reasoning, finish_reason="stop", stream=stream,
+        request_id=request_id,
+        attempt=attempt,
+        tenant_id=tenant_id,
+        api_key_id=key_id,
+        model=f"deepseek-v4-{variant}",
+        variant=variant,
+        mode=mode,
+        artifact_id="test-artifact",
+        status="completed",
+        started_at=started_at,
+        finished_at=started_at + dt.timedelta(seconds=2),
+        prompt_cache_hit_tokens=hit,
+        prompt_cache_miss_tokens=miss,
+        completion_tokens=out,
+        reasoning_tokens=reasoning,
+        finish_reason="stop",
+        stream=stream,
     )
     return e.priced(seed_catalog().prices_at(variant, started_at))
 

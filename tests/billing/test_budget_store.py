@@ -15,17 +15,30 @@ async def test_set_get_and_budgets_for(sessions, unique: str, tmp_path: Path) ->
     tenant, key = await create_tenant(sessions, f"b-{unique}")
     store = BudgetStore(sessions)
     budget, event = await store.set_budget(
-        scope="tenant", scope_id=tenant, tenant_id=tenant, limit_usd=Decimal("12.50"),
-        period="day", mode="soft", actor="cli",
+        scope="tenant",
+        scope_id=tenant,
+        tenant_id=tenant,
+        limit_usd=Decimal("12.50"),
+        period="day",
+        mode="soft",
+        actor="cli",
     )
     assert budget.limit_units == 12_500_000_000_000 and budget.mode is BudgetMode.SOFT
     assert event["kind"] == "billing.budget.set" and event["payload"]["limit_usd"] == "12.5"
-    await store.set_budget(scope="tenant", scope_id=tenant, tenant_id=tenant, limit_usd="20",
-                           period="month", mode="hard", actor="cli")
+    await store.set_budget(
+        scope="tenant",
+        scope_id=tenant,
+        tenant_id=tenant,
+        limit_usd="20",
+        period="month",
+        mode="hard",
+        actor="cli",
+    )
     await store.set_budget(scope="key", scope_id=key, tenant_id=tenant, limit_units=5, actor="cli")
     got = await store.budgets_for(tenant, key)
     assert [(b.scope, b.limit_units, b.period) for b in got] == [
-        (BudgetScope.TENANT, 20 * 10**12, BudgetPeriod.MONTH), (BudgetScope.KEY, 5, BudgetPeriod.MONTH)
+        (BudgetScope.TENANT, 20 * 10**12, BudgetPeriod.MONTH),
+        (BudgetScope.KEY, 5, BudgetPeriod.MONTH),
     ]
     assert [b.scope for b in await store.budgets_for(tenant, None)] == [BudgetScope.TENANT]
     assert (await store.remove_budget("key", key, actor="cli"))["kind"] == "billing.budget.removed"

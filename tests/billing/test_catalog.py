@@ -80,14 +80,27 @@ def test_non_utc_instants_are_converted() -> None:
 def test_promotion_lowest_multiplier_wins() -> None:
     doc = json.loads(json.dumps(SEED_DOCUMENT))
     doc["promotions"] = [
-        {"id": "half", "starts_at": "2026-05-01T00:00:00Z", "ends_at": "2026-05-02T00:00:00Z",
-         "multiplier": "0.5", "variants": ["flash"]},
-        {"id": "tenth", "starts_at": "2026-05-01T12:00:00Z", "ends_at": "2026-05-01T13:00:00Z",
-         "multiplier": "0.1"},
+        {
+            "id": "half",
+            "starts_at": "2026-05-01T00:00:00Z",
+            "ends_at": "2026-05-02T00:00:00Z",
+            "multiplier": "0.5",
+            "variants": ["flash"],
+        },
+        {
+            "id": "tenth",
+            "starts_at": "2026-05-01T12:00:00Z",
+            "ends_at": "2026-05-01T13:00:00Z",
+            "multiplier": "0.1",
+        },
     ]
     catalog = parse_catalog(doc)
     q = catalog.prices_at("flash", T("2026-05-01T06:00:00Z"))
-    assert (q.version_id, q.cache_miss, q.promotion_id) == ("v4-hit-cut@standard+half", Decimal("0.07"), "half")
+    assert (q.version_id, q.cache_miss, q.promotion_id) == (
+        "v4-hit-cut@standard+half",
+        Decimal("0.07"),
+        "half",
+    )
     assert catalog.prices_at("flash", T("2026-05-01T12:00:00Z")).promotion_id == "tenth"
     assert catalog.prices_at("pro", T("2026-05-01T06:00:00Z")).promotion_id is None
     assert catalog.prices_at("flash", T("2026-05-02T00:00:00Z")).promotion_id is None  # end exclusive
@@ -102,9 +115,12 @@ async def test_store_seeds_imports_and_audits(sessions, unique: str) -> None:
 
     vid = f"t-{unique}"
     future = {
-        "id": vid, "effective_from": "2099-01-01T00:00:00Z",
-        "prices": {"flash": {"cache_hit": "0.001", "cache_miss": "0.1", "output": "0.2"},
-                   "pro": {"cache_hit": "0.01", "cache_miss": "1", "output": "2"}},
+        "id": vid,
+        "effective_from": "2099-01-01T00:00:00Z",
+        "prices": {
+            "flash": {"cache_hit": "0.001", "cache_miss": "0.1", "output": "0.2"},
+            "pro": {"cache_hit": "0.01", "cache_miss": "1", "output": "2"},
+        },
     }
     change = await store.add_version(future, actor="admin:alice")
     assert change.event["kind"] == "billing.price_version.created"
@@ -123,8 +139,12 @@ async def test_store_seeds_imports_and_audits(sessions, unique: str) -> None:
     with pytest.raises(CatalogError):
         await store.import_document(exported, actor="cli")
 
-    promo = {"id": f"pr-{unique}", "starts_at": "2098-01-01T00:00:00Z",
-             "ends_at": "2098-02-01T00:00:00Z", "multiplier": "0.5"}
+    promo = {
+        "id": f"pr-{unique}",
+        "starts_at": "2098-01-01T00:00:00Z",
+        "ends_at": "2098-02-01T00:00:00Z",
+        "multiplier": "0.5",
+    }
     change = await store.add_promotion(promo, actor="admin:alice")
     assert change.catalog.prices_at("flash", T("2098-01-15T00:00:00Z")).promotion_id == promo["id"]
     change = await store.end_promotion(promo["id"], actor="admin:alice", at=T("2098-01-10T00:00:00Z"))
@@ -132,6 +152,7 @@ async def test_store_seeds_imports_and_audits(sessions, unique: str) -> None:
     assert change.event["kind"] == "billing.promotion.ended"
 
     change = await store.set_comparator(
-        {"id": "claude-opus-4.7", "name": "Claude Opus 4.7", "input": "5", "output": "25"}, actor="admin:alice"
+        {"id": "claude-opus-4.7", "name": "Claude Opus 4.7", "input": "5", "output": "25"},
+        actor="admin:alice",
     )
     assert change.catalog.comparator("claude-opus-4.7").output == Decimal(25)

@@ -29,8 +29,12 @@ async def test_in_process_scheduler_runs_the_tasks(sessions, unique: str, tmp_pa
     now = dt.datetime(2026, 9, 1, 2, 30, tzinfo=dt.UTC)
     sched = JobScheduler(JobContext(sessions, budgets, clock=lambda: now))
     ran = await sched.run_due(monotonic_now=0.0)
-    assert set(ran) == {"billing.reap_reservations", "billing.hourly_rollup",
-                        "billing.budget_period_reset", "billing.monthly_invoices"}
+    assert set(ran) == {
+        "billing.reap_reservations",
+        "billing.hourly_rollup",
+        "billing.budget_period_reset",
+        "billing.monthly_invoices",
+    }
     assert sched.results["billing.reap_reservations"] == {"reaped": 1}
     assert sched.results["billing.monthly_invoices"]["month"] == "2026-08"
     async with sessions() as s:
@@ -45,7 +49,9 @@ async def test_in_process_scheduler_runs_the_tasks(sessions, unique: str, tmp_pa
 
 
 @pytest.mark.redis
-def test_celery_worker_runs_billing_tasks(sqlite_url: str, redis_url: str, unique: str, tmp_path: Path) -> None:
+def test_celery_worker_runs_billing_tasks(
+    sqlite_url: str, redis_url: str, unique: str, tmp_path: Path
+) -> None:
     from celery.contrib.testing.worker import start_worker
 
     from billing.jobs.celery_app import create_celery_app
@@ -66,11 +72,14 @@ def test_celery_worker_runs_billing_tasks(sqlite_url: str, redis_url: str, uniqu
 
     tenant, _ = asyncio.run(seed())
     app = create_celery_app(
-        broker_url=redis_url, database_url=sqlite_url, redis_url=redis_url,
-        result_backend=redis_url, budget_prefix=f"test:{unique}:", queue=f"billing-test-{unique}",
+        broker_url=redis_url,
+        database_url=sqlite_url,
+        redis_url=redis_url,
+        result_backend=redis_url,
+        budget_prefix=f"test:{unique}:",
+        queue=f"billing-test-{unique}",
     )
-    with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING",
-                      shutdown_timeout=10):
+    with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
         rollup = app.tasks["billing.hourly_rollup"].delay().get(timeout=30)
         reaped = app.tasks["billing.reap_reservations"].delay().get(timeout=30)
         invoices = app.tasks["billing.monthly_invoices"].delay(month="2026-08").get(timeout=30)

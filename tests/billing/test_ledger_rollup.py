@@ -31,8 +31,18 @@ async def test_rollup_queries_invoice_savings(sessions, unique, tmp_path: Path, 
     day1 = dt.datetime(2026, 9, 7, 2, 30, tzinfo=dt.UTC)  # Monday, peak
     day2 = dt.datetime(2026, 9, 8, 12, 0, tzinfo=dt.UTC)  # Tuesday, off-peak
     entries = [
-        entry(tenant, key, f"a{i}-{unique}", day1 + dt.timedelta(minutes=i), variant="pro",
-              mode="think-max", hit=1000, miss=500, out=2000, reasoning=1500)
+        entry(
+            tenant,
+            key,
+            f"a{i}-{unique}",
+            day1 + dt.timedelta(minutes=i),
+            variant="pro",
+            mode="think-max",
+            hit=1000,
+            miss=500,
+            out=2000,
+            reasoning=1500,
+        )
         for i in range(3)
     ] + [
         entry(tenant, None, f"b{i}-{unique}", day2, variant="flash", mode="non-think", hit=0, miss=77, out=5)
@@ -45,7 +55,8 @@ async def test_rollup_queries_invoice_savings(sessions, unique, tmp_path: Path, 
         days = await usage_by_day(s, tenant, SEP, OCT)
         totals = await usage_totals(s, tenant, SEP, OCT)
     assert [(d.day.isoformat(), d.variant, d.mode, d.totals.requests) for d in days] == [
-        ("2026-09-07", "pro", "think-max", 3), ("2026-09-08", "flash", "non-think", 4)
+        ("2026-09-07", "pro", "think-max", 3),
+        ("2026-09-08", "flash", "non-think", 4),
     ]
     assert totals.cost_total == sum(e.cost_total for e in entries)
     assert days[0].totals.reasoning_tokens == 4500 and days[0].totals.output_tokens == 6000
@@ -73,7 +84,9 @@ async def test_rollup_queries_invoice_savings(sessions, unique, tmp_path: Path, 
     assert draft.total_units == exact == sum(line["amount_units"] for line in draft.lines)
     assert draft.total_cents == round_units_to_cents(exact)
     assert {(x["variant"], x["mode"], x["token_class"]) for x in draft.lines} >= {
-        ("pro", "think-max", "cache_hit"), ("pro", "think-max", "output"), ("flash", "non-think", "cache_miss")
+        ("pro", "think-max", "cache_hit"),
+        ("pro", "think-max", "output"),
+        ("flash", "non-think", "cache_miss"),
     }
     finals = await generate_monthly_invoices(sessions, SEP.date())
     mine = [d for d in finals if d.tenant_id == tenant]

@@ -30,8 +30,11 @@ async def test_idempotent_by_request_and_attempt(sessions, unique, tmp_path: Pat
     assert await _count(sessions, tenant) == 2
     assert writer.stats.written == 2 and writer.stats.duplicates == 2
     async with sessions() as s:
-        row = (await s.scalars(select(UsageRecord).where(UsageRecord.request_id == f"r1-{unique}",
-                                                         UsageRecord.attempt == 1))).one()
+        row = (
+            await s.scalars(
+                select(UsageRecord).where(UsageRecord.request_id == f"r1-{unique}", UsageRecord.attempt == 1)
+            )
+        ).one()
     assert (row.cost_total, row.price_version, row.prompt_tokens) == (e1.cost_total, "v4-peak@off-peak", 300)
     assert row.cost_total == row.cost_cache_hit + row.cost_cache_miss + row.cost_output
 

@@ -51,8 +51,10 @@ async def test_requests_per_minute_and_headers(limiter) -> None:
 
 
 async def test_all_or_nothing_across_key_and_tenant(limiter) -> None:
-    limits = [RateLimit("key", "k", requests_per_minute=100, tokens_per_minute=10_000),
-              RateLimit("tenant", "t", tokens_per_minute=1000)]
+    limits = [
+        RateLimit("key", "k", requests_per_minute=100, tokens_per_minute=10_000),
+        RateLimit("tenant", "t", tokens_per_minute=1000),
+    ]
     assert (await limiter.check(limits, tokens=600)).allowed
     denied = await limiter.check(limits, tokens=600)
     assert not denied.allowed and denied.blocked_by.scope == "tenant"
@@ -106,5 +108,10 @@ def test_two_processes_share_one_limit(redis_url: str, unique: str) -> None:
 
 def test_format_duration() -> None:
     assert [format_duration(x) for x in (0.25, 1, 6.0, 59.5, 360, 61.2)] == [
-        "250ms", "1s", "6s", "1m0s", "6m0s", "1m2s"
+        "250ms",
+        "1s",
+        "6s",
+        "1m0s",
+        "6m0s",
+        "1m2s",
     ]
