@@ -18,7 +18,7 @@ def serve(host: str | None, port: int | None) -> None:
     from gateway.logs import configure_logging
 
     settings = load_settings().with_overrides(host=host, port=port)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     click.echo(f"serving on http://{settings.host}:{settings.port}")
     uvicorn.run(
