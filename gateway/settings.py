@@ -16,6 +16,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "log_format": ("text", "json"),
     "otel_exporter": ("none", "console", "otlp"),
     "metrics": ("none", "prometheus"),
+    "jobs": ("auto", "inprocess", "celery"),
 }
 
 
@@ -43,6 +44,7 @@ class Settings:
     access_log: bool = True
     max_request_bytes: int = 4 * 1024 * 1024
     load_model: bool = True  # False: API without an engine (admin-only processes, tests)
+    jobs: str = "auto"  # billing jobs: inprocess | celery | auto (in process without Redis)
     # Observability (docs/observability.md). Logs: "text" or "json" (one object a line, with
     # trace_id/span_id). Traces and metrics export: "none", "console" or "otlp" (HTTP/protobuf
     # to otel_endpoint, a base URL; empty: the standard OTEL_EXPORTER_OTLP_* variables).

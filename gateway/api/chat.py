@@ -23,6 +23,7 @@ _encode = msgspec.json.encode
 
 def decision_headers(prepared: PreparedCompletion) -> dict[str, str]:
     return {
+        **prepared.rate_limit_headers,
         "x-request-id": prepared.request_id,
         "x-gateway-variant": prepared.variant,
         "x-gateway-mode": prepared.mode,

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing.db import transaction, utcnow
+from billing.ratelimit import RateLimit
 from gateway.auth import keys
 from gateway.auth.models import ApiKey, Tenant
 from gateway.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
@@ -27,6 +28,7 @@ class Principal:
     tenant_name: str
     key_id: str
     scopes: frozenset[str]
+    rate_limits: tuple[RateLimit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ async def create_key(
     name: str = "",
     expires_at: dt.datetime | None = None,
     scopes: str = "inference",
+    requests_per_minute: int | None = None,
+    tokens_per_minute: int | None = None,
 ) -> IssuedKey:
     secret = keys.generate_key()
     row = ApiKey(
@@ -82,6 +86,8 @@ async def create_key(
         key_hash=keys.hash_key(secret, pepper),
         scopes=scopes,
         expires_at=expires_at,
+        requests_per_minute=requests_per_minute,
+        tokens_per_minute=tokens_per_minute,
     )
     session.add(row)
     await session.flush()
@@ -102,6 +108,15 @@ async def list_keys(session: AsyncSession, tenant_id: str) -> list[ApiKey]:
         select(ApiKey).where(ApiKey.tenant_id == tenant_id).order_by(ApiKey.created_at)
     )
     return list(result)
+
+
+def rate_limits_of(tenant: Tenant, key: ApiKey) -> tuple[RateLimit, ...]:
+    limits = []
+    if key.requests_per_minute or key.tokens_per_minute:
+        limits.append(RateLimit("key", key.id, key.requests_per_minute, key.tokens_per_minute))
+    if tenant.requests_per_minute or tenant.tokens_per_minute:
+        limits.append(RateLimit("tenant", tenant.id, tenant.requests_per_minute, tenant.tokens_per_minute))
+    return tuple(limits)
 
 
 class Authenticator:
@@ -137,8 +152,19 @@ class Authenticator:
                 raise failure
             if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
                 await self._touch(key.id, now)
-            return Principal(tenant.id, tenant.name, key.id, frozenset(key.scopes.split()))
+            return Principal(
+                tenant.id, tenant.name, key.id, frozenset(key.scopes.split()), rate_limits_of(tenant, key)
+            )
 
     async def _touch(self, key_id: str, now: dt.datetime) -> None:
         async with transaction(self._sessions) as session:
             await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+
+
+async def set_tenant_limits(
+    session: AsyncSession, tenant: Tenant, *, requests_per_minute: int | None, tokens_per_minute: int | None
+) -> None:
+    """Set the tenant-wide limits (None or 0 removes a limit)."""
+    tenant.requests_per_minute = requests_per_minute or None
+    tenant.tokens_per_minute = tokens_per_minute or None
+    await session.flush()

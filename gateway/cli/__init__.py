@@ -10,6 +10,7 @@ from gateway.cli.demo import demo
 from gateway.cli.keys import key
 from gateway.cli.models import models
 from gateway.cli.policy import policy
+from gateway.cli.prices import prices
 from gateway.cli.serve import serve
 from gateway.cli.tenants import tenant
 
@@ -19,7 +20,7 @@ def cli() -> None:
     """Operate the DeepSeek-V4 gateway. Settings come from GATEWAY_* environment variables."""
 
 
-for command in (serve, db, tenant, key, admin, policy, models, demo):
+for command in (serve, db, tenant, key, admin, policy, prices, models, demo):
     cli.add_command(command)
 
 

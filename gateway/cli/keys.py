@@ -10,6 +10,7 @@ from billing.db import utcnow
 from gateway.audit.log import append_event
 from gateway.auth import service as auth
 from gateway.auth.keys import load_or_create_pepper
+from gateway.cli import limits
 from gateway.cli.common import db_transaction, emit_json, load_settings, run_async
 
 
@@ -22,8 +23,12 @@ def key() -> None:
 @click.option("--tenant", "tenant_name", required=True, help="Tenant name.")
 @click.option("--name", default="", help="A label for the key.")
 @click.option("--expires-in-days", type=click.IntRange(min=1), default=None, help="Expiry.")
+@limits.rpm
+@limits.tpm
 @click.option("--json", "as_json", is_flag=True, help='Print {"key": ..., "tenant": ...}.')
-def create(tenant_name: str, name: str, expires_in_days: int | None, as_json: bool) -> None:
+def create(
+    tenant_name: str, name: str, expires_in_days: int | None, rpm: int | None, tpm: int | None, as_json: bool
+) -> None:
     """Create a key and print its secret once."""
     settings = load_settings()
     pepper = load_or_create_pepper(settings.key_pepper, settings.data_dir)
@@ -32,7 +37,15 @@ def create(tenant_name: str, name: str, expires_in_days: int | None, as_json: bo
     async def go() -> auth.IssuedKey:
         async with db_transaction(settings) as session:
             tenant = await auth.get_tenant_by_name(session, tenant_name)
-            issued = await auth.create_key(session, tenant, pepper, name=name, expires_at=expires)
+            issued = await auth.create_key(
+                session,
+                tenant,
+                pepper,
+                name=name,
+                expires_at=expires,
+                requests_per_minute=rpm or None,
+                tokens_per_minute=tpm or None,
+            )
             await append_event(
                 session,
                 kind="key.created",

@@ -1,12 +1,19 @@
-"""`gateway tenant ...`: tenants."""
+"""`gateway tenant ...`: tenants, their budgets and rate limits."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import click
 
+from billing.budgets.store import BudgetStore
+from billing.db import make_engine, make_sessionmaker
 from gateway.audit.log import append_event
 from gateway.auth import service as auth
+from gateway.cli import limits
 from gateway.cli.common import db_transaction, emit_json, load_settings, run_async
+from gateway.service.recording import record_billing_events
+from gateway.settings import Settings
 
 
 @click.group()
@@ -14,23 +21,123 @@ def tenant() -> None:
     """Manage tenants."""
 
 
+async def _set_budget(
+    settings: Settings, tenant_id: str, amount: Decimal, period: str, mode: str
+) -> dict[str, object]:
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        sessions = make_sessionmaker(engine)
+        budget, event = await BudgetStore(sessions).set_budget(
+            scope="tenant",
+            scope_id=tenant_id,
+            tenant_id=tenant_id,
+            limit_usd=amount,
+            period=period,
+            mode=mode,
+            actor="cli",
+        )
+        await record_billing_events(sessions, [event])
+        return dict(event["payload"])
+    finally:
+        await engine.dispose()
+
+
 @tenant.command("create")
 @click.argument("name")
+@limits.budget_usd
+@limits.budget_period
+@limits.budget_mode
+@limits.rpm
+@limits.tpm
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def create(name: str, as_json: bool) -> None:
-    """Create a tenant."""
+def create(
+    name: str,
+    budget_usd: str | None,
+    budget_period: str,
+    budget_mode: str,
+    rpm: int | None,
+    tpm: int | None,
+    as_json: bool,
+) -> None:
+    """Create a tenant, optionally with a budget and rate limits."""
     settings = load_settings()
+    amount = limits.parse_usd(budget_usd)
 
-    async def go() -> dict[str, str]:
+    async def go() -> dict[str, object]:
         async with db_transaction(settings) as session:
             row = await auth.create_tenant(session, name)
+            await auth.set_tenant_limits(session, row, requests_per_minute=rpm, tokens_per_minute=tpm)
             await append_event(
-                session, kind="tenant.created", actor="cli", tenant_id=row.id, payload={"name": row.name}
+                session,
+                kind="tenant.created",
+                actor="cli",
+                tenant_id=row.id,
+                payload={"name": row.name, "requests_per_minute": rpm, "tokens_per_minute": tpm},
             )
-            return {"id": row.id, "name": row.name}
+            created: dict[str, object] = {"id": row.id, "name": row.name}
+        if amount is not None:
+            created["budget"] = await _set_budget(
+                settings, str(created["id"]), amount, budget_period, budget_mode
+            )
+        return created
 
     created = run_async(go)
     if as_json:
         emit_json(created)
     else:
         click.echo(f"created tenant {created['name']} ({created['id']})")
+
+
+@tenant.command("budget")
+@click.argument("name")
+@click.option("--budget-usd", required=True, help="Budget amount in USD.")
+@limits.budget_period
+@limits.budget_mode
+def budget(name: str, budget_usd: str, budget_period: str, budget_mode: str) -> None:
+    """Set or change a tenant's budget."""
+    settings = load_settings()
+    amount = limits.parse_usd(budget_usd)
+    assert amount is not None
+
+    async def go() -> dict[str, object]:
+        async with db_transaction(settings) as session:
+            tenant_id = (await auth.get_tenant_by_name(session, name)).id
+        return await _set_budget(settings, tenant_id, amount, budget_period, budget_mode)
+
+    payload = run_async(go)
+    click.echo(f"tenant {name}: {payload['mode']} budget {payload['limit_usd']} USD per {payload['period']}")
+
+
+@tenant.command("limits")
+@click.argument("name")
+@limits.rpm
+@limits.tpm
+def set_limits(name: str, rpm: int | None, tpm: int | None) -> None:
+    """Set a tenant's rate limits across all its keys (0 removes a limit)."""
+    settings = load_settings()
+
+    async def go() -> None:
+        async with db_transaction(settings) as session:
+            row = await auth.get_tenant_by_name(session, name)
+            await auth.set_tenant_limits(
+                session,
+                row,
+                requests_per_minute=rpm if rpm is not None else row.requests_per_minute,
+                tokens_per_minute=tpm if tpm is not None else row.tokens_per_minute,
+            )
+            await append_event(
+                session,
+                kind="tenant.limits_set",
+                actor="cli",
+                tenant_id=row.id,
+                payload={
+                    "requests_per_minute": row.requests_per_minute,
+                    "tokens_per_minute": row.tokens_per_minute,
+                },
+            )
+
+    run_async(go)
+    click.echo(f"tenant {name}: limits updated")
+
+
+set_limits.name = "limits"

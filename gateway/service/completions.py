@@ -23,9 +23,10 @@ from billing.budgets.types import Reservation
 from billing.catalog.model import PriceQuote
 from billing.cost import Cost, cost_of, usd_to_units
 from billing.db import utcnow
+from billing.ratelimit import RateLimitResult
 from gateway.api.schemas import ChatCompletionRequest
 from gateway.auth.service import Principal
-from gateway.errors import InvalidRequestError
+from gateway.errors import InvalidRequestError, RateLimitedError
 from gateway.service.catalog import check_model
 from gateway.service.metering import Metering
 from gateway.service.recording import AttemptRecord, audit_attempt, prompt_digest, record_billing_events
@@ -73,6 +74,8 @@ class PreparedCompletion:
     prompt_sha256: str
     reservation: Reservation | None = None
     client_logprobs: bool = False  # the client asked for them (the cascade may need them anyway)
+    rate_limit_headers: dict[str, str] = field(default_factory=dict)
+    estimated_tokens: int = 0  # charged to token rate limits at admission, corrected at the end
 
     @property
     def model_id(self) -> str:
@@ -168,18 +171,19 @@ class CompletionService:
         use_case = use_case or (request.metadata or {}).get("use_case")
         policy = await self._policies.get(principal.tenant_id)
         quotes = await self._metering.quotes_at(started_at)
-        decision = decide(
-            policy,
-            DecisionRequest(
-                model=request.model,
-                prompt_tokens=len(prompt_ids),
-                thinking=request.thinking.type if request.thinking else None,
-                reasoning_effort=request.reasoning_effort,
-                use_case=use_case,
-                max_tokens=request.output_limit,
-            ),
-            quotes,
+        decision_request = DecisionRequest(
+            model=request.model,
+            prompt_tokens=len(prompt_ids),
+            thinking=request.thinking.type if request.thinking else None,
+            reasoning_effort=request.reasoning_effort,
+            use_case=use_case,
+            max_tokens=request.output_limit,
         )
+        decision = decide(policy, decision_request, quotes)
+        if decision.max_output_tokens > room:
+            # The policy's default output allowance does not fit the context: decide again
+            # with what fits, so that cost ceilings and reservations see the real worst case.
+            decision = decide(policy, replace(decision_request, max_tokens=room), quotes)
         max_tokens = min(decision.max_output_tokens, room)
         client_logprobs = bool(request.logprobs)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -194,13 +198,24 @@ class CompletionService:
             prompt_sha256=prompt_digest(messages),
             client_logprobs=client_logprobs,
         )
-        prepared.reservation = await self._metering.reserve(
-            request_id,
-            principal.tenant_id,
-            principal.key_id,
-            usd_to_units(decision.worst_case_total_usd),
-            started_at,
-        )
+        estimated_tokens = len(prompt_ids) + max_tokens
+        admitted = await self._metering.admit(principal.rate_limits, estimated_tokens)
+        if admitted is not None:
+            prepared.rate_limit_headers = admitted.headers()
+            if not admitted.allowed:
+                raise rate_limited(admitted)
+            prepared.estimated_tokens = estimated_tokens
+        try:
+            prepared.reservation = await self._metering.reserve(
+                request_id,
+                principal.tenant_id,
+                principal.key_id,
+                usd_to_units(decision.worst_case_total_usd),
+                started_at,
+            )
+        except BaseException:
+            await self._metering.correct_tokens(principal.rate_limits, -prepared.estimated_tokens)
+            raise
         return prepared
 
     def _context_room(self, prompt_ids: list[int], asked: int | None) -> int:
@@ -413,6 +428,14 @@ class CompletionService:
 
     async def _settle(self, prepared: PreparedCompletion, outcomes: list[Outcome]) -> None:
         """Settle the reservation to what all attempts actually cost (also when cancelled)."""
+        used_tokens = sum(o.usage.prompt_tokens + o.usage.completion_tokens for o in outcomes if o.usage)
+        if prepared.estimated_tokens:
+            try:
+                await self._metering.correct_tokens(
+                    prepared.principal.rate_limits, used_tokens - prepared.estimated_tokens
+                )
+            except Exception:
+                log.exception("correcting the token rate limit of %s failed", prepared.request_id)
         if prepared.reservation is None:
             return
         actual = sum(o.cost.total for o in outcomes if o.cost is not None)
@@ -423,3 +446,15 @@ class CompletionService:
             return
         if alerts:
             await record_billing_events(self._sessions, [alert.to_event() for alert in alerts])
+
+
+def rate_limited(result: RateLimitResult) -> RateLimitedError:
+    blocked = result.blocked_by
+    what = (
+        f"{blocked.scope} {blocked.dimension} per minute (limit {blocked.limit})" if blocked else "rate limit"
+    )
+    if result.too_large:
+        message = f"This request alone exceeds the {what}; it can never be admitted. Lower max_tokens."
+    else:
+        message = f"Rate limit reached for {what}. Retry after {result.headers().get('retry-after', '1')}s."
+    return RateLimitedError(message, retry_after_s=result.retry_after_seconds, headers=result.headers())

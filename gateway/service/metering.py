@@ -20,11 +20,13 @@ from billing.catalog.model import PriceCatalog, PriceQuote
 from billing.catalog.store import CatalogStore
 from billing.ledger.entry import UsageEntry
 from billing.ledger.writer import UsageWriter
+from billing.ratelimit import MemoryRateLimiter, RateLimit, RateLimitResult, RedisRateLimiter
 from billing.types import Variant
 
 log = logging.getLogger(__name__)
 
 VARIANTS = (Variant("flash"), Variant("pro"))
+RateLimiter = MemoryRateLimiter | RedisRateLimiter
 
 
 class Metering:
@@ -36,6 +38,7 @@ class Metering:
         budget_store: BudgetStore,
         budgets: BudgetBackend,
         writer: UsageWriter,
+        limiter: RateLimiter,
         config_ttl_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -44,6 +47,7 @@ class Metering:
         self.budget_store = budget_store
         self.budgets = budgets
         self.writer = writer
+        self.limiter = limiter
         self._ttl_s = config_ttl_s
         self._clock = clock
         self._catalog: PriceCatalog | None = None
@@ -124,3 +128,15 @@ class Metering:
 
     async def record(self, entry: UsageEntry) -> None:
         await self.writer.submit(entry)
+
+    async def admit(self, limits: tuple[RateLimit, ...], estimated_tokens: int) -> RateLimitResult | None:
+        """Charge one request and its estimated tokens against the key's and tenant's
+        limits (all or nothing); None when neither has limits."""
+        if not limits:
+            return None
+        return await self.limiter.check(limits, tokens=estimated_tokens)
+
+    async def correct_tokens(self, limits: tuple[RateLimit, ...], delta_tokens: int) -> None:
+        """Replace the admission estimate with the tokens actually used."""
+        if limits and delta_tokens:
+            await self.limiter.adjust_tokens(limits, delta_tokens)

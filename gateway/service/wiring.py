@@ -11,9 +11,11 @@ from billing.budgets.redis_backend import RedisBudgets
 from billing.budgets.store import BudgetStore
 from billing.budgets.types import BudgetBackend
 from billing.catalog.store import CatalogStore
+from billing.jobs import JobContext, JobScheduler
 from billing.ledger.spool import UsageSpool
 from billing.ledger.writer import UsageWriter
-from gateway.service.metering import Metering
+from billing.ratelimit import MemoryRateLimiter, RedisRateLimiter
+from gateway.service.metering import Metering, RateLimiter
 from gateway.settings import Settings
 
 
@@ -22,19 +24,37 @@ async def start_metering(
 ) -> Metering:
     """Metering with Redis-backed budgets when GATEWAY_REDIS_URL is set, else in-process."""
     budgets: BudgetBackend
+    limiter: RateLimiter
     if settings.redis_url:
         redis_budgets = RedisBudgets.from_url(settings.redis_url)
         stack.push_async_callback(redis_budgets.close)
         budgets = redis_budgets
+        redis_limiter = RedisRateLimiter.from_url(settings.redis_url)
+        stack.push_async_callback(redis_limiter.close)
+        limiter = redis_limiter
     else:
         budgets = MemoryBudgets()
+        limiter = MemoryRateLimiter()
     metering = Metering(
         sessions=sessions,
         catalog_store=CatalogStore(sessions),
         budget_store=BudgetStore(sessions),
         budgets=budgets,
         writer=UsageWriter(sessions, UsageSpool(settings.data_dir / "spool")),
+        limiter=limiter,
     )
     await metering.start()
     stack.push_async_callback(metering.stop)
+    if runs_jobs_in_process(settings):
+        scheduler = JobScheduler(JobContext(sessions=sessions, budgets=budgets))
+        await scheduler.start()
+        stack.push_async_callback(scheduler.stop)
     return metering
+
+
+def runs_jobs_in_process(settings: Settings) -> bool:
+    """Embedded mode runs billing's periodic jobs in the event loop; with Redis, the Celery
+    worker and beat run them (GATEWAY_JOBS=inprocess|celery|auto)."""
+    if settings.jobs == "auto":
+        return not settings.redis_url
+    return settings.jobs == "inprocess"

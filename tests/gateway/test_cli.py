@@ -75,3 +75,27 @@ def test_admin_key_create_and_revoke(run) -> None:
     assert created["key"].startswith("sk-gwa-")
     assert "already exists" in run("admin", "key", "create", "ops", ok=False).output
     run("admin", "key", "revoke", "ops")
+
+
+def test_tenant_budget_and_limits(run) -> None:
+    created = json.loads(
+        run("tenant", "create", "payg", "--budget-usd", "12.50", "--budget-period", "day", "--rpm", "60", "--json").output
+    )
+    assert created["budget"]["limit_usd"].startswith("12.5")
+    assert created["budget"]["period"] == "day" and created["budget"]["mode"] == "hard"
+    out = run("tenant", "budget", "payg", "--budget-usd", "100", "--budget-mode", "soft").output
+    assert "soft budget 100" in out and "month" in out
+    assert "not a decimal" in run("tenant", "budget", "payg", "--budget-usd", "lots", ok=False).output
+    run("tenant", "limits", "payg", "--tpm", "1000")
+    assert "no tenant named" in run("tenant", "limits", "nobody", "--rpm", "1", ok=False).output
+
+
+def test_prices_export_import_round_trip(run, tmp_path: Path) -> None:
+    exported = json.loads(run("prices", "export").output)
+    ids = [v["id"] for v in exported["versions"]]
+    assert len(ids) >= 3
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps(exported))
+    assert f"{len(ids)} price versions" in run("prices", "import", str(path)).output
+    path.write_text('{"versions": [{"id": "broken"}]}')
+    run("prices", "import", str(path), ok=False)

@@ -1,0 +1,107 @@
+"""Policy, budgets and rate limits through HTTP with the real openai client."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.server import RunningGateway
+
+pytestmark = pytest.mark.slow
+
+POLICY = """
+modes: {allowed: [non-think, think-high, think-max], default: non-think}
+on_over_ask: downgrade
+use_cases:
+  faq: {max_mode: non-think}
+  dispute: {max_mode: think-max, default_mode: think-max}
+"""
+
+
+def audit_payloads(server: RunningGateway, request_id: str) -> list[dict]:
+    with sqlite3.connect(server.data_dir / "gateway.db") as conn:
+        rows = conn.execute("SELECT payload FROM audit_events WHERE request_id = ?", (request_id,)).fetchall()
+    return [json.loads(r[0]) for r in rows]
+
+
+def test_faq_runs_non_think_and_dispute_runs_think_max(
+    gateway_server: RunningGateway, tmp_path: Path, unique: str
+) -> None:
+    tenant = f"support-{unique}"
+    issued = gateway_server.create_key(tenant)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    gateway_server.cli("policy", "set", "--tenant", tenant, str(policy))
+    api = openai.OpenAI(api_key=issued["key"], base_url=f"{gateway_server.base_url}/v1", max_retries=0)
+
+    faq = api.chat.completions.with_raw_response.create(
+        model="deepseek-v4-flash",
+        messages=[{"role": "user", "content": "How do I reset my password?"}],
+        max_tokens=16,
+        reasoning_effort="max",  # asks for more than the FAQ cap: downgraded
+        extra_body={"thinking": {"type": "enabled"}, "metadata": {"use_case": "faq"}},
+    )
+    assert faq.headers["x-gateway-mode"] == "non-think"
+    assert faq.headers["x-gateway-variant"] == "flash"
+    assert faq.headers["x-gateway-policy-version"] == "1"
+    answer = faq.parse()
+    assert answer.usage.completion_tokens_details.reasoning_tokens == 0
+
+    dispute = api.chat.completions.with_raw_response.create(
+        model="deepseek-v4-pro",
+        messages=[{"role": "user", "content": "I was charged twice for one order. Explain what may have happened."}],
+        max_tokens=64,
+        extra_headers={"x-gateway-use-case": "dispute"},
+    )
+    assert dispute.headers["x-gateway-mode"] == "think-max"
+    assert dispute.headers["x-gateway-variant"] == "pro"
+    disputed = dispute.parse()
+    assert disputed.usage.completion_tokens_details.reasoning_tokens > 0
+
+    faq_audit = audit_payloads(gateway_server, answer.id)[0]["decision"]
+    dispute_audit = audit_payloads(gateway_server, disputed.id)[0]["decision"]
+    assert (faq_audit["mode"], faq_audit["use_case"], faq_audit["policy_version"]) == ("non-think", "faq", "1")
+    assert (dispute_audit["mode"], dispute_audit["use_case"]) == ("think-max", "dispute")
+    assert any("faq" in reason or "max_mode" in reason for reason in faq_audit["reasons"])
+
+
+def test_rate_limit_gives_429_with_retry_after(gateway_server: RunningGateway, unique: str) -> None:
+    tenant = f"limited-{unique}"
+    gateway_server.cli("tenant", "create", tenant)
+    issued = json.loads(gateway_server.cli("key", "create", "--tenant", tenant, "--rpm", "2", "--json").stdout)
+    body = {"model": "deepseek-v4-flash", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    headers = {"authorization": f"Bearer {issued['key']}"}
+    url = f"{gateway_server.base_url}/v1/chat/completions"
+    first = httpx.post(url, json=body, headers=headers, timeout=60)
+    assert first.status_code == 200 and first.headers["x-ratelimit-limit-requests"] == "2"
+    httpx.post(url, json=body, headers=headers, timeout=60)
+    third = httpx.post(url, json=body, headers=headers, timeout=60)
+    assert third.status_code == 429, third.text
+    assert third.json()["error"]["type"] == "rate_limit_error"
+    assert int(third.headers["retry-after"]) >= 1
+    assert third.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_hard_budget_refuses_what_it_cannot_cover(gateway_server: RunningGateway, unique: str) -> None:
+    tenant = f"broke-{unique}"
+    gateway_server.cli("tenant", "create", tenant, "--budget-usd", "0.000001")
+    issued = json.loads(gateway_server.cli("key", "create", "--tenant", tenant, "--json").stdout)
+    api = openai.OpenAI(api_key=issued["key"], base_url=f"{gateway_server.base_url}/v1", max_retries=0)
+    with pytest.raises(openai.RateLimitError) as info:
+        api.chat.completions.create(
+            model="deepseek-v4-pro", messages=[{"role": "user", "content": "hi"}], max_tokens=500
+        )
+    assert info.value.code == "budget_exceeded"
+    assert "budget" in str(info.value)
+    time.sleep(0.3)
+    with sqlite3.connect(gateway_server.data_dir / "gateway.db") as conn:
+        rows = conn.execute(
+            "SELECT count(*) FROM usage_records u JOIN tenants t ON t.id = u.tenant_id WHERE t.name = ?", (tenant,)
+        ).fetchone()
+    assert rows == (0,)  # refused before dispatch: nothing served, nothing billed
