@@ -66,7 +66,8 @@ def task_headers(request: Any) -> dict[str, str]:
 
 
 def install_celery_propagation(tracer: trace.Tracer | None = None) -> None:
-    """Connect Celery's signals (idempotent). With a tracer, each task also gets a consumer span."""
+    """Connect Celery's signals (idempotent: calling it again replaces the handlers). With a
+    tracer, each task also gets a consumer span `celery.task <name>`."""
     from celery import signals
 
     def before_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
@@ -81,7 +82,9 @@ def install_celery_propagation(tracer: trace.Tracer | None = None) -> None:
         span = None
         if tracer is not None:
             span = tracer.start_span(
-                f"celery.task {task.name}", context=ctx, kind=trace.SpanKind.CONSUMER,
+                f"celery.task {task.name}",
+                context=ctx,
+                kind=trace.SpanKind.CONSUMER,
                 attributes={"messaging.system": "celery", "celery.task_name": str(task.name)},
             )
             ctx = trace.set_span_in_context(span, ctx)
@@ -101,6 +104,26 @@ def install_celery_propagation(tracer: trace.Tracer | None = None) -> None:
             otel_context.detach(token)
             setattr(task.request, _ATTACHED, None)
 
-    signals.before_task_publish.connect(before_publish, weak=False, dispatch_uid="gateway-trace-publish")
-    signals.task_prerun.connect(prerun, weak=False, dispatch_uid="gateway-trace-prerun")
-    signals.task_postrun.connect(postrun, weak=False, dispatch_uid="gateway-trace-postrun")
+    _disconnect(signals)
+    for signal, receiver, uid in (
+        (signals.before_task_publish, before_publish, "gateway-trace-publish"),
+        (signals.task_prerun, prerun, "gateway-trace-prerun"),
+        (signals.task_postrun, postrun, "gateway-trace-postrun"),
+    ):
+        signal.connect(receiver, weak=False, dispatch_uid=uid)
+
+
+_UIDS = ("gateway-trace-publish", "gateway-trace-prerun", "gateway-trace-postrun")
+
+
+def uninstall_celery_propagation() -> None:
+    from celery import signals
+
+    _disconnect(signals)
+
+
+def _disconnect(signals: Any) -> None:
+    for signal, uid in zip(
+        (signals.before_task_publish, signals.task_prerun, signals.task_postrun), _UIDS, strict=True
+    ):
+        signal.disconnect(dispatch_uid=uid)  # the last installation wins

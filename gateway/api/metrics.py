@@ -17,5 +17,7 @@ from gateway.telemetry.prometheus import CONTENT_TYPE
 def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = request.app.state.services.telemetry.render_prometheus()
     if body is None:
-        return Response(b"metrics are disabled (GATEWAY_METRICS=none)\n", status_code=404, media_type="text/plain")
+        return Response(
+            b"metrics are disabled (GATEWAY_METRICS=none)\n", status_code=404, media_type="text/plain"
+        )
     return Response(body, media_type=CONTENT_TYPE)

@@ -192,31 +192,44 @@ class Telemetry:
             "gateway.completions", "{request}", "Chat completions by tenant, variant, mode and outcome"
         )
         self.request_duration = meter.create_histogram(
-            "gen_ai.server.request.duration", "s", "Time from request accepted to completion recorded",
+            "gen_ai.server.request.duration",
+            "s",
+            "Time from request accepted to completion recorded",
             explicit_bucket_boundaries_advisory=n.LATENCY_BUCKETS_S,
         )
         self.ttft = meter.create_histogram(
-            "gen_ai.server.time_to_first_token", "s", "Time from engine submit to the first token",
+            "gen_ai.server.time_to_first_token",
+            "s",
+            "Time from engine submit to the first token",
             explicit_bucket_boundaries_advisory=n.TTFT_BUCKETS_S,
         )
         self.tpot = meter.create_histogram(
-            "gen_ai.server.time_per_output_token", "s", "Decode time per output token after the first",
+            "gen_ai.server.time_per_output_token",
+            "s",
+            "Decode time per output token after the first",
             explicit_bucket_boundaries_advisory=n.TPOT_BUCKETS_S,
         )
         self.tokens = meter.create_counter(
-            "gateway.tokens", "{token}",
+            "gateway.tokens",
+            "{token}",
             "Tokens by class: cache_hit, cache_miss (input), output; reasoning is part of output",
         )
         self.cost = meter.create_counter("gateway.cost", "USD", "Cost of completions at list price")
         self.cache_hit_ratio = meter.create_histogram(
-            "gateway.prompt.cache_hit_ratio", "1", "Share of prompt tokens served from the prefix cache",
+            "gateway.prompt.cache_hit_ratio",
+            "1",
+            "Share of prompt tokens served from the prefix cache",
             explicit_bucket_boundaries_advisory=n.RATIO_BUCKETS,
         )
         self.rejections = meter.create_counter(
-            "gateway.rejections", "{request}", "Requests refused: budget, rate_limit, policy, compliance, auth"
+            "gateway.rejections",
+            "{request}",
+            "Requests refused: budget, rate_limit, policy, compliance, auth",
         )
         self.http_duration = meter.create_histogram(
-            "http.server.request.duration", "s", "HTTP server request duration",
+            "http.server.request.duration",
+            "s",
+            "HTTP server request duration",
             explicit_bucket_boundaries_advisory=n.HTTP_BUCKETS_S,
         )
         self.http_active = meter.create_up_down_counter(
@@ -289,7 +302,11 @@ class Telemetry:
         if cost_usd is not None and cost_usd > 0:
             self.cost.add(float(cost_usd), {n.TENANT: tenant_id, n.VARIANT: variant})
         self.annotate_request(
-            tenant_id=tenant_id, variant=variant, mode=mode, cost_usd=cost_usd, status=status,
+            tenant_id=tenant_id,
+            variant=variant,
+            mode=mode,
+            cost_usd=cost_usd,
+            status=status,
         )
 
     def record_rejection(self, kind: str, tenant_id: str | None = None) -> None:
@@ -315,4 +332,3 @@ def record_error(span: trace.Span, exc: BaseException) -> None:
         },
     )
     span.set_status(trace.Status(trace.StatusCode.ERROR, scrub(f"{type(exc).__name__}: {exc}")[:200]))
-

@@ -91,7 +91,7 @@ class TracedEngine:
                 self._telemetry.tpot.record((end - first) / (tokens - 1), labels)
         if req is not None and finished is not None:
             usage = finished.usage
-            values = {
+            values: dict[str, Any] = {
                 n.INPUT_TOKENS: usage.prompt_tokens,
                 n.OUTPUT_TOKENS: usage.completion_tokens,
                 n.CACHE_HIT_TOKENS: usage.prompt_cache_hit_tokens,
@@ -145,7 +145,9 @@ class TracedEngine:
         if self._response_model:
             attributes[n.RESPONSE_MODEL] = self._response_model
         tracer = self._telemetry.tracer
-        span = tracer.start_span("inference.generate", context=parent, attributes=attributes, start_time=start_ns)
+        span = tracer.start_span(
+            "inference.generate", context=parent, attributes=attributes, start_time=start_ns
+        )
         inner = trace.set_span_in_context(span, parent)
         prefill_end = first_ns or end_ns
         prefill = tracer.start_span("inference.prefill", context=inner, start_time=start_ns)
@@ -158,4 +160,3 @@ class TracedEngine:
         if error is not None:
             record_error(span, error)
         span.end(end_time=end_ns)
-

@@ -63,7 +63,11 @@ async def handle_http(telemetry: Telemetry, app: ASGIApp, scope: Scope, receive:
             f"{method} {route}",
             context=parent,
             kind=trace.SpanKind.SERVER,
-            attributes={n.HTTP_METHOD: method, n.HTTP_ROUTE: route, "url.scheme": str(scope.get("scheme", "http"))},
+            attributes={
+                n.HTTP_METHOD: method,
+                n.HTTP_ROUTE: route,
+                "url.scheme": str(scope.get("scheme", "http")),
+            },
         )
         ctx = trace.set_span_in_context(span, parent)
     else:

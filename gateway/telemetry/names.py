@@ -29,7 +29,7 @@ CACHE_HIT_TOKENS = "gateway.cache_hit_tokens"
 CACHE_MISS_TOKENS = "gateway.cache_miss_tokens"
 REASONING_TOKENS = "gateway.reasoning_tokens"
 COST_USD = "gateway.cost_usd"
-TOKEN_CLASS = "gateway.token.class"
+TOKEN_CLASS = "gateway.token.class"  # noqa: S105 - an attribute name
 REJECTION_KIND = "gateway.rejection.kind"
 # HTTP semantic conventions
 HTTP_METHOD = "http.request.method"

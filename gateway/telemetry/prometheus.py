@@ -102,12 +102,12 @@ def _convert(name: str, unit: str, doc: str, data: Any) -> Iterable[Metric]:
     if isinstance(data, Sum) and data.is_monotonic:
         counter = CounterMetricFamily(prom.removesuffix("_total"), doc, labels=labels)
         for point in points:
-            counter.add_metric(_values(point, keys), point.value)  # type: ignore[union-attr]
+            counter.add_metric(_values(point, keys), point.value)
         return [counter]
     if isinstance(data, Sum | Gauge):
         gauge = GaugeMetricFamily(prom, doc, labels=labels)
         for point in points:
-            gauge.add_metric(_values(point, keys), point.value)  # type: ignore[union-attr]
+            gauge.add_metric(_values(point, keys), point.value)
         return [gauge]
     return []
 
@@ -128,7 +128,9 @@ class PrometheusReader(MetricReader):
         if process_metrics:
             ProcessCollector(registry=self.registry)
 
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+    def _receive_metrics(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> None:
         self._data = metrics_data
 
     def snapshot(self) -> MetricsData | None:

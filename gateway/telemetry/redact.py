@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 REDACTED = "[REDACTED]"
 
@@ -63,9 +63,9 @@ def clean_value(value: Any) -> AttributeValue | None:
         if all(isinstance(v, str) for v in items):
             return tuple(str(v) for v in items)
         if all(isinstance(v, bool | int | float) and not isinstance(v, str) for v in items):
-            return tuple(items)  # type: ignore[arg-type]
+            return cast(AttributeValue, tuple(items))
         return tuple(str(v) for v in items)
-    return scrub(str(value))  # Decimal, enums, ...: their text form
+    return scrub(str(value))  # enums, ids...: their text form
 
 
 def clean_attributes(attributes: Mapping[str, Any]) -> dict[str, AttributeValue]:

@@ -43,7 +43,9 @@ def _settings(tmp_path: Path, database_url: str, **kw: object) -> Settings:
 
 
 @pytest.fixture
-async def client(tmp_path: Path, sqlite_url: str, captured: Captured) -> AsyncIterator[AsyncTestClient[Litestar]]:
+async def client(
+    tmp_path: Path, sqlite_url: str, captured: Captured
+) -> AsyncIterator[AsyncTestClient[Litestar]]:
     app = create_app(_settings(tmp_path, sqlite_url, metrics="prometheus"), telemetry=captured.telemetry)
     async with AsyncTestClient(app=app) as c:
         yield c
@@ -57,7 +59,9 @@ async def _key(client: AsyncTestClient[Litestar], name: str) -> str:
     return issued.secret
 
 
-async def test_server_span_continues_the_callers_trace(client: AsyncTestClient[Litestar], captured: Captured) -> None:
+async def test_server_span_continues_the_callers_trace(
+    client: AsyncTestClient[Litestar], captured: Captured
+) -> None:
     r = await client.get("/v1/models", headers={"traceparent": TRACEPARENT, "authorization": "Bearer nope"})
     assert r.status_code == 401
     span = captured.span("GET /v1/models")
@@ -83,7 +87,8 @@ async def test_metrics_endpoint_parses_and_counts_requests(
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(r.text)}
     samples = [
-        s for s in families["http_server_request_duration_seconds"].samples
+        s
+        for s in families["http_server_request_duration_seconds"].samples
         if s.name.endswith("_count") and s.labels["http_route"] == "/v1/models"
     ]
     assert [(s.labels["http_response_status_code"], s.value) for s in samples] == [("401", 3.0)]

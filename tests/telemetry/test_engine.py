@@ -81,7 +81,11 @@ async def test_generation_spans_metrics_and_usage(captured: Captured) -> None:
         "gateway.variant": "flash",
     }.items():
         assert request_span.attributes[key] == value, key
-    labels = {"gen_ai.request.model": "deepseek-v4-flash", "gateway.variant": "flash", "gateway.mode": "think-high"}
+    labels = {
+        "gen_ai.request.model": "deepseek-v4-flash",
+        "gateway.variant": "flash",
+        "gateway.mode": "think-high",
+    }
     [ttft] = captured.points("gen_ai.server.time_to_first_token")
     assert ttft["attributes"] == {"gen_ai.operation.name": "chat", **labels}
     assert ttft["count"] == 1 and ttft["sum"] >= 0.025

@@ -32,9 +32,19 @@ def test_exposition_parses_and_carries_the_recorded_values(captured: Captured) -
     tel = captured.telemetry
     tel.observe_engine(lambda: {"queue_depth": 4, "kv_blocks_used": 12, "kv_blocks_total": 100})
     tel.record_completion(
-        tenant_id='t"1\\x', variant="pro", mode="think-max", model="deepseek-v4-pro", status="completed",
-        finish_reason="stop", latency_s=2.0, input_tokens=20, cache_hit_tokens=5, cache_miss_tokens=15,
-        output_tokens=7, reasoning_tokens=3, cost_usd=Decimal("0.5"),
+        tenant_id='t"1\\x',
+        variant="pro",
+        mode="think-max",
+        model="deepseek-v4-pro",
+        status="completed",
+        finish_reason="stop",
+        latency_s=2.0,
+        input_tokens=20,
+        cache_hit_tokens=5,
+        cache_miss_tokens=15,
+        output_tokens=7,
+        reasoning_tokens=3,
+        cost_usd=Decimal("0.5"),
     )
     tel.record_rejection("rate_limit", "t2")
     tel.ttft.record(0.2, {"gen_ai.request.model": "deepseek-v4-pro"})
@@ -44,8 +54,16 @@ def test_exposition_parses_and_carries_the_recorded_values(captured: Captured) -
     assert _sample(families, "gateway_completions", "gateway_completions_total", **tenant) == 1
     assert _sample(families, "gateway_tokens", "gateway_tokens_total", gateway_token_class="cache_miss") == 15
     assert _sample(families, "gateway_cost_usd", "gateway_cost_usd_total", gateway_variant="pro") == 0.5
-    assert _sample(families, "gateway_rejections", "gateway_rejections_total",
-                   gateway_rejection_kind="rate_limit", gateway_tenant_id="t2") == 1
+    assert (
+        _sample(
+            families,
+            "gateway_rejections",
+            "gateway_rejections_total",
+            gateway_rejection_kind="rate_limit",
+            gateway_tenant_id="t2",
+        )
+        == 1
+    )
     assert _sample(families, "gateway_engine_queue_depth", "gateway_engine_queue_depth") == 4
     assert _sample(families, "gateway_engine_kv_blocks_used", "gateway_engine_kv_blocks_used") == 12
     hist = "gen_ai_server_request_duration_seconds"

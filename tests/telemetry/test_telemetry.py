@@ -20,8 +20,17 @@ def test_default_telemetry_is_a_no_op() -> None:
         assert not span.is_recording()
     tel.annotate_request(model="deepseek-v4-flash")
     tel.record_completion(
-        tenant_id="t", variant="flash", mode="non-think", model="m", status="completed", finish_reason="stop",
-        latency_s=0.1, input_tokens=1, cache_hit_tokens=0, cache_miss_tokens=1, output_tokens=1,
+        tenant_id="t",
+        variant="flash",
+        mode="non-think",
+        model="m",
+        status="completed",
+        finish_reason="stop",
+        latency_s=0.1,
+        input_tokens=1,
+        cache_hit_tokens=0,
+        cache_miss_tokens=1,
+        output_tokens=1,
     )
     tel.record_rejection("budget", "t")
     tel.shutdown()
@@ -29,9 +38,11 @@ def test_default_telemetry_is_a_no_op() -> None:
 
 def test_spans_nest_and_short_names_map_to_conventions(captured: Captured) -> None:
     tel = captured.telemetry
-    with tel.span("outer", tenant_id="t1", model="deepseek-v4-pro"):
-        with tel.span("inner", **{"gen_ai.request.top_p": 0.5}):
-            pass
+    with (
+        tel.span("outer", tenant_id="t1", model="deepseek-v4-pro"),
+        tel.span("inner", **{"gen_ai.request.top_p": 0.5}),
+    ):
+        pass
     outer, inner = captured.span("outer"), captured.span("inner")
     assert inner.parent is not None and inner.parent.span_id == outer.context.span_id
     assert outer.attributes["gateway.tenant_id"] == "t1"
@@ -86,13 +97,27 @@ def test_record_completion_moves_metrics_by_the_right_amounts(captured: Captured
     tel = captured.telemetry
     common = dict(tenant_id="t1", variant="flash", mode="think-high", model="deepseek-v4-flash")
     tel.record_completion(
-        **common, status="completed", finish_reason="stop", latency_s=1.5, input_tokens=100,
-        cache_hit_tokens=60, cache_miss_tokens=40, output_tokens=30, reasoning_tokens=10,
+        **common,
+        status="completed",
+        finish_reason="stop",
+        latency_s=1.5,
+        input_tokens=100,
+        cache_hit_tokens=60,
+        cache_miss_tokens=40,
+        output_tokens=30,
+        reasoning_tokens=10,
         cost_usd=Decimal("0.00002"),
     )
     tel.record_completion(
-        **common, status="cancelled", finish_reason="cancelled", latency_s=0.5, input_tokens=10,
-        cache_hit_tokens=0, cache_miss_tokens=10, output_tokens=3, cost_usd=Decimal("0.000001"),
+        **common,
+        status="cancelled",
+        finish_reason="cancelled",
+        latency_s=0.5,
+        input_tokens=10,
+        cache_hit_tokens=0,
+        cache_miss_tokens=10,
+        output_tokens=3,
+        cost_usd=Decimal("0.000001"),
     )
     assert captured.total("gateway.completions", **{"gateway.tenant_id": "t1"}) == 2
     assert captured.total("gateway.completions", **{"gateway.status": "cancelled"}) == 1
@@ -102,8 +127,11 @@ def test_record_completion_moves_metrics_by_the_right_amounts(captured: Captured
     }
     assert tokens == {"cache_hit": 60, "cache_miss": 50, "output": 33, "reasoning": 10}
     assert captured.total("gateway.cost", **{"gateway.variant": "flash"}) == pytest.approx(0.000021)
-    [duration] = [p for p in captured.points("gen_ai.server.request.duration")
-                  if p["attributes"]["gateway.status"] == "completed"]
+    [duration] = [
+        p
+        for p in captured.points("gen_ai.server.request.duration")
+        if p["attributes"]["gateway.status"] == "completed"
+    ]
     assert duration["count"] == 1 and duration["sum"] == pytest.approx(1.5)
     ratios = captured.points("gateway.prompt.cache_hit_ratio")
     assert sum(p["count"] for p in ratios) == 2
