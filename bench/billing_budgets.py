@@ -118,8 +118,10 @@ async def main() -> dict[str, Any]:
     limiter = RedisRateLimiter(make_redis(URL), prefix=prefix)
     out: dict[str, Any] = {"bench": "billing_budgets", "redis": URL}
     try:
+        out["redis_reserve_settle_serial"] = await reserve_settle(budgets, 2_000, 1)
         out["redis_reserve_settle"] = await reserve_settle(budgets, 20_000, 64)
         out["redis_goal_200_vs_50"] = await goal(budgets, "r")
+        out["redis_ratelimit_check_serial"] = await ratelimit(limiter, 2_000, 1)
         out["redis_ratelimit_check"] = await ratelimit(limiter, 20_000, 64)
         out["memory_reserve_settle"] = await reserve_settle(MemoryBudgets(), 20_000, 64)
         out["memory_goal_200_vs_50"] = await goal(MemoryBudgets(), "m")

@@ -101,14 +101,22 @@ async def explain_ms(conn: Any, sql: str, params: dict[str, Any]) -> float:
     return round(float(plan["Execution Time"]), 2)
 
 
-async def main(rows: int) -> dict[str, Any]:
+async def main(rows: int, skip_seed: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"bench": "billing_ledger", "rows": rows}
     engine = make_engine(URL)
+    sessions = make_sessionmaker(engine)
+    if not skip_seed:
+        await seed(engine, sessions, rows, out)
+    await measure(engine, sessions, out)
+    await engine.dispose()
+    return out
+
+
+async def seed(engine: Any, sessions: Any, rows: int, out: dict[str, Any]) -> None:
     async with engine.begin() as conn:
         await conn.execute(text("DROP SCHEMA public CASCADE"))
         await conn.execute(text("CREATE SCHEMA public"))
     await asyncio.to_thread(migrate.upgrade, URL)
-    sessions = make_sessionmaker(engine)
 
     async with engine.begin() as conn:
         out["postgres"] = (await conn.execute(text("SHOW server_version"))).scalar()
@@ -162,7 +170,7 @@ async def main(rows: int) -> dict[str, Any]:
 
     # The rollup job's first run rebuilds every hour of the month.
     t0 = time.perf_counter()
-    first = await run_rollup(sessions, now=OCT)
+    first = await run_rollup(sessions)
     out["rollup_full_month"] = {
         "seconds": round(time.perf_counter() - t0, 1),
         "hours_rebuilt": first.hours_rebuilt,
@@ -171,13 +179,18 @@ async def main(rows: int) -> dict[str, Any]:
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         await conn.execute(text("VACUUM ANALYZE usage_hourly"))
+        await conn.execute(text("VACUUM ANALYZE usage_daily"))
+
+
+async def measure(engine: Any, sessions: Any, out: dict[str, Any]) -> None:
+    run = f"{time.time_ns()}"
 
     # Incremental: 10,000 new records through the batched writer, then the job again.
     catalog = seed_catalog()
     now = dt.datetime(2026, 9, 30, 20, tzinfo=dt.UTC)
     entries = [
         UsageEntry(
-            f"new-{i}",
+            f"new-{run}-{i}",
             1,
             "ten_big",
             f"key_big_{i % 20}",
@@ -211,7 +224,7 @@ async def main(rows: int) -> dict[str, Any]:
         "spooled": writer.stats.spooled,
     }
     t0 = time.perf_counter()
-    inc = await run_rollup(sessions, now=dt.datetime(2026, 9, 30, 21, tzinfo=dt.UTC))
+    inc = await run_rollup(sessions)
     out["rollup_incremental"] = {
         "seconds": round(time.perf_counter() - t0, 2),
         "hours_rebuilt": inc.hours_rebuilt,
@@ -235,10 +248,15 @@ async def main(rows: int) -> dict[str, Any]:
     out["usage_by_day_month_small_tenant"] = await timed_runs(small, 30)
     out["invoice_build_big_tenant"] = await timed_runs(invoice, 10)
 
-    rollup_sql = (
+    daily_sql = (
+        "SELECT to_char(timezone('UTC', day), 'YYYY-MM-DD') d, variant, mode, sum(requests), "
+        "sum(cost_total) FROM usage_daily WHERE tenant_id = :t AND day >= :a AND day < :b "
+        "GROUP BY 1, 2, 3"
+    )
+    hourly_sql = (
         "SELECT to_char(timezone('UTC', hour), 'YYYY-MM-DD') d, variant, mode, sum(requests), "
         "sum(cost_total) FROM usage_hourly WHERE tenant_id = :t AND hour >= :a AND hour < :b "
-        "GROUP BY 1, 2, 3"
+        "AND api_key_id = :k GROUP BY 1, 2, 3"
     )
     raw_sql = (
         "SELECT to_char(timezone('UTC', started_at), 'YYYY-MM-DD') d, variant, mode, count(*), "
@@ -247,21 +265,24 @@ async def main(rows: int) -> dict[str, Any]:
     )
     async with engine.connect() as conn:
         params = {"t": "ten_big", "a": SEP, "b": OCT}
-        out["explain_rollup_big_ms"] = await explain_ms(conn, rollup_sql, params)
-        out["explain_raw_big_ms"] = await explain_ms(conn, raw_sql, params)
-        out["explain_rollup_small_ms"] = await explain_ms(conn, rollup_sql, dict(params, t="ten_7"))
-        out["explain_raw_small_ms"] = await explain_ms(conn, raw_sql, dict(params, t="ten_7"))
+        out["explain_ms"] = {
+            "big_month_usage_daily": await explain_ms(conn, daily_sql, params),
+            "big_month_one_key_usage_hourly": await explain_ms(conn, hourly_sql, dict(params, k="key_big_3")),
+            "big_month_raw_usage_records": await explain_ms(conn, raw_sql, params),
+            "small_month_usage_daily": await explain_ms(conn, daily_sql, dict(params, t="ten_7")),
+            "small_month_raw_usage_records": await explain_ms(conn, raw_sql, dict(params, t="ten_7")),
+        }
+        out["usage_daily_rows"] = (await conn.execute(text("SELECT count(*) FROM usage_daily"))).scalar()
         out["usage_hourly_rows"] = (await conn.execute(text("SELECT count(*) FROM usage_hourly"))).scalar()
         out["usage_records_rows"] = (await conn.execute(text("SELECT count(*) FROM usage_records"))).scalar()
-    await engine.dispose()
-    return out
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--skip-seed", action="store_true", help="measure an already seeded database")
     args = parser.parse_args()
     started = time.perf_counter()
-    result = asyncio.run(main(args.rows))
+    result = asyncio.run(main(args.rows, args.skip_seed))
     result["total_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result, indent=2))
