@@ -14,12 +14,15 @@ from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from billing.db import make_engine, make_sessionmaker
+from gateway.api.admin.billing import billing_router
+from gateway.api.admin.policy import policy_router
 from gateway.api.admin.tenants import tenants_router
 from gateway.api.chat import chat_completions
 from gateway.api.errors import handle_exception
 from gateway.api.health import healthz, readyz
 from gateway.api.metrics import prometheus_metrics
 from gateway.api.models import list_models, retrieve_model
+from gateway.api.usage import tenant_usage
 from gateway.auth.admin import AdminAuthenticator
 from gateway.auth.keys import load_or_create_pepper
 from gateway.auth.service import Authenticator
@@ -88,7 +91,17 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
             )
             yield
 
-    handlers: list[Any] = [chat_completions, list_models, retrieve_model, healthz, readyz, tenants_router]
+    handlers: list[Any] = [
+        chat_completions,
+        list_models,
+        retrieve_model,
+        tenant_usage,
+        healthz,
+        readyz,
+        tenants_router,
+        policy_router,
+        billing_router,
+    ]
     if settings.metrics == "prometheus":
         handlers.append(prometheus_metrics)
     return Litestar(

@@ -79,7 +79,18 @@ def test_admin_key_create_and_revoke(run) -> None:
 
 def test_tenant_budget_and_limits(run) -> None:
     created = json.loads(
-        run("tenant", "create", "payg", "--budget-usd", "12.50", "--budget-period", "day", "--rpm", "60", "--json").output
+        run(
+            "tenant",
+            "create",
+            "payg",
+            "--budget-usd",
+            "12.50",
+            "--budget-period",
+            "day",
+            "--rpm",
+            "60",
+            "--json",
+        ).output
     )
     assert created["budget"]["limit_usd"].startswith("12.5")
     assert created["budget"]["period"] == "day" and created["budget"]["mode"] == "hard"

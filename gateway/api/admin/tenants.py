@@ -26,6 +26,12 @@ class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
     expires_in_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
 
 
+async def tenant_id_of(services: Any, name: str) -> str:
+    """The id of the tenant called `name`, or 404."""
+    async with services.sessions() as session:
+        return (await auth.get_tenant_by_name(session, name)).id
+
+
 def _tenant_json(t: Tenant) -> dict[str, Any]:
     return {"id": t.id, "name": t.name, "active": t.active, "created_at": t.created_at.isoformat()}
 

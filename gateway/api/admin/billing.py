@@ -1,0 +1,136 @@
+"""Admin API: usage, invoices, savings, budgets, prices and on-demand billing jobs."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, Response, Router, get, post, put
+
+from billing.catalog.io import render_catalog
+from billing.jobs import TASKS, JobContext
+from billing.ledger.invoices import generate_invoice
+from billing.ledger.savings import savings_report
+from gateway.api.admin.tenants import tenant_id_of
+from gateway.api.auth import require_admin
+from gateway.api.periods import day_range, parse_month
+from gateway.api.schemas import decode_body
+from gateway.api.usage import FormatParam, usage_report
+from gateway.errors import InvalidRequestError, NotFoundError
+from gateway.service.recording import record_billing_events
+
+
+class BudgetBody(msgspec.Struct, forbid_unknown_fields=True):
+    limit_usd: Annotated[str, msgspec.Meta(pattern=r"^\d+(\.\d+)?$")]
+    period: Literal["day", "month", "none"] = "month"
+    mode: Literal["hard", "soft"] = "hard"
+    alert_thresholds: list[Annotated[int, msgspec.Meta(gt=0, le=1000)]] = msgspec.field(
+        default_factory=lambda: [50, 80, 100]
+    )
+
+
+@get("/tenants/{name:str}/usage")
+async def tenant_usage(
+    request: Request[Any, Any, Any],
+    name: str,
+    fmt: FormatParam,
+    start: str | None = None,
+    end: str | None = None,
+) -> Response[Any]:
+    await require_admin(request)
+    services = request.app.state.services
+    return await usage_report(services.sessions, await tenant_id_of(services, name), start, end, fmt)
+
+
+@get("/tenants/{name:str}/invoices/{month:str}")
+async def tenant_invoice(request: Request[Any, Any, Any], name: str, month: str) -> dict[str, Any]:
+    """The month's invoice (a draft until the monthly job finalises it)."""
+    await require_admin(request)
+    services = request.app.state.services
+    document = await generate_invoice(
+        services.sessions, await tenant_id_of(services, name), parse_month(month)
+    )
+    return document.to_json()
+
+
+@get("/tenants/{name:str}/savings")
+async def tenant_savings(
+    request: Request[Any, Any, Any], name: str, start: str | None = None, end: str | None = None
+) -> dict[str, Any]:
+    """What the tenant's traffic would have cost at the comparator list prices."""
+    await require_admin(request)
+    services = request.app.state.services
+    tenant_id = await tenant_id_of(services, name)
+    first, last = day_range(start, end)
+    async with services.sessions() as session:
+        report = await savings_report(session, services.metering.catalog, tenant_id, first, last)
+    return report.to_json()
+
+
+@put("/tenants/{name:str}/budget")
+async def set_budget(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
+    admin = await require_admin(request)
+    body = decode_body(await request.body(), BudgetBody)
+    services = request.app.state.services
+    tenant_id = await tenant_id_of(services, name)
+    _, event = await services.metering.budget_store.set_budget(
+        scope="tenant",
+        scope_id=tenant_id,
+        tenant_id=tenant_id,
+        limit_usd=Decimal(body.limit_usd),
+        period=body.period,
+        mode=body.mode,
+        alert_thresholds=body.alert_thresholds,
+        actor=admin.actor,
+    )
+    services.metering.forget_budgets(tenant_id)
+    await record_billing_events(services.sessions, [event])
+    return dict(event["payload"])
+
+
+@get("/prices")
+async def export_prices(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    await require_admin(request)
+    return render_catalog(await request.app.state.services.metering.reload_catalog())
+
+
+@post("/prices", status_code=200)
+async def import_prices(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """Import versions, promotions and comparators (JSON body in the export's shape)."""
+    admin = await require_admin(request)
+    document = decode_body(await request.body(), dict[str, Any])
+    services = request.app.state.services
+    change = await services.metering.catalog_store.import_document(document, actor=admin.actor)
+    await record_billing_events(services.sessions, [change.event])
+    await services.metering.reload_catalog()
+    return render_catalog(change.catalog)
+
+
+@post("/jobs/{task:str}", status_code=200)
+async def run_job(request: Request[Any, Any, Any], task: str) -> dict[str, Any]:
+    """Run a billing job now (for example `billing.hourly_rollup` before reading usage)."""
+    await require_admin(request)
+    job = TASKS.get(task)
+    if job is None:
+        raise NotFoundError(f"no job {task!r}; jobs: {', '.join(sorted(TASKS))}", param="task")
+    services = request.app.state.services
+    try:
+        result = await job(JobContext(sessions=services.sessions, budgets=services.metering.budgets))
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from None
+    return {"task": task, "result": result}
+
+
+billing_router = Router(
+    path="/admin",
+    route_handlers=[
+        tenant_usage,
+        tenant_invoice,
+        tenant_savings,
+        set_budget,
+        export_prices,
+        import_prices,
+        run_job,
+    ],
+)
