@@ -127,7 +127,7 @@ def _check_checkpoints(
 
 
 def verify_rows(
-    events: Sequence[AuditEvent],
+    events: Sequence[Any],  # AuditEvent objects or Core rows with the same columns
     head: tuple[int, str] | None,
     checkpoints: Sequence[AuditCheckpoint] = (),
     key: bytes | None = None,
@@ -253,9 +253,9 @@ def verify_rows(
 
     if head is not None:  # stored seqs here: the head row records what append_event wrote last
         head_seq, head_hash = head
-        last = rows[-1] if rows else None
-        last_seq = last.seq if last is not None else start_seq
-        last_hash = last.hash if last is not None else start_hash
+        tail = rows[-1] if rows else None
+        last_seq = tail.seq if tail is not None else start_seq
+        last_hash = tail.hash if tail is not None else start_hash
         if last_seq < head_seq:
             first = last_seq + 1
             span = f"seq {first}" if first == head_seq else f"seqs {first}..{head_seq}"

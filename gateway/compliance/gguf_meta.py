@@ -17,17 +17,35 @@ from typing import Any, BinaryIO
 from gguf import GGUF_MAGIC, GGUFValueType
 
 _SCALARS = {
-    GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H",
-    GGUFValueType.INT16: "<h", GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i",
-    GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<?", GGUFValueType.UINT64: "<Q",
-    GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d",
-}  # fmt: skip
+    GGUFValueType.UINT8: "<B",
+    GGUFValueType.INT8: "<b",
+    GGUFValueType.UINT16: "<H",
+    GGUFValueType.INT16: "<h",
+    GGUFValueType.UINT32: "<I",
+    GGUFValueType.INT32: "<i",
+    GGUFValueType.FLOAT32: "<f",
+    GGUFValueType.BOOL: "<?",
+    GGUFValueType.UINT64: "<Q",
+    GGUFValueType.INT64: "<q",
+    GGUFValueType.FLOAT64: "<d",
+}
 GENERAL_KEYS = (
-    "general.name", "general.license", "general.license.name", "general.license.link",
-    "general.organization", "general.basename", "general.finetune", "general.size_label",
-    "general.version", "general.architecture", "general.file_type", "general.source.url",
-    "general.source.repo_url", "general.datasets", "general.languages",
-)  # fmt: skip
+    "general.name",
+    "general.license",
+    "general.license.name",
+    "general.license.link",
+    "general.organization",
+    "general.basename",
+    "general.finetune",
+    "general.size_label",
+    "general.version",
+    "general.architecture",
+    "general.file_type",
+    "general.source.url",
+    "general.source.repo_url",
+    "general.datasets",
+    "general.languages",
+)
 
 
 class GGUFMetadataError(ValueError):

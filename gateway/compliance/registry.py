@@ -60,19 +60,35 @@ def _check_name(what: str, name: str) -> None:
 
 def artifact_dict(a: RegisteredArtifact) -> dict[str, Any]:
     return {
-        "name": a.name, "kind": a.kind, "version": a.version, "license": a.license,
-        "license_source": a.license_source, "patent_grant": a.patent_grant, "training_data": a.training_data,
-        "export_control": a.export_control, "source": a.source, "sha256": a.sha256, "size_bytes": a.size_bytes,
-        "details": a.details, "created_by": a.created_by, "created_at": a.created_at,
-    }  # fmt: skip
+        "name": a.name,
+        "kind": a.kind,
+        "version": a.version,
+        "license": a.license,
+        "license_source": a.license_source,
+        "patent_grant": a.patent_grant,
+        "training_data": a.training_data,
+        "export_control": a.export_control,
+        "source": a.source,
+        "sha256": a.sha256,
+        "size_bytes": a.size_bytes,
+        "details": a.details,
+        "created_by": a.created_by,
+        "created_at": a.created_at,
+    }
 
 
 def pool_dict(p: DevicePool) -> dict[str, Any]:
     return {
-        "name": p.name, "device_kind": p.device_kind, "vendor": p.vendor, "software_stack": p.software_stack,
-        "region": p.region, "sovereign": p.sovereign, "notes": p.notes, "created_by": p.created_by,
+        "name": p.name,
+        "device_kind": p.device_kind,
+        "vendor": p.vendor,
+        "software_stack": p.software_stack,
+        "region": p.region,
+        "sovereign": p.sovereign,
+        "notes": p.notes,
+        "created_by": p.created_by,
         "created_at": p.created_at,
-    }  # fmt: skip
+    }
 
 
 async def add_artifact(session: AsyncSession, spec: ArtifactSpec, *, actor: str) -> RegisteredArtifact:
@@ -87,11 +103,20 @@ async def add_artifact(session: AsyncSession, spec: ArtifactSpec, *, actor: str)
     if grant not in {g.value for g in PatentGrant}:
         raise InvalidRequestError("patent_grant must be express, none or unknown", param="patent_grant")
     row = RegisteredArtifact(
-        name=spec.name, kind=spec.kind, version=spec.version, license=license_id,
-        license_source=spec.license_source, patent_grant=grant, training_data=spec.training_data,
-        export_control=spec.export_control, source=spec.source, sha256=sha, size_bytes=spec.size_bytes,
-        details=dict(spec.details), created_by=actor,
-    )  # fmt: skip
+        name=spec.name,
+        kind=spec.kind,
+        version=spec.version,
+        license=license_id,
+        license_source=spec.license_source,
+        patent_grant=grant,
+        training_data=spec.training_data,
+        export_control=spec.export_control,
+        source=spec.source,
+        sha256=sha,
+        size_bytes=spec.size_bytes,
+        details=dict(spec.details),
+        created_by=actor,
+    )
     await _insert(session, row, f"artifact {spec.name} is already registered")
     await append_event(session, kind="compliance.artifact.added", actor=actor, payload=artifact_dict(row))
     return row
@@ -110,9 +135,15 @@ async def add_pool(session: AsyncSession, spec: PoolSpec, *, actor: str) -> Devi
     if not spec.region or not spec.vendor:
         raise InvalidRequestError("region and vendor are required", param="region")
     row = DevicePool(
-        name=spec.name, device_kind=spec.device_kind, vendor=spec.vendor.lower(), software_stack=spec.software_stack,
-        region=spec.region, sovereign=spec.sovereign, notes=spec.notes, created_by=actor,
-    )  # fmt: skip
+        name=spec.name,
+        device_kind=spec.device_kind,
+        vendor=spec.vendor.lower(),
+        software_stack=spec.software_stack,
+        region=spec.region,
+        sovereign=spec.sovereign,
+        notes=spec.notes,
+        created_by=actor,
+    )
     await _insert(session, row, f"pool {spec.name} is already registered")
     await append_event(session, kind="compliance.pool.added", actor=actor, payload=pool_dict(row))
     return row
@@ -138,9 +169,18 @@ async def add_deployment(
     for a in art_rows:
         session.add(DeploymentArtifact(deployment_id=row.id, artifact_id=a.id))
     await session.flush()
-    await append_event(session, kind="compliance.deployment.added", actor=actor, payload={
-        "name": name, "model_id": model_id, "variant": variant, "pool": pool, "artifacts": artifacts,
-    })  # fmt: skip
+    await append_event(
+        session,
+        kind="compliance.deployment.added",
+        actor=actor,
+        payload={
+            "name": name,
+            "model_id": model_id,
+            "variant": variant,
+            "pool": pool,
+            "artifacts": artifacts,
+        },
+    )
     return row
 
 
@@ -227,20 +267,27 @@ async def candidates(session: AsyncSession, model_id: str | None = None) -> tupl
     rows = (await session.execute(query)).all()
     if not rows:
         return ()
-    links = (await session.execute(
-        select(DeploymentArtifact.deployment_id, RegisteredArtifact)
-        .join(RegisteredArtifact, RegisteredArtifact.id == DeploymentArtifact.artifact_id)
-        .where(DeploymentArtifact.deployment_id.in_([d.id for d, _ in rows]))
-        .order_by(RegisteredArtifact.name)
-    )).all()  # fmt: skip
+    links = (
+        await session.execute(
+            select(DeploymentArtifact.deployment_id, RegisteredArtifact)
+            .join(RegisteredArtifact, RegisteredArtifact.id == DeploymentArtifact.artifact_id)
+            .where(DeploymentArtifact.deployment_id.in_([d.id for d, _ in rows]))
+            .order_by(RegisteredArtifact.name)
+        )
+    ).all()
     arts: dict[int, list[ArtifactFacts]] = {}
     for dep_id, art in links:
         arts.setdefault(dep_id, []).append(facts_of_artifact(art))
     return tuple(
-        Candidate(name=d.name, model_id=d.model_id, variant=d.variant, pool=facts_of_pool(p),
-                  artifacts=tuple(arts.get(d.id, ())))
+        Candidate(
+            name=d.name,
+            model_id=d.model_id,
+            variant=d.variant,
+            pool=facts_of_pool(p),
+            artifacts=tuple(arts.get(d.id, ())),
+        )
         for d, p in rows
-    )  # fmt: skip
+    )
 
 
 async def list_deployments(session: AsyncSession) -> list[dict[str, Any]]:

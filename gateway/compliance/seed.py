@@ -12,6 +12,7 @@ patent grant): ``gateway compliance artifact add --example deepseek-v4-flash --s
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import platform
 from dataclasses import dataclass, replace
@@ -54,18 +55,26 @@ DEEPSEEK_TRAINING = (
 
 EXAMPLES: dict[str, ArtifactSpec] = {
     "deepseek-v4-flash": ArtifactSpec(
-        name="deepseek-v4-flash-weights", kind="model_weights", license="MIT", version="V4-Flash",
+        name="deepseek-v4-flash-weights",
+        kind="model_weights",
+        license="MIT",
+        version="V4-Flash",
         source="https://huggingface.co/deepseek-ai (DeepSeek-V4-Flash, 284B total / 13B active)",
-        training_data=DEEPSEEK_TRAINING, export_control=DEEPSEEK_EXPORT,
+        training_data=DEEPSEEK_TRAINING,
+        export_control=DEEPSEEK_EXPORT,
         details={"parameters_total": "284B", "parameters_active": "13B", "context": "1M"},
     ),
     "deepseek-v4-pro": ArtifactSpec(
-        name="deepseek-v4-pro-weights", kind="model_weights", license="MIT", version="V4-Pro",
+        name="deepseek-v4-pro-weights",
+        kind="model_weights",
+        license="MIT",
+        version="V4-Pro",
         source="https://huggingface.co/deepseek-ai (DeepSeek-V4-Pro, 1.6T total / 49B active)",
-        training_data=DEEPSEEK_TRAINING, export_control=DEEPSEEK_EXPORT,
+        training_data=DEEPSEEK_TRAINING,
+        export_control=DEEPSEEK_EXPORT,
         details={"parameters_total": "1.6T", "parameters_active": "49B", "context": "1M"},
     ),
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -101,24 +110,38 @@ def gguf_artifact(path: Path, *, sha256: str | None = None, name: str | None = N
     meta = read_metadata(path)
     raw_license = meta.get("general.license")
     return ArtifactSpec(
-        name=name or path.name.removesuffix(".gguf"), kind="model_weights",
+        name=name or path.name.removesuffix(".gguf"),
+        kind="model_weights",
         license=str(raw_license or "NOASSERTION"),
         license_source="gguf:general.license" if raw_license else "missing",
-        source=str(path), sha256=sha256 or sha256_file(path), size_bytes=path.stat().st_size,
-        version=meta.get("general.size_label"), training_data=SMOLLM2_TRAINING if "smollm2" in path.name.lower()
-        else None, details={k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool, list))},
-    )  # fmt: skip
+        source=str(path),
+        sha256=sha256 or sha256_file(path),
+        size_bytes=path.stat().st_size,
+        version=meta.get("general.size_label"),
+        training_data=SMOLLM2_TRAINING if "smollm2" in path.name.lower() else None,
+        details={k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool, list))},
+    )
 
 
 def support_artifacts() -> list[ArtifactSpec]:
     """The engine build and kernel stack the embedded model runs on."""
     gw, torch = _version("deepseek-gateway"), _version("torch")
     return [
-        ArtifactSpec(name=f"deepseek-gateway-engine-{gw}", kind="engine_build", license="Apache-2.0",
-                     version=gw, source="deepseek-gateway (inference/, embedded engine)"),
-        ArtifactSpec(name=f"pytorch-{torch}-cpu", kind="kernel_stack", license="BSD-3-Clause", version=torch,
-                     source="PyTorch (CPU build)"),
-    ]  # fmt: skip
+        ArtifactSpec(
+            name=f"deepseek-gateway-engine-{gw}",
+            kind="engine_build",
+            license="Apache-2.0",
+            version=gw,
+            source="deepseek-gateway (inference/, embedded engine)",
+        ),
+        ArtifactSpec(
+            name=f"pytorch-{torch}-cpu",
+            kind="kernel_stack",
+            license="BSD-3-Clause",
+            version=torch,
+            source="PyTorch (CPU build)",
+        ),
+    ]
 
 
 async def _ensure_artifact(session: AsyncSession, spec: ArtifactSpec) -> RegisteredArtifact:
@@ -151,9 +174,18 @@ async def ensure_embedded_registry(
     pool = await session.scalar(select(DevicePool).where(DevicePool.name == EMBEDDED_POOL))
     if pool is None:
         try:
-            pool = await add_pool(session, PoolSpec(
-                name=EMBEDDED_POOL, device_kind="cpu", vendor=cpu_vendor(), software_stack="CPU",
-                region=region, notes="the embedded engine in the gateway process"), actor=SYSTEM_ACTOR)  # fmt: skip
+            pool = await add_pool(
+                session,
+                PoolSpec(
+                    name=EMBEDDED_POOL,
+                    device_kind="cpu",
+                    vendor=cpu_vendor(),
+                    software_stack="CPU",
+                    region=region,
+                    notes="the embedded engine in the gateway process",
+                ),
+                actor=SYSTEM_ACTOR,
+            )
         except ConflictError:
             pool = await session.scalar(select(DevicePool).where(DevicePool.name == EMBEDDED_POOL))
     assert pool is not None
@@ -172,7 +204,7 @@ async def ensure_embedded_registry(
         name = f"embedded-{model_id}"
         dep = await session.scalar(select(Deployment).where(Deployment.name == name))
         if dep is None:
-            try:
+            with contextlib.suppress(ConflictError):
                 await add_deployment(
                     session,
                     name=name,
@@ -182,8 +214,6 @@ async def ensure_embedded_registry(
                     artifacts=[a.name for a in wanted],
                     actor=SYSTEM_ACTOR,
                 )
-            except ConflictError:
-                pass
             continue
         current = {c.name: c for c in await candidates(session, model_id)}.get(name)
         have = sorted(a.name for a in current.artifacts) if current else []

@@ -36,19 +36,22 @@ def test_the_default_keeps_hashes_and_restricts_nothing():
     assert DEFAULT_PROFILE.version == "default"
 
 
-@pytest.mark.parametrize(("text", "path"), [
-    ("retention: {mode: full}", "retention.days"),
-    ("retention: {mode: hash, days: 3}", "retention.days"),
-    ("retention: {mode: forever}", "retention.mode"),
-    ("allowed_regions: eu-central", "allowed_regions"),
-    ("sovereign_hardware: yes please", "sovereign_hardware"),
-    ("allowed_software_stacks: [OpenCL]", "allowed_software_stacks"),
-    ("patent_clearance: {use_cases: [Medical Use]}", "patent_clearance.use_cases"),
-    ("private_licenses: [{artifact: x}]", "private_licenses[0].reference"),
-    ("private_licenses: [{artifact: x, reference: y, expires: soon}]", "private_licenses[0].expires"),
-    ("regions: [eu]", "regions"),
-    ("[1, 2]", "(document)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("retention: {mode: full}", "retention.days"),
+        ("retention: {mode: hash, days: 3}", "retention.days"),
+        ("retention: {mode: forever}", "retention.mode"),
+        ("allowed_regions: eu-central", "allowed_regions"),
+        ("sovereign_hardware: yes please", "sovereign_hardware"),
+        ("allowed_software_stacks: [OpenCL]", "allowed_software_stacks"),
+        ("patent_clearance: {use_cases: [Medical Use]}", "patent_clearance.use_cases"),
+        ("private_licenses: [{artifact: x}]", "private_licenses[0].reference"),
+        ("private_licenses: [{artifact: x, reference: y, expires: soon}]", "private_licenses[0].expires"),
+        ("regions: [eu]", "regions"),
+        ("[1, 2]", "(document)"),
+    ],
+)
 def test_validation_names_the_bad_field(text, path):
     with pytest.raises(ProfileValidationError) as err:
         load(text)
