@@ -68,3 +68,14 @@ def entry(
 @pytest.fixture
 def catalog():
     return seed_catalog()
+
+
+async def purge_redis_prefix(url: str, prefix: str) -> None:
+    """Delete the keys a test created under its own prefix."""
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(url)
+    keys = [k async for k in r.scan_iter(match=f"{prefix}*", count=1000)]
+    if keys:
+        await r.delete(*keys)
+    await r.aclose()

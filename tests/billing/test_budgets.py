@@ -11,6 +11,7 @@ import pytest
 
 from billing.budgets import Budget, BudgetMode, BudgetPeriod, BudgetScope, MemoryBudgets, RedisBudgets
 from billing.errors import BudgetExceededError, DuplicateReservationError
+from tests.billing.conftest import purge_redis_prefix
 
 
 class FakeClock:
@@ -30,6 +31,7 @@ async def backend(request: pytest.FixtureRequest, unique: str) -> AsyncIterator[
     b = RedisBudgets.from_url(url, prefix=f"test:{unique}:")
     yield b
     await b.close()
+    await purge_redis_prefix(url, f"test:{unique}:")
 
 
 def tenant_budget(unique: str, limit: int, mode: BudgetMode = BudgetMode.HARD, **kw) -> Budget:
@@ -124,6 +126,7 @@ async def test_settle_exactly_once_and_after_reap(backend, unique: str) -> None:
     assert (st.spent_units, st.reserved_units) == (60, 0)
 
 
+@pytest.mark.redis
 async def test_reaper_returns_dead_reservations(unique: str, redis_url: str) -> None:
     backend = RedisBudgets.from_url(redis_url, prefix=f"test:{unique}:")
     try:
@@ -143,6 +146,7 @@ async def test_reaper_returns_dead_reservations(unique: str, redis_url: str) -> 
         assert await backend.extend(alive) is False
     finally:
         await backend.close()
+        await purge_redis_prefix(redis_url, f"test:{unique}:")
 
 
 async def test_memory_reaper_and_extend(unique: str) -> None:

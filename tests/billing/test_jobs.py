@@ -12,7 +12,7 @@ from billing.budgets import Budget, BudgetPeriod, BudgetScope, MemoryBudgets, Re
 from billing.db import make_engine, make_sessionmaker
 from billing.jobs import JobContext, JobScheduler
 from billing.ledger import UsageSpool, UsageWriter, get_invoice, usage_totals
-from tests.billing.conftest import create_tenant, entry
+from tests.billing.conftest import create_tenant, entry, purge_redis_prefix
 
 AUG = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
 SEP = dt.datetime(2026, 9, 1, tzinfo=dt.UTC)
@@ -77,7 +77,7 @@ def test_celery_worker_runs_billing_tasks(
         redis_url=redis_url,
         result_backend=redis_url,
         budget_prefix=f"test:{unique}:",
-        queue=f"billing-test-{unique}",
+        queue="billing-test",
     )
     with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
         rollup = app.tasks["billing.hourly_rollup"].delay().get(timeout=30)
@@ -95,3 +95,4 @@ def test_celery_worker_runs_billing_tasks(
         assert inv is not None and inv.status == "final" and len(inv.lines) == 3
 
     asyncio.run(check())
+    asyncio.run(purge_redis_prefix(redis_url, f"test:{unique}:"))

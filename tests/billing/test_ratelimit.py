@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from billing.ratelimit import MemoryRateLimiter, RateLimit, RedisRateLimiter, format_duration
+from tests.billing.conftest import purge_redis_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,9 +30,11 @@ async def limiter(request: pytest.FixtureRequest, unique: str) -> AsyncIterator[
     if request.param == "memory":
         yield MemoryRateLimiter()
         return
-    lim = RedisRateLimiter.from_url(request.getfixturevalue("redis_url"), prefix=f"test:{unique}:")
+    url = request.getfixturevalue("redis_url")
+    lim = RedisRateLimiter.from_url(url, prefix=f"test:{unique}:")
     yield lim
     await lim.close()
+    await purge_redis_prefix(url, f"test:{unique}:")
 
 
 async def test_requests_per_minute_and_headers(limiter) -> None:
@@ -96,6 +99,7 @@ async def test_two_replicas_share_one_limit(redis_url: str, unique: str) -> None
     finally:
         await a.close()
         await b.close()
+        await purge_redis_prefix(redis_url, f"test:{unique}:")
 
 
 @pytest.mark.redis
@@ -103,6 +107,7 @@ def test_two_processes_share_one_limit(redis_url: str, unique: str) -> None:
     cmd = [sys.executable, "-m", "tests.billing._ratelimit_worker", redis_url, f"test:{unique}:", "20"]
     procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     counts = [int(p.communicate(timeout=30)[0].strip()) for p in procs]
+    asyncio.run(purge_redis_prefix(redis_url, f"test:{unique}:"))
     assert sum(counts) == 15, counts
 
 
