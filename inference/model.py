@@ -1,18 +1,27 @@
 """Llama forward pass over a flat batch of tokens with a paged KV cache.
 
 The batch mixes prefill chunks and decode tokens: linear layers run once over all tokens;
-attention runs per prefill chunk (SDPA) and once for all decode tokens together (gathered
-KV, padded, masked). Weights come from `gguf_loader` in HF layout (rotate-half rope).
+attention runs per prefill chunk (SDPA) and once for all decode tokens together (KV gathered
+from the pages, padded, masked). Weights come from `gguf_loader` in HF layout (rotate-half
+rope); the 1/sqrt(head_dim) softmax scale is folded into the q projection (exact: 1/8).
+
+KV cache layout per layer: [2 * n_kv_heads, slots, head_dim] (keys, then values), so one
+gather serves both and the batched matmuls need no copies.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .gguf_loader import LlamaConfig
+from .decode_buffer import DecodeBuffer
+from .quant import Q4_1Weight, QLinear
+
+ROPE_MATMUL_MAX_TOKENS = 32  # small steps: rope as one batched matmul per layer
 
 
 @dataclass
@@ -28,17 +37,20 @@ class AttnMetadata:
     slot_mapping: torch.Tensor  # [T] where each token's k/v is written
     prefills: list[PrefillSegment] = field(default_factory=list)
     decode_start: int = 0  # flat rows decode_start: are decode tokens (one per sequence)
-    decode_slots: torch.Tensor | None = None  # [B, Lmax] gathered slots (padded)
-    decode_bias: torch.Tensor | None = None  # [B, 1, 1, Lmax] 0 or -inf
+    decode_slots: torch.Tensor | None = None  # [B, Lmax] gathered slots (padded), no buffer
+    decode_bias: torch.Tensor | None = None  # 0 / -inf over Lmax, model dtype (see runner)
+    # decode through the DecodeBuffer: rows [0, B) hold the decoding sequences in order
+    buf: DecodeBuffer | None = None
+    buf_write: torch.Tensor | None = None  # [B * nkv] flat rows of k[l].view(-1, hd)
+    buf_len: int = 0  # Lmax
 
 
 class KVCache:
-    """Per-layer key and value storage, [num_slots, n_kv_heads, head_dim] each."""
+    """All layers' keys and values: [n_layers, 2 * n_kv_heads, num_slots, head_dim]."""
 
     def __init__(self, cfg: LlamaConfig, num_slots: int, dtype: torch.dtype, device: torch.device):
-        shape = (cfg.n_layers, num_slots, cfg.n_kv_heads, cfg.head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        shape = (cfg.n_layers, 2 * cfg.n_kv_heads, num_slots, cfg.head_dim)
+        self.data = torch.zeros(shape, dtype=dtype, device=device)
         self.num_slots = num_slots
 
     @staticmethod
@@ -47,52 +59,74 @@ class KVCache:
         return 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * elt
 
 
+def _as_tensor(w: torch.Tensor | Q4_1Weight) -> torch.Tensor:
+    return torch.from_numpy(w.dequantize()) if isinstance(w, Q4_1Weight) else w
+
+
+def _cat(ws: list[torch.Tensor | Q4_1Weight]) -> torch.Tensor | Q4_1Weight:
+    if all(isinstance(w, Q4_1Weight) for w in ws):
+        return Q4_1Weight.cat(ws)  # type: ignore[arg-type]
+    return torch.cat([_as_tensor(w) for w in ws])
+
+
 class LlamaModel:
     """Plain-tensor Llama (no nn.Module bookkeeping: fewer Python calls per token)."""
 
     def __init__(
         self,
         cfg: LlamaConfig,
-        tensors: dict[str, torch.Tensor],
+        tensors: dict[str, torch.Tensor | Q4_1Weight],
         dtype: torch.dtype,
         device: torch.device,
+        int4_max_rows: int = 4,
     ) -> None:
         self.cfg = cfg
         self.dtype = dtype
         self.device = device
+        hd = cfg.head_dim
+        qscale = hd**-0.5
 
         def w(name: str) -> torch.Tensor:
-            return tensors[name].to(device=device, dtype=dtype).contiguous()
+            return _as_tensor(tensors[name]).to(device=device, dtype=dtype).contiguous()
+
+        def lin(t: torch.Tensor | Q4_1Weight) -> QLinear:
+            return QLinear(t, dtype, device, int4_max_rows)
 
         self.embed = w("token_embd.weight")
-        self.lm_head = w("output.weight") if "output.weight" in tensors else self.embed
+        head = _as_tensor(tensors.get("output.weight", tensors["token_embd.weight"]))
+        # Q8_0 in the file; a per-row int8 copy flips near-tied logits, so it stays dense
+        self.lm_head = QLinear(head, dtype, device, 0)
         self.final_norm = w("output_norm.weight")
         self.layers = []
         for i in range(cfg.n_layers):
             p = f"blk.{i}."
-            qkv = torch.cat(
-                [tensors[p + "attn_q.weight"], tensors[p + "attn_k.weight"],
-                 tensors[p + "attn_v.weight"]], dim=0,
-            )
-            gate_up = torch.cat([tensors[p + "ffn_gate.weight"], tensors[p + "ffn_up.weight"]])
+            q = tensors[p + "attn_q.weight"]
+            q = q.scale(qscale) if isinstance(q, Q4_1Weight) else q * qscale
+            qkv = _cat([q, tensors[p + "attn_k.weight"], tensors[p + "attn_v.weight"]])
+            gate_up = _cat([tensors[p + "ffn_gate.weight"], tensors[p + "ffn_up.weight"]])
             self.layers.append(
                 (
                     w(p + "attn_norm.weight"),
-                    qkv.to(device=device, dtype=dtype).contiguous(),
-                    w(p + "attn_output.weight"),
+                    lin(qkv),
+                    lin(tensors[p + "attn_output.weight"]),
                     w(p + "ffn_norm.weight"),
-                    gate_up.to(device=device, dtype=dtype).contiguous(),
-                    w(p + "ffn_down.weight"),
+                    lin(gate_up),
+                    lin(tensors[p + "ffn_down.weight"]),
                 )
             )
-        hd = cfg.head_dim
         inv = 1.0 / (cfg.rope_base ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
         t = torch.arange(cfg.context_length, dtype=torch.float64)
         freqs = torch.outer(t, inv)
         emb = torch.cat([freqs, freqs], dim=-1)
         self.cos = emb.cos().to(device=device, dtype=dtype)
         self.sin = emb.sin().to(device=device, dtype=dtype)
-        self.scale = hd**-0.5
+        # rotate_half as a matrix: (x @ P) == cat(-x[h:], x[:h])
+        h = hd // 2
+        pm = np.zeros((hd, hd), dtype=np.float32)
+        for j in range(h):
+            pm[j + h, j] = -1.0
+            pm[j, j + h] = 1.0
+        self.rot_p = torch.from_numpy(pm).to(device=device, dtype=dtype)
 
     def forward(
         self,
@@ -100,67 +134,104 @@ class LlamaModel:
         positions: torch.Tensor,  # [T]
         meta: AttnMetadata,
         kv: KVCache,
-        logits_rows: torch.Tensor,  # [S] flat rows whose logits are wanted
+        logits_rows: torch.Tensor | None,  # [S] flat rows whose logits are wanted; None = all
     ) -> torch.Tensor:
         cfg = self.cfg
         nh, nkv, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         g = nh // nkv
         T = input_ids.shape[0]
         eps = cfg.rms_eps
+        dim = (cfg.dim,)
         x = F.embedding(input_ids, self.embed)
-        cos = self.cos[positions].unsqueeze(1)  # [T, 1, hd]
-        sin = self.sin[positions].unsqueeze(1)
+        cos = self.cos[positions]
+        sin = self.sin[positions]
+        small = T <= ROPE_MATMUL_MAX_TOKENS
+        if small:  # R[t] = diag(cos_t) + P diag(sin_t): rope is one bmm per layer
+            rope = torch.diag_embed(cos) + self.rot_p * sin[:, None, :]
+        else:
+            cos = cos[:, None, :]
+            sin = sin[:, None, :]
         half = hd // 2
         qk_heads = nh + nkv
-        slot_mapping = meta.slot_mapping
+        slots = meta.slot_mapping
         ds = meta.decode_start
-        n_dec = T - ds if meta.decode_slots is not None else 0
+        dec_slots = meta.decode_slots
+        buf = meta.buf
+        n_dec = T - ds if (dec_slots is not None or buf is not None) else 0
+        only_decode = n_dec == T
+        single_prefill = not n_dec and len(meta.prefills) == 1
         for li, (attn_norm, wqkv, wo, ffn_norm, wgu, wdown) in enumerate(self.layers):
-            h = F.rms_norm(x, (cfg.dim,), attn_norm, eps)
-            qkv = F.linear(h, wqkv)  # [T, (nh + 2 nkv) hd]
-            qk = qkv[:, : qk_heads * hd].view(T, qk_heads, hd)
-            rot = torch.cat([-qk[..., half:], qk[..., :half]], dim=-1)
-            qk = qk * cos + rot * sin
+            h = F.rms_norm(x, dim, attn_norm, eps)
+            qkv = wqkv(h).view(T, qk_heads + nkv, hd)
+            qk = qkv[:, :qk_heads]
+            if small:
+                qk = torch.bmm(qk, rope)
+            else:
+                qk = qk * cos + torch.cat([-qk[..., half:], qk[..., :half]], dim=-1) * sin
             q = qk[:, :nh]
             k = qk[:, nh:]
-            v = qkv[:, qk_heads * hd :].view(T, nkv, hd)
-            kc = kv.k[li]
-            vc = kv.v[li]
-            kc.index_copy_(0, slot_mapping, k)
-            vc.index_copy_(0, slot_mapping, v)
-            out = torch.empty((T, nh, hd), dtype=x.dtype, device=x.device)
-            for seg in meta.prefills:
-                s, e = seg.q_start, seg.q_end
-                qs = q[s:e].transpose(0, 1).unsqueeze(0)  # [1, nh, n, hd]
-                if seg.fresh:
-                    ks = k[s:e].transpose(0, 1).unsqueeze(0)
-                    vs = v[s:e].transpose(0, 1).unsqueeze(0)
-                    o = F.scaled_dot_product_attention(
-                        qs, ks, vs, is_causal=True, enable_gqa=True, scale=self.scale
-                    )
-                else:
-                    ks = kc[seg.kv_slots].transpose(0, 1).unsqueeze(0)
-                    vs = vc[seg.kv_slots].transpose(0, 1).unsqueeze(0)
-                    n, ctx = e - s, seg.kv_slots.shape[0]
-                    mask = torch.ones((n, ctx), dtype=torch.bool, device=x.device).tril(ctx - n)
-                    o = F.scaled_dot_product_attention(
-                        qs, ks, vs, attn_mask=mask, enable_gqa=True, scale=self.scale
-                    )
-                out[s:e] = o[0].transpose(0, 1)
-            if n_dec:
-                assert meta.decode_slots is not None and meta.decode_bias is not None
-                qd = q[ds:].reshape(n_dec, nkv, g, hd)
-                kd = kc[meta.decode_slots]  # [B, L, nkv, hd]
-                vd = vc[meta.decode_slots]
-                scores = torch.matmul(qd, kd.permute(0, 2, 3, 1)) * self.scale
-                scores = scores.float() + meta.decode_bias
-                probs = torch.softmax(scores, dim=-1).to(x.dtype)
-                od = torch.matmul(probs, vd.permute(0, 2, 1, 3))  # [B, nkv, g, hd]
-                out[ds:] = od.reshape(n_dec, nh, hd)
-            x = x + F.linear(out.view(T, nh * hd), wo)
-            h = F.rms_norm(x, (cfg.dim,), ffn_norm, eps)
-            gu = F.linear(h, wgu)
-            x = x + F.linear(F.silu(gu[:, : cfg.ffn_dim]) * gu[:, cfg.ffn_dim :], wdown)
-        x = x[logits_rows]
-        x = F.rms_norm(x, (cfg.dim,), self.final_norm, eps)
-        return F.linear(x, self.lm_head).float()
+            v = qkv[:, qk_heads:]
+            cache = kv.data[li]
+            cache[:nkv].index_copy_(1, slots, k.transpose(0, 1))
+            cache[nkv:].index_copy_(1, slots, v.transpose(0, 1))
+            if buf is not None and n_dec:
+                kb = buf.k[li]
+                vb = buf.v[li]
+                kb.view(-1, hd).index_copy_(0, meta.buf_write, k[ds:].reshape(-1, hd))
+                vb.view(-1, hd).index_copy_(0, meta.buf_write, v[ds:].reshape(-1, hd))
+            if only_decode:
+                out = self._decode(q, cache, meta, li, nkv, g)
+            elif single_prefill:
+                out = self._prefill_attn(q, k, v, cache, meta.prefills[0], nkv)
+            else:
+                out = torch.empty((T, nh * hd), dtype=x.dtype, device=x.device)
+                for seg in meta.prefills:
+                    s, e = seg.q_start, seg.q_end
+                    out[s:e] = self._prefill_attn(q[s:e], k[s:e], v[s:e], cache, seg, nkv)
+                if n_dec:
+                    out[ds:] = self._decode(q[ds:], cache, meta, li, nkv, g)
+            x = x + wo(out)
+            h = F.rms_norm(x, dim, ffn_norm, eps)
+            gu = wgu(h)
+            x = x + wdown(F.silu(gu[:, : cfg.ffn_dim]) * gu[:, cfg.ffn_dim :])
+        if logits_rows is not None:
+            x = x[logits_rows]
+        x = F.rms_norm(x, dim, self.final_norm, eps)
+        return self.lm_head(x).float()
+
+    @staticmethod
+    def _prefill_attn(q, k, v, cache, seg: PrefillSegment, nkv: int) -> torch.Tensor:
+        n = q.shape[0]
+        qs = q.transpose(0, 1).unsqueeze(0)  # [1, nh, n, hd]
+        if seg.fresh:
+            o = F.scaled_dot_product_attention(
+                qs, k.transpose(0, 1).unsqueeze(0), v.transpose(0, 1).unsqueeze(0),
+                is_causal=True, enable_gqa=True, scale=1.0,
+            )
+        else:
+            kvs = torch.index_select(cache, 1, seg.kv_slots)  # [2 nkv, ctx, hd]
+            ctx = kvs.shape[1]
+            mask = torch.ones((n, ctx), dtype=torch.bool, device=q.device).tril(ctx - n)
+            o = F.scaled_dot_product_attention(
+                qs, kvs[:nkv].unsqueeze(0), kvs[nkv:].unsqueeze(0),
+                attn_mask=mask, enable_gqa=True, scale=1.0,
+            )
+        return o[0].transpose(0, 1).reshape(n, -1)
+
+    @staticmethod
+    def _decode(q, cache, meta: AttnMetadata, li: int, nkv: int, g: int) -> torch.Tensor:
+        B, nh, hd = q.shape
+        qd = q.view(B, nkv, g, hd)
+        if meta.buf is not None:
+            L = meta.buf_len
+            keys = meta.buf.k[li, :B, :, :L]  # [B, nkv, L, hd], strided view
+            values = meta.buf.v[li, :B, :, :L]
+        else:
+            slots = meta.decode_slots
+            assert slots is not None
+            kvs = torch.index_select(cache, 1, slots.view(-1)).view(2 * nkv, B, -1, hd)
+            keys = kvs[:nkv].transpose(0, 1)
+            values = kvs[nkv:].transpose(0, 1)
+        scores = torch.matmul(qd, keys.transpose(-1, -2))  # [B, nkv, g, L]
+        probs = torch.softmax(scores + meta.decode_bias, dim=-1)
+        return torch.matmul(probs, values).reshape(B, nh * hd)

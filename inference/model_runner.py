@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import torch
 
+from .decode_buffer import DecodeBuffer
 from .model import AttnMetadata, KVCache, LlamaModel, PrefillSegment
 from .scheduler import SchedulerOutput
 
 
 class ModelRunner:
-    def __init__(self, model: LlamaModel, num_blocks: int, block_size: int) -> None:
+    def __init__(
+        self,
+        model: LlamaModel,
+        num_blocks: int,
+        block_size: int,
+        decode_buffer_bytes: int = 1 << 30,
+    ) -> None:
         self.model = model
         self.block_size = block_size
         self.device = model.device
         self.kv = KVCache(model.cfg, num_blocks * block_size, model.dtype, model.device)
+        self.buf = (
+            DecodeBuffer(model.cfg, model.dtype, model.device, decode_buffer_bytes)
+            if decode_buffer_bytes > 0
+            else None
+        )
         self._arange_bs = torch.arange(block_size, dtype=torch.long)
 
     def _slots(self, blocks: list[int], start: int, end: int) -> torch.Tensor:
@@ -28,7 +40,8 @@ class ModelRunner:
     @torch.inference_mode()
     def execute(self, out: SchedulerOutput) -> torch.Tensor | None:
         """Run one step; returns [S, V] float32 logits for the items with sample=True
-        (in out.items order), or None when nothing is sampled."""
+        (in out.items order, which this call may reorder), or None when nothing is sampled."""
+        dev = self.device
         ids: list[int] = []
         pos: list[torch.Tensor] = []
         slot_parts: list[torch.Tensor] = []
@@ -38,58 +51,100 @@ class ModelRunner:
         for sch in out.prefills:
             seq, n = sch.seq, sch.num_tokens
             c = seq.num_computed
-            all_ids = seq.all_token_ids()
-            ids.extend(all_ids[c : c + n])
+            ids.extend(seq.token_at(i) for i in range(c, c + n))
             pos.append(torch.arange(c, c + n))
             ctx_slots = self._slots(seq.table.blocks, 0, c + n)
             slot_parts.append(ctx_slots[c:])
-            prefills.append(PrefillSegment(row, row + n, ctx_slots, fresh=(c == 0)))
+            prefills.append(PrefillSegment(row, row + n, ctx_slots.to(dev), fresh=(c == 0)))
             row += n
             if sch.sample:
                 logit_rows.append(row - 1)
         decode_start = row
-        decode_slots = decode_bias = None
+        meta = AttnMetadata(slot_mapping=torch.empty(0), prefills=prefills, decode_start=row)
         if out.decodes:
-            bs = self.block_size
-            lens = []
-            tables = []
+            self._decode_inputs(out, meta, ids, pos, slot_parts)
             for sch in out.decodes:
-                seq = sch.seq
-                p = seq.num_computed
-                ids.append(seq.token_at(p))
-                lens.append(p + 1)
-                tables.append(seq.table.blocks[: -(-(p + 1) // bs)])
                 if sch.sample:
                     logit_rows.append(row)
                 row += 1
-            max_blocks = max(len(t) for t in tables)
-            bt = torch.tensor([t + [0] * (max_blocks - len(t)) for t in tables], dtype=torch.long)
-            decode_slots = (bt[:, :, None] * bs + self._arange_bs).reshape(len(tables), -1)
-            lens_t = torch.tensor(lens, dtype=torch.long)
-            positions_d = lens_t - 1
-            pos.append(positions_d)
-            slot_parts.append(decode_slots.gather(1, positions_d[:, None]).squeeze(1))
-            L = decode_slots.shape[1]
-            valid = torch.arange(L)[None, :] < lens_t[:, None]
-            decode_bias = torch.zeros(valid.shape, dtype=torch.float32)
-            decode_bias.masked_fill_(~valid, float("-inf"))
-            decode_bias = decode_bias[:, None, None, :]
+        elif self.buf is not None:
+            self.buf.release_except(set())
         if not ids:
             return None
-        dev = self.device
-        meta = AttnMetadata(
-            slot_mapping=torch.cat(slot_parts).to(dev),
-            prefills=[
-                PrefillSegment(p.q_start, p.q_end, p.kv_slots.to(dev), p.fresh) for p in prefills
-            ],
-            decode_start=decode_start,
-            decode_slots=decode_slots.to(dev) if decode_slots is not None else None,
-            decode_bias=decode_bias.to(dev) if decode_bias is not None else None,
-        )
+        meta.slot_mapping = torch.cat(slot_parts).to(dev)
+        meta.decode_start = decode_start
         input_ids = torch.tensor(ids, dtype=torch.long, device=dev)
         positions = torch.cat(pos).to(dev)
-        rows = torch.tensor(logit_rows, dtype=torch.long, device=dev)
+        rows = (
+            None
+            if len(logit_rows) == row
+            else torch.tensor(logit_rows, dtype=torch.long, device=dev)
+        )
         logits = self.model.forward(input_ids, positions, meta, self.kv, rows)
+        if meta.buf is not None:
+            meta.buf.advance(list(range(len(out.decodes))))
         if not logit_rows:
             return None
         return logits.cpu() if dev.type != "cpu" else logits
+
+    def _decode_inputs(self, out: SchedulerOutput, meta: AttnMetadata, ids, pos, slot_parts):
+        dev = self.device
+        bs = self.block_size
+        buf = self.buf
+        B = len(out.decodes)
+        lens = [sch.seq.num_computed + 1 for sch in out.decodes]
+        L = max(lens)
+        if buf is not None and buf.fits(B, L):
+            buf.release_except({sch.seq.seq_no for sch in out.decodes})
+            rows = buf.prepare(
+                [
+                    (
+                        sch.seq.seq_no,
+                        sch.seq.num_computed,
+                        _LazySlots(self, sch.seq.table.blocks, sch.seq.num_computed),
+                    )
+                    for sch in out.decodes
+                ],
+                self.kv.data,
+            )
+            order = sorted(range(B), key=rows.__getitem__)
+            out.decodes[:] = [out.decodes[i] for i in order]
+            lens = [lens[i] for i in order]
+            meta.buf = buf
+            meta.buf_len = L
+            nkv = self.model.cfg.n_kv_heads
+            p = torch.tensor(lens, dtype=torch.long) - 1
+            r = torch.arange(B, dtype=torch.long)
+            h = torch.arange(nkv, dtype=torch.long)
+            meta.buf_write = (((r[:, None] * nkv + h) * buf.cap) + p[:, None]).view(-1).to(dev)
+        elif buf is not None:
+            buf.release_except(set())
+        tables = []
+        for sch, n in zip(out.decodes, lens, strict=True):
+            seq = sch.seq
+            ids.append(seq.token_at(n - 1))
+            tables.append(seq.table.blocks[: -(-n // bs)])
+        lens_t = torch.tensor(lens, dtype=torch.long)
+        positions = lens_t - 1
+        pos.append(positions)
+        last_blocks = torch.tensor([t[(n - 1) // bs] for t, n in zip(tables, lens, strict=True)])
+        slot_parts.append(last_blocks * bs + positions % bs)
+        if meta.buf is None:
+            max_blocks = max(len(t) for t in tables)
+            bt = torch.tensor([t + [0] * (max_blocks - len(t)) for t in tables], dtype=torch.long)
+            meta.decode_slots = (bt[:, :, None] * bs + self._arange_bs).reshape(B, -1).to(dev)
+            L = meta.decode_slots.shape[1]
+        valid = torch.arange(L)[None, :] < lens_t[:, None]
+        bias = torch.zeros(valid.shape, dtype=self.model.dtype)
+        bias.masked_fill_(~valid, float("-inf"))
+        meta.decode_bias = bias[:, None, None, :].to(dev)
+
+
+class _LazySlots:
+    """Slots of a sequence's first n tokens, computed only if a buffer row needs a refill."""
+
+    def __init__(self, runner: ModelRunner, blocks: list[int], n: int) -> None:
+        self.runner, self.blocks, self.n = runner, blocks, n
+
+    def get(self) -> torch.Tensor:
+        return self.runner._slots(self.blocks, 0, self.n).to(self.runner.device)

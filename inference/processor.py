@@ -92,7 +92,7 @@ class OutputProcessor:
     def append(self, seq: Sequence, res: SampleResult) -> tuple[list[TokenDelta], str | None]:
         so: _SeqOut = seq.state
         tid = res.token_id
-        if tid in self.stop_ids:
+        if tid in self.stop_ids and not seq.request.sampling.ignore_eos:
             if seq.reasoning:  # end of turn inside the reasoning: close it, then answer
                 return self._force_close(seq), None
             return [], "stop"

@@ -19,6 +19,7 @@ class SamplingParams:
     presence_penalty: float = 0.0
     logprobs: bool = False
     top_logprobs: int = 0  # 0..20, only with logprobs
+    ignore_eos: bool = False  # keep generating past end-of-turn tokens (benchmarks)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,150 @@
+"""Engine benchmark: prints JSON figures (medians over repeats).
+
+    .venv/bin/python bench/engine.py [--repeats 3] [--threads 2] [--dtype auto] [--quick]
+
+Keys: single_stream_decode_tps, aggregate_decode_tps_32, prefill_tps_1k, warm_ttft_ratio_2k
+(goals >= 80, >= 800, >= 1000, <= 0.10), plus the raw timings behind them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inference import (  # noqa: E402
+    EmbeddedModel,
+    Engine,
+    EngineConfig,
+    Finished,
+    GenerationRequest,
+    SamplingParams,
+    TokenDelta,
+)
+
+NEW_TOKENS = 256
+TOPICS = [
+    "the sea", "mountains", "a city at night", "autumn leaves", "a robot", "the moon",
+    "coffee", "a library", "winter", "trains", "a garden", "the desert", "rain", "music",
+    "a lighthouse", "bees", "clocks", "a bridge", "snow", "a market", "rivers", "the stars",
+    "a forest", "bread", "the wind", "a cat", "islands", "candles", "a violin", "glaciers",
+    "a kite", "thunder",
+]
+
+
+async def run_one(engine: Engine, ids: list[int], rid: str, max_tokens: int, salt: bytes = b""):
+    """Returns (ttft_s, total_s, completion_tokens, first_token_time, end_time)."""
+    sp = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True)
+    t0 = time.perf_counter()
+    first = None
+    async for ev in engine.generate(GenerationRequest(rid, ids, sp, cache_salt=salt)):
+        if first is None and isinstance(ev, TokenDelta | Finished):
+            first = time.perf_counter()
+        if isinstance(ev, Finished):
+            end = time.perf_counter()
+            return first - t0, end - t0, ev.usage.completion_tokens, first, end
+    raise RuntimeError("no Finished event")
+
+
+def long_prompt(model: EmbeddedModel, n: int, tag: str) -> list[int]:
+    words = (
+        "In the study of distributed systems engineers weigh consistency availability and "
+        "partition tolerance while operators measure latency throughput and cost "
+    ).split()
+    text, ids = tag + ": ", []
+    i = 0
+    while len(ids) < n:
+        text += " ".join(words[(i * 7) % len(words) :] + words[: (i * 7) % len(words)]) + f" {i}. "
+        ids = model.encode(text)
+        i += 1
+    return ids[:n]
+
+
+async def bench(args: argparse.Namespace) -> dict:
+    model = EmbeddedModel.load(args.model, device=args.device, dtype=args.dtype, threads=args.threads)
+    engine = Engine(model, EngineConfig(kv_cache_tokens=args.kv_tokens))
+    await engine.start()
+    res: dict = {
+        "model": model.artifact.name,
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "device": str(model.device),
+        "threads": args.threads,
+        "new_tokens": NEW_TOKENS,
+    }
+    # warm-up (allocator, kernels)
+    await run_one(engine, model.encode_chat([{"role": "user", "content": "Hi"}]), "warm", 16)
+
+    # single stream decode
+    single = []
+    for r in range(args.repeats):
+        ids = model.encode_chat([{"role": "user", "content": f"Write a poem about {TOPICS[r]}."}])
+        ttft, total, n, first, end = await run_one(engine, ids, f"s{r}", NEW_TOKENS, b"s%d" % r)
+        single.append((n - 1) / (end - first))
+    res["single_stream_decode_tps"] = round(statistics.median(single), 1)
+    res["single_stream_runs"] = [round(x, 1) for x in single]
+
+    # 32 concurrent streams
+    agg = []
+    for r in range(max(1, args.repeats)):
+        prompts = [
+            model.encode_chat([{"role": "user", "content": f"Write a poem about {t}."}])
+            for t in TOPICS
+        ]
+        t0 = time.perf_counter()
+        outs = await asyncio.gather(
+            *[run_one(engine, p, f"a{r}-{i}", NEW_TOKENS, b"a%d" % r) for i, p in enumerate(prompts)]
+        )
+        wall = time.perf_counter() - t0
+        total = sum(o[2] for o in outs)
+        agg.append(total / wall)
+    res["aggregate_decode_tps_32"] = round(statistics.median(agg), 1)
+    res["aggregate_runs"] = [round(x, 1) for x in agg]
+
+    # prefill of a 1,000-token prompt (cold: fresh salt each time)
+    pre = []
+    for r in range(args.repeats):
+        ids = long_prompt(model, 1000, f"p{r}")
+        ttft, *_ = await run_one(engine, ids, f"p{r}", 1, b"p%d" % r)
+        pre.append(len(ids) / ttft)
+    res["prefill_tps_1k"] = round(statistics.median(pre), 1)
+    res["prefill_runs"] = [round(x, 1) for x in pre]
+
+    # time to first token with a cached 2,000-token prefix vs cold
+    ratios, colds, warms = [], [], []
+    for r in range(args.repeats):
+        ids = long_prompt(model, 2000, f"w{r}")
+        salt = b"w%d" % r
+        cold, *_ = await run_one(engine, ids, f"c{r}", 1, salt)
+        warm, *_ = await run_one(engine, ids, f"h{r}", 1, salt)
+        colds.append(cold)
+        warms.append(warm)
+        ratios.append(warm / cold)
+    res["warm_ttft_ratio_2k"] = round(statistics.median(ratios), 4)
+    res["cold_ttft_2k_s"] = round(statistics.median(colds), 4)
+    res["warm_ttft_2k_s"] = round(statistics.median(warms), 4)
+    res["preemptions"] = engine.stats().get("preemptions")
+    await engine.stop()
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--kv-tokens", type=int, default=32768)
+    args = ap.parse_args()
+    print(json.dumps(asyncio.run(bench(args)), indent=2))
+
+
+if __name__ == "__main__":
+    main()

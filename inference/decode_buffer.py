@@ -1,0 +1,119 @@
+"""Contiguous per-row KV copies for the sequences being decoded.
+
+Gathering each decoding sequence's pages every layer and step costs more memory traffic than
+the attention itself on a CPU. So every decoding sequence owns a row of a dense buffer,
+filled once from its pages (one gather for all layers) and then appended to in place; the
+decode attention reads rows [0, B) of the buffer as plain strided views, no copies. The paged
+cache stays the source of truth (prefix cache, preemption); rows are a cache of it.
+
+Layout: keys and values each [n_layers, rows, n_kv_heads, capacity, head_dim]."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .gguf_loader import LlamaConfig
+
+
+class DecodeBuffer:
+    def __init__(
+        self,
+        cfg: LlamaConfig,
+        dtype: torch.dtype,
+        device: torch.device,
+        max_bytes: int,
+        block: int = 256,
+    ) -> None:
+        self.cfg = cfg
+        self.dtype = dtype
+        self.device = device
+        self.max_bytes = max_bytes
+        self.block = block  # capacity grows in these steps
+        self.rows = 0
+        self.cap = 0
+        self.k = torch.empty(0, dtype=dtype, device=device)
+        self.v = torch.empty(0, dtype=dtype, device=device)
+        self.owner: list[int] = []  # row -> seq_no
+        self.filled: list[int] = []  # row -> tokens valid in the row
+        self.row_of: dict[int, int] = {}  # seq_no -> row
+
+    def bytes_for(self, rows: int, cap: int) -> int:
+        c = self.cfg
+        elt = torch.empty((), dtype=self.dtype).element_size()
+        return 2 * c.n_layers * rows * c.n_kv_heads * cap * c.head_dim * elt
+
+    def fits(self, rows: int, length: int) -> bool:
+        cap = -(-length // self.block) * self.block
+        return self.bytes_for(max(rows, self.rows), max(cap, self.cap)) <= self.max_bytes
+
+    def _resize(self, rows: int, cap: int) -> None:
+        c = self.cfg
+        shape = (c.n_layers, rows, c.n_kv_heads, cap, c.head_dim)
+        k = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        v = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        n = len(self.owner)
+        if n and self.cap:
+            keep = min(self.cap, cap)
+            k[:, :n, :, :keep] = self.k[:, :n, :, :keep]
+            v[:, :n, :, :keep] = self.v[:, :n, :, :keep]
+        self.k, self.v, self.rows, self.cap = k, v, rows, cap
+
+    def release_except(self, keep: set[int]) -> None:
+        """Free rows of sequences not in `keep`, moving the last rows into the holes."""
+        i = 0
+        while i < len(self.owner):
+            if self.owner[i] in keep:
+                i += 1
+                continue
+            last = len(self.owner) - 1
+            del self.row_of[self.owner[i]]
+            if i != last:
+                self.k[:, i] = self.k[:, last]
+                self.v[:, i] = self.v[:, last]
+                self.owner[i] = self.owner[last]
+                self.filled[i] = self.filled[last]
+                self.row_of[self.owner[i]] = i
+            self.owner.pop()
+            self.filled.pop()
+
+    def clear(self) -> None:
+        self.owner.clear()
+        self.filled.clear()
+        self.row_of.clear()
+
+    def prepare(
+        self, seqs: list[tuple[int, int, Any]], pages: torch.Tensor
+    ) -> list[int]:
+        """seqs: (seq_no, tokens already computed, object whose get() gives the slots of those
+        tokens). Assigns rows,
+        refills stale rows from `pages` ([n_layers, 2 nkv, slots, hd]); returns the rows."""
+        need_rows = len(self.owner) + sum(1 for s, _, _ in seqs if s not in self.row_of)
+        need_cap = max(n for _, n, _ in seqs) + 1
+        if need_rows > self.rows or need_cap > self.cap:
+            rows = max(need_rows, self.rows, 8)
+            rows = -(-rows // 8) * 8
+            cap = max(self.cap, -(-need_cap // self.block) * self.block)
+            self._resize(rows, cap)
+        nkv = self.cfg.n_kv_heads
+        out = []
+        for seq_no, n, slots in seqs:
+            r = self.row_of.get(seq_no)
+            if r is None:
+                r = len(self.owner)
+                self.owner.append(seq_no)
+                self.filled.append(0)
+                self.row_of[seq_no] = r
+            if self.filled[r] != n:
+                if n:
+                    g = torch.index_select(pages, 2, slots.get())  # [L, 2 nkv, n, hd]
+                    self.k[:, r, :, :n] = g[:, :nkv]
+                    self.v[:, r, :, :n] = g[:, nkv:]
+                self.filled[r] = n
+            out.append(r)
+        return out
+
+    def advance(self, rows: list[int]) -> None:
+        for r in rows:
+            self.filled[r] += 1
