@@ -18,9 +18,9 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import String, cast, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from billing.db import utcnow
+from billing.db import transaction, utcnow
 from gateway.audit.checkpoints import list_checkpoints, lock_chain, write_checkpoint
 from gateway.audit.content import expires_at, has_text, redact
 from gateway.audit.log import append_event
@@ -128,3 +128,31 @@ async def redact_expired(
             session, kind="audit.redacted", actor=actor, payload={"redacted": count, "at": now.isoformat()}
         )
     return count
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionRun:
+    redacted: int
+    purge: PurgeResult | None
+
+
+async def retention_job(
+    sessions: async_sessionmaker[AsyncSession],
+    key: bytes,
+    *,
+    purge_after_days: int | None = None,
+    actor: str = "system:retention",
+    now: dt.datetime | None = None,
+) -> RetentionRun:
+    """The periodic job (hourly is plenty): redact expired texts, then, when the operator
+    set an audit retention period, purge events older than it. Each step commits alone."""
+    now = now or utcnow()
+    async with transaction(sessions) as session:
+        redacted = await redact_expired(session, actor=actor, now=now)
+    purge = None
+    if purge_after_days:
+        async with transaction(sessions) as session:
+            purge = await purge_before(
+                session, key, before=now - dt.timedelta(days=purge_after_days), actor=actor
+            )
+    return RetentionRun(redacted, purge)

@@ -183,3 +183,21 @@ async def test_signed_anchor_catches_a_full_rewrite(scratch, unique):
     report = await verify_chain(scratch, key=KEY)
     assert [p.kind for p in report.problems] == ["modified"], report.as_dict()
     assert report.problems[0].seq == events[-1].seq  # the anchored head differs
+
+
+async def test_retention_job_redacts_then_purges(sqlite_url):
+    from billing.db import make_engine, make_sessionmaker, transaction
+    from gateway.audit.retention import retention_job
+
+    engine = make_engine(sqlite_url)
+    sessions = make_sessionmaker(engine)
+    async with transaction(sessions) as s:
+        old = await _request_event(s, "full", NOW - dt.timedelta(days=100))
+        await _request_event(s, "full", NOW)
+    run = await retention_job(sessions, KEY, purge_after_days=None, now=NOW)
+    assert run.redacted == 1 and run.purge is None
+    run = await retention_job(sessions, KEY, purge_after_days=30, now=NOW)
+    assert run.redacted == 0 and run.purge is not None and run.purge.through_seq == old.seq
+    async with sessions() as s:
+        assert (await verify_chain(s, key=KEY, now=NOW)).ok
+    await engine.dispose()
