@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing.catalog.io import (
+    dumps_catalog,
+    load_catalog_file,
     parse_catalog,
     parse_comparator,
     parse_promotion,
@@ -59,6 +62,14 @@ class CatalogStore:
 
     async def export(self) -> dict[str, Any]:
         return render_catalog(await self.load())
+
+    async def export_text(self, fmt: str = "json") -> str:
+        """`gateway prices export [--format yaml]`."""
+        return dumps_catalog(await self.load(), fmt)
+
+    async def import_file(self, path: str | Path, *, actor: str) -> CatalogChange:
+        """`gateway prices import FILE` (.json, .yaml or .yml)."""
+        return await self.import_document(render_catalog(load_catalog_file(path)), actor=actor)
 
     async def add_version(
         self,

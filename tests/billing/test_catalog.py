@@ -156,3 +156,18 @@ async def test_store_seeds_imports_and_audits(sessions, unique: str) -> None:
         actor="admin:alice",
     )
     assert change.catalog.comparator("claude-opus-4.7").output == Decimal(25)
+
+
+async def test_import_file_and_export_text(sessions, unique: str, tmp_path: Path) -> None:
+    store = CatalogStore(sessions)
+    text = await store.export_text("yaml")
+    assert "v4-peak" in text and "claude-opus-4.7" in text
+    path = tmp_path / "new.yaml"
+    path.write_text(
+        f"versions:\n- id: f-{unique}\n  effective_from: '2097-01-01T00:00:00Z'\n"
+        "  prices: {flash: {cache_hit: '0.001', cache_miss: '0.1', output: '0.2'}}\n"
+    )
+    change = await store.import_file(path, actor="cli")
+    assert change.event["payload"]["versions_added"] == [f"f-{unique}"]
+    assert change.event["kind"] == "billing.price_catalog.imported"
+    assert f"f-{unique}" in {v["id"] for v in json.loads(await store.export_text())["versions"]}
