@@ -153,6 +153,11 @@ class PriceCatalog:
     comparators: tuple[Comparator, ...] = ()
     _starts: tuple[dt.datetime, ...] = field(default=(), repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        if len(self._starts) != len(self.versions):  # constructed directly, not by build()
+            object.__setattr__(self, "versions", tuple(sorted(self.versions, key=lambda v: v.effective_from)))
+            object.__setattr__(self, "_starts", tuple(v.effective_from for v in self.versions))
+
     @classmethod
     def build(
         cls,
