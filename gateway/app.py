@@ -32,6 +32,7 @@ from gateway.service.tenant_policies import PolicyCache
 from gateway.service.wiring import start_metering
 from gateway.settings import Settings
 from gateway.telemetry import Telemetry, telemetry_middleware
+from gateway.telemetry.rejections import count_rejection
 from inference import ModelArtifact
 
 log = logging.getLogger(__name__)
@@ -109,8 +110,12 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
         lifespan=[lifespan],
         middleware=[telemetry_middleware],
         exception_handlers={Exception: handle_exception},
+        after_exception=[count_rejection],
         request_max_body_size=settings.max_request_bytes,
         openapi_config=None,
+        # Logging is configured by the process (gateway.logs.configure_logging: text or JSON,
+        # trace ids, key scrubbing); Litestar's default would replace the root handlers.
+        logging_config=None,
         debug=False,
     )
 

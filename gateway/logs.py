@@ -19,7 +19,7 @@ from gateway.telemetry.redact import scrub
 
 # LogRecord attributes that are not "extra" fields.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
-_OWN = frozenset({"trace_id", "span_id"})
+_OWN = frozenset({"trace_id", "span_id", "color_message"})  # uvicorn repeats messages in ANSI colour
 
 
 class ScrubFilter(logging.Filter):

@@ -310,11 +310,16 @@ class Telemetry:
         )
 
     def record_rejection(self, kind: str, tenant_id: str | None = None) -> None:
+        """Count a refused request. Errors that reach the HTTP edge are counted there
+        (gateway.telemetry.rejections); call this only for a refusal that raises nothing.
+        Without `tenant_id`, the tenant annotated on the current request is used."""
         kind = kind if kind in n.REJECTION_KINDS else "other"
-        self.rejections.add(1, {n.REJECTION_KIND: kind, n.TENANT: tenant_id or "unknown"})
         scope = current_request()
+        if tenant_id is None and scope is not None:
+            tenant_id = scope.attributes.get(n.TENANT)
+        self.rejections.add(1, {n.REJECTION_KIND: kind, n.TENANT: tenant_id or "unknown"})
         if scope is not None and scope.span.is_recording():
-            scope.span.set_attribute("gateway.rejection.kind", kind)
+            scope.span.set_attribute(n.REJECTION_KIND, kind)
 
 
 def record_error(span: trace.Span, exc: BaseException) -> None:

@@ -92,6 +92,9 @@ async def test_metrics_endpoint_parses_and_counts_requests(
         if s.name.endswith("_count") and s.labels["http_route"] == "/v1/models"
     ]
     assert [(s.labels["http_response_status_code"], s.value) for s in samples] == [("401", 3.0)]
+    [rejected] = families["gateway_rejections"].samples  # counted once, at the edge
+    assert rejected.labels == {"gateway_rejection_kind": "auth", "gateway_tenant_id": "unknown"}
+    assert rejected.value == 3
 
 
 async def test_metrics_route_is_absent_by_default(tmp_path: Path, sqlite_url: str) -> None:

@@ -171,3 +171,39 @@ def test_two_instances_do_not_share_state() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_errors_map_to_rejection_kinds() -> None:
+    from billing.errors import BudgetExceededError
+    from gateway.errors import AuthenticationError, InvalidRequestError, RateLimitedError
+    from gateway.telemetry.rejections import rejection_kind
+    from policy.errors import ComplianceViolation, PolicyForbidden
+
+    budget = BudgetExceededError(
+        scope="tenant",
+        scope_id="t",
+        period="day",
+        limit_units=1,
+        spent_units=1,
+        reserved_units=0,
+        requested_units=1,
+    )
+    assert rejection_kind(budget) == "budget"
+    assert rejection_kind(AuthenticationError("no")) == "auth"
+    assert rejection_kind(RateLimitedError("slow down")) == "rate_limit"
+    assert rejection_kind(PolicyForbidden("no pro")) == "policy"
+    assert rejection_kind(ComplianceViolation("region")) == "compliance"
+    assert rejection_kind(InvalidRequestError("bad")) is None
+
+
+def test_record_rejection_takes_the_tenant_from_the_request(captured: Captured) -> None:
+    from opentelemetry import context
+
+    scope = RequestScope(trace.INVALID_SPAN)
+    token = context.attach(with_request(scope))
+    try:
+        captured.telemetry.annotate_request(tenant_id="t-annotated")
+        captured.telemetry.record_rejection("budget")
+    finally:
+        context.detach(token)
+    assert captured.total("gateway.rejections", **{"gateway.tenant_id": "t-annotated"}) == 1
