@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from policy.errors import ComplianceViolation, PolicyError
+from policy.errors import ComplianceViolation, PolicyError, PolicyValidationError
 
 if TYPE_CHECKING:
     from policy.compliance_rules.evaluate import Exclusion
@@ -31,9 +31,10 @@ class ComplianceError(ComplianceViolation):
         self.excluded = tuple(excluded)
 
 
-class ProfileValidationError(PolicyError):
+class ProfileValidationError(PolicyValidationError):
     """A compliance profile document does not match the schema; ``errors`` lists every
-    problem as ``path: problem`` (for example ``retention.days: required when mode is full``)."""
+    problem as ``path: problem`` (for example ``retention.days: required when mode is full``).
+    A PolicyValidationError, so the edge maps it like an invalid policy (400)."""
 
     code = "invalid_compliance_profile"
     http_status = 422
@@ -42,4 +43,4 @@ class ProfileValidationError(PolicyError):
         self.errors = list(errors)
         first = self.errors[0] if self.errors else "invalid compliance profile"
         more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
-        super().__init__(f"invalid compliance profile: {first}{more}", rule=first.split(":", 1)[0])
+        PolicyError.__init__(self, f"invalid compliance profile: {first}{more}", rule=first.split(":", 1)[0])

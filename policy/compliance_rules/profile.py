@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from policy.compliance_rules.errors import ProfileValidationError
+from policy.compliance_rules.licenses import spdx_id
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 ARTIFACT_KINDS = ("model_weights", "kernel_stack", "engine_build")
@@ -112,6 +113,10 @@ def digest(document: Mapping[str, Any]) -> str:
     return hashlib.sha256(
         json.dumps(document, sort_keys=True, separators=(",", ":"), default=str).encode()
     ).hexdigest()
+
+
+def _spdx_all(values: frozenset[str] | None) -> frozenset[str] | None:
+    return None if values is None else frozenset(spdx_id(v) for v in values)
 
 
 def validate(document: Mapping[str, Any], *, version: str | None = None) -> ComplianceProfile:
@@ -211,7 +216,7 @@ def validate(document: Mapping[str, Any], *, version: str | None = None) -> Comp
         days = None
 
     profile = ComplianceProfile(
-        allowed_licenses=strings("allowed_licenses", document.get("allowed_licenses")),
+        allowed_licenses=_spdx_all(strings("allowed_licenses", document.get("allowed_licenses"))),
         patent_use_cases=strings("patent_clearance.use_cases", patent.get("use_cases"), names=True)
         or frozenset(),
         patent_artifact_kinds=kinds or frozenset({"model_weights"}),
