@@ -271,6 +271,8 @@ def verify_rows(
                     )
         elif last_hash != head_hash:
             add("head", head_seq, f"the last event (seq {head_seq}) does not match the chain head: modified")
+    elif rows:
+        add("head", None, "the chain-head row is missing: the end of the chain cannot be checked")
     problems.sort(key=lambda p: (p.seq if p.seq is not None else -1, p.kind))
     return report
 

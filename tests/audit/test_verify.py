@@ -127,3 +127,12 @@ async def test_verify_reads_from_the_database_not_the_session(scratch, unique):
     await add_events(scratch, 2, unique)
     rows = (await scratch.scalars(select(AuditEvent))).all()
     assert rows
+
+
+async def test_missing_chain_head_row(scratch, unique):
+    from gateway.audit.models import AuditChainHead
+
+    await add_events(scratch, 2, unique)
+    await scratch.execute(delete(AuditChainHead))
+    report = await verify_chain(scratch, key=KEY)
+    assert [p.kind for p in report.problems] == ["head"]
