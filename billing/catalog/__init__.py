@@ -4,6 +4,7 @@ from billing.catalog.io import (
     dump_catalog_file,
     dumps_catalog,
     load_catalog_file,
+    loads_document,
     parse_catalog,
     render_catalog,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "dump_catalog_file",
     "dumps_catalog",
     "load_catalog_file",
+    "loads_document",
     "parse_catalog",
     "render_catalog",
     "seed_catalog",

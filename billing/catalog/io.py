@@ -147,15 +147,22 @@ def render_comparator(c: Comparator) -> dict[str, Any]:
     return {"id": c.id, "name": c.name, "input": _s(c.input), "output": _s(c.output), "note": c.note}
 
 
+def loads_document(text: str) -> dict[str, Any]:
+    """Parse catalog text (JSON if it starts with '{', else YAML) without ever making a
+    float: JSON numbers become Decimal, YAML scalars stay strings (base loader). Use this,
+    not yaml.safe_load, which turns an unquoted 0.28 into a float (refused by the catalog)."""
+    if text.lstrip().startswith("{"):
+        doc = json.loads(text, parse_float=Decimal, parse_int=Decimal)
+    else:
+        doc = yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 - BaseLoader builds only str/list/dict
+    if not isinstance(doc, dict):
+        raise CatalogError("a price catalog document must be a mapping")
+    return doc
+
+
 def load_catalog_file(path: str | Path) -> PriceCatalog:
     """Read a .json, .yaml or .yml catalog file."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in (".yaml", ".yml"):
-        doc = yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 - BaseLoader builds only str/list/dict
-    else:
-        doc = json.loads(text, parse_float=Decimal, parse_int=Decimal)
-    return parse_catalog(doc)
+    return parse_catalog(loads_document(Path(path).read_text(encoding="utf-8")))
 
 
 def dumps_catalog(catalog: PriceCatalog, fmt: str = "json") -> str:

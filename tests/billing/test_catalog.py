@@ -14,6 +14,7 @@ from billing.catalog import (
     CatalogStore,
     dump_catalog_file,
     load_catalog_file,
+    loads_document,
     parse_catalog,
     render_catalog,
     seed_catalog,
@@ -171,3 +172,28 @@ async def test_import_file_and_export_text(sessions, unique: str, tmp_path: Path
     assert change.event["payload"]["versions_added"] == [f"f-{unique}"]
     assert change.event["kind"] == "billing.price_catalog.imported"
     assert f"f-{unique}" in {v["id"] for v in json.loads(await store.export_text())["versions"]}
+
+
+def test_loads_document_never_makes_floats() -> None:
+    yaml_doc = loads_document(
+        "versions:\n- id: y\n  effective_from: 2026-01-01T00:00:00Z\n"
+        "  prices: {flash: {cache_hit: 0.0028, cache_miss: 0.14, output: 0.28}}\n"
+    )
+    json_doc = loads_document(
+        '{"versions": [{"id": "j", "effective_from": "2026-01-01T00:00:00Z",'
+        ' "prices": {"flash": {"cache_hit": 0.0028, "cache_miss": 0.14, "output": 0.28}}}]}'
+    )
+    for doc in (yaml_doc, json_doc):
+        assert parse_catalog(doc).versions[0].prices[Variant.FLASH].cache_hit == Decimal("0.0028")
+    with pytest.raises(CatalogError):  # what yaml.safe_load would hand over
+        parse_catalog(
+            {
+                "versions": [
+                    {
+                        "id": "f",
+                        "effective_from": "2026-01-01T00:00:00Z",
+                        "prices": {"flash": {"cache_hit": 0.1, "cache_miss": 1, "output": 1}},
+                    }
+                ]
+            }
+        )
