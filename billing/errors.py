@@ -62,21 +62,3 @@ class ReservationNotFoundError(BillingError):
 
 class LedgerError(BillingError):
     """The usage ledger could not accept a record (neither the database nor the spool)."""
-
-
-class RateLimitedError(BillingError):
-    """A rate limit refused the request. `result.headers()` gives `Retry-After` and the
-    `x-ratelimit-*` headers; HTTP 429 (type ``rate_limit_exceeded``, or
-    ``request_too_large`` semantics when `result.too_large`)."""
-
-    def __init__(self, result: object) -> None:
-        self.result = result
-        blocked = getattr(result, "blocked_by", None)
-        what = (
-            f"{blocked.dimension} per minute of {blocked.scope} {blocked.scope_id}"
-            if blocked
-            else "a rate limit"
-        )
-        retry = getattr(result, "retry_after_seconds", None)
-        tail = f"; retry after {retry:.1f}s" if retry is not None else "; the request alone exceeds the limit"
-        super().__init__(f"Rate limit reached for {what}{tail}.")

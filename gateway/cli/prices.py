@@ -6,13 +6,12 @@ from pathlib import Path
 
 import click
 
-from billing.catalog.io import dumps_catalog, parse_catalog
+from billing.catalog.io import dumps_catalog, loads_document, parse_catalog
 from billing.catalog.store import CatalogStore
 from billing.db import make_engine, make_sessionmaker
 from billing.errors import BillingError
 from gateway.cli.common import load_settings, run_async
 from gateway.service.recording import record_billing_events
-from policy.document import parse_text
 
 
 @click.group()
@@ -26,7 +25,7 @@ def import_(file: Path) -> None:
     """Import versions, promotions and comparators from a JSON or YAML FILE."""
     settings = load_settings()
     try:
-        document = parse_text(file.read_text())
+        document = loads_document(file.read_text())  # decimals stay exact (no YAML floats)
         parse_catalog(document)  # validate before touching the database
     except (BillingError, ValueError) as exc:
         raise click.ClickException(f"{file}: {exc}") from None
