@@ -232,6 +232,8 @@ class LlamaModel:
             kvs = torch.index_select(cache, 1, slots.view(-1)).view(2 * nkv, B, -1, hd)
             keys = kvs[:nkv].transpose(0, 1)
             values = kvs[nkv:].transpose(0, 1)
-        scores = torch.matmul(qd, keys.transpose(-1, -2))  # [B, nkv, g, L]
-        probs = torch.softmax(scores + meta.decode_bias, dim=-1)
-        return torch.matmul(probs, values).reshape(B, nh * hd)
+        # the g query heads sharing a kv head act as g query positions (no causal mask)
+        o = F.scaled_dot_product_attention(
+            qd, keys, values, attn_mask=meta.decode_bias, scale=1.0
+        )  # [B, nkv, g, hd]
+        return o.reshape(B, nh * hd)

@@ -1,0 +1,44 @@
+"""Device selection errors name what is missing (no accelerator on the CI machine)."""
+
+import importlib.util
+
+import pytest
+import torch
+
+from inference import DeviceUnavailableError, EmbeddedModel, ModelNotFoundError
+from inference.device import resolve_device, resolve_dtype
+
+
+def test_cpu_and_auto():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "npu")
+    assert resolve_dtype("float32", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("auto", torch.device("cpu")) in (torch.bfloat16, torch.float32)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_missing_is_a_clear_error():
+    with pytest.raises(DeviceUnavailableError, match="CUDA"):
+        resolve_device("cuda")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch_npu") is not None, reason="torch_npu present")
+def test_npu_missing_names_torch_npu():
+    with pytest.raises(DeviceUnavailableError, match="torch_npu"):
+        resolve_device("npu:0")
+
+
+def test_unknown_device():
+    with pytest.raises(DeviceUnavailableError):
+        resolve_device("tpu")
+
+
+def test_load_fails_fast_on_bad_device_and_missing_file(tmp_path):
+    with pytest.raises(DeviceUnavailableError):
+        EmbeddedModel.load(device="npu")
+    with pytest.raises(ModelNotFoundError):
+        EmbeddedModel.load(tmp_path / "missing.gguf")
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf file")
+    with pytest.raises(ModelNotFoundError):
+        EmbeddedModel.load(bad)

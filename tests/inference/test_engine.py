@@ -1,0 +1,148 @@
+"""Engine behaviour with the real model: batching, prefix-cache metering, preemption,
+logprobs, reasoning."""
+
+import asyncio
+
+import pytest
+
+from inference import Engine, EngineConfig
+
+from .helpers import collect, wait_for
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "Name three primary colors.",
+    "How many legs does a spider have?",
+]
+
+
+def chat(model, q: str) -> list[int]:
+    return model.encode_chat([{"role": "user", "content": q}])
+
+
+async def test_batched_equals_single_greedy(model, engine):
+    prompts = [chat(model, q) for q in QUESTIONS]
+    single = []
+    for i, p in enumerate(prompts):  # distinct salts: every run is cold, same kernels
+        single.append((await collect(engine, p, f"s{i}", cache_salt=b"s%d" % i,
+                                     temperature=0, max_tokens=24))[0])
+    batched = await asyncio.gather(
+        *[collect(engine, p, f"b{i}", cache_salt=b"b%d" % i, temperature=0, max_tokens=24)
+          for i, p in enumerate(prompts)]
+    )
+    assert [b[0] for b in batched] == single
+    assert "Paris" in single[0]
+
+
+async def test_prefix_cache_accounting_is_exact(model, engine):
+    bs = engine.config.block_size
+    p = chat(model, "Explain in one sentence why the sky is blue.")
+    n = len(p)
+    u1 = (await collect(engine, p, "p1", cache_salt=b"tenant-a", temperature=0, max_tokens=2))[3].usage
+    assert (u1.prompt_tokens, u1.prompt_cache_hit_tokens, u1.prompt_cache_miss_tokens) == (n, 0, n)
+    # same prefix, same tenant: every full block before the last token is reused
+    u2 = (await collect(engine, p, "p2", cache_salt=b"tenant-a", temperature=0, max_tokens=2))[3].usage
+    hit = (n - 1) // bs * bs
+    assert (u2.prompt_cache_hit_tokens, u2.prompt_cache_miss_tokens) == (hit, n - hit)
+    # another tenant never shares cache entries
+    u3 = (await collect(engine, p, "p3", cache_salt=b"tenant-b", temperature=0, max_tokens=2))[3].usage
+    assert (u3.prompt_cache_hit_tokens, u3.prompt_cache_miss_tokens) == (0, n)
+    # a shared prefix: only the common full blocks hit
+    q = p[:-3] + model.encode(" Answer briefly.") + p[-3:]
+    common = next(i for i, (a, b) in enumerate(zip(p, q, strict=False)) if a != b)
+    u4 = (await collect(engine, q, "p4", cache_salt=b"tenant-a", temperature=0, max_tokens=2))[3].usage
+    assert u4.prompt_cache_hit_tokens == min(common // bs, (len(q) - 1) // bs) * bs
+    assert u4.prompt_cache_hit_tokens + u4.prompt_cache_miss_tokens == len(q)
+
+
+async def test_prefix_shorter_than_a_block_never_hits(model, engine):
+    p = model.encode("Hi!")
+    assert len(p) < engine.config.block_size
+    for rid in ("a", "b"):
+        u = (await collect(engine, p, rid, temperature=0, max_tokens=2))[3].usage
+        assert (u.prompt_cache_hit_tokens, u.prompt_cache_miss_tokens) == (0, len(p))
+
+
+async def test_eviction_under_pressure(model):
+    eng = Engine(model, EngineConfig(kv_cache_tokens=256, block_size=16))
+    await eng.start()
+    try:
+        p = chat(model, "What is the capital of France?")
+        await collect(eng, p, "first", temperature=0, max_tokens=2)
+        u = (await collect(eng, p, "again", temperature=0, max_tokens=2))[3].usage
+        assert u.prompt_cache_hit_tokens == (len(p) - 1) // 16 * 16
+        filler = model.encode("lorem ipsum dolor sit amet " * 60)[:250]
+        await collect(eng, filler, "filler", cache_salt=b"other", temperature=0, max_tokens=4)
+        u = (await collect(eng, p, "evicted", temperature=0, max_tokens=2))[3].usage
+        assert (u.prompt_cache_hit_tokens, u.prompt_cache_miss_tokens) == (0, len(p))
+    finally:
+        await eng.stop()
+
+
+async def test_preemption_with_tiny_block_budget_completes_everything(model):
+    eng = Engine(model, EngineConfig(kv_cache_tokens=160, block_size=16, max_num_batched_tokens=256))
+    await eng.start()
+    try:
+        prompts = [chat(model, q) for q in QUESTIONS]
+        results = await asyncio.gather(
+            *[collect(eng, p, f"r{i}", cache_salt=b"%d" % i, temperature=0, max_tokens=60,
+                      ignore_eos=True)
+              for i, p in enumerate(prompts)]
+        )
+        for (text, _, _, fin), p in zip(results, prompts, strict=True):
+            assert fin.finish_reason == "length"
+            assert fin.usage.completion_tokens == 60
+            assert fin.usage.prompt_tokens == len(p)
+            assert text
+        assert "Paris" in results[0][0]
+        assert eng.stats()["preemptions"] > 0
+        await wait_for(lambda: eng.stats().get("free_blocks") == eng.stats().get("num_blocks"))
+    finally:
+        await eng.stop()
+
+
+async def test_logprobs_openai_shape(model, engine):
+    _, _, deltas, fin = await collect(
+        engine, chat(model, QUESTIONS[0]), temperature=0, max_tokens=5, logprobs=True,
+        top_logprobs=3,
+    )
+    entries = [e for d in deltas for e in (d.logprobs or [])]
+    assert len(entries) == fin.usage.completion_tokens
+    for e in entries:
+        assert set(e) == {"token", "logprob", "bytes", "top_logprobs"}
+        assert e["logprob"] <= 0
+        assert len(e["top_logprobs"]) == 3
+        assert e["top_logprobs"][0]["token"] == e["token"]  # greedy picks the top one
+        assert bytes(e["bytes"]).decode("utf-8", "replace") == e["token"]
+
+
+async def test_reasoning_segment_and_budget(model, engine):
+    budget = 8
+    text, reasoning, deltas, fin = await collect(
+        engine, chat(model, "Is 17 a prime number?"), reasoning_budget=budget,
+        temperature=0, max_tokens=80,
+    )
+    assert reasoning and text
+    assert "<think>" not in text + reasoning and "</think>" not in text + reasoning
+    first_answer = next(i for i, d in enumerate(deltas) if not d.reasoning)
+    assert all(d.reasoning for d in deltas[:first_answer])
+    assert all(not d.reasoning for d in deltas[first_answer:])
+    u = fin.usage
+    close = len(engine.processor.close_ids)
+    assert 0 < u.reasoning_tokens <= budget + close
+    assert u.completion_tokens > u.reasoning_tokens
+    # thinking off: no reasoning
+    _, r2, _, f2 = await collect(engine, chat(model, "Is 17 a prime number?"), temperature=0,
+                                 max_tokens=20)
+    assert r2 == "" and f2.usage.reasoning_tokens == 0
+
+
+async def test_many_concurrent_requests_and_stats(model, engine):
+    p = chat(model, "Say hello.")
+    res = await asyncio.gather(
+        *[collect(engine, p, f"c{i}", temperature=0.7, seed=i, max_tokens=8) for i in range(12)]
+    )
+    assert all(r[3].finish_reason in ("stop", "length") for r in res)
+    await wait_for(lambda: engine.stats().get("running") == 0)
