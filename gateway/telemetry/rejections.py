@@ -11,13 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from billing.errors import BudgetExceededError
-from billing.errors import RateLimitedError as BillingRateLimited
 from gateway.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
 from policy.errors import ComplianceViolation, CostCeilingExceeded, PolicyForbidden
 
 _KINDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
     ((AuthenticationError, PermissionDeniedError), "auth"),
-    ((RateLimitedError, BillingRateLimited), "rate_limit"),
+    (RateLimitedError, "rate_limit"),
     (BudgetExceededError, "budget"),
     (ComplianceViolation, "compliance"),
     ((PolicyForbidden, CostCeilingExceeded), "policy"),

@@ -16,6 +16,18 @@ from tests.telemetry.helpers import Captured
 
 pytestmark = pytest.mark.slow
 
+# Children of the server span of one completion (docs/observability.md).
+REQUEST_PATH_SPANS = {
+    "gateway.auth",
+    "policy.decide",
+    "billing.rate_limit",
+    "billing.reserve",
+    "inference.generate",
+    "billing.record",
+    "audit.append",
+    "billing.settle",
+}
+
 
 async def test_one_completion_yields_the_span_tree_and_metrics(
     tmp_path: Path, sqlite_url: str, captured: Captured
@@ -43,7 +55,16 @@ async def test_one_completion_yields_the_span_tree_and_metrics(
         assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
         metrics_text = (await client.get("/metrics")).text
 
-    servers = [s for s in captured.finished() if s.name == "POST /v1/chat/completions"]
+    spans = captured.finished()
+    servers = [s for s in spans if s.name == "POST /v1/chat/completions"]
+    for server in servers:
+        kids = {s.name for s in spans if s.parent and s.parent.span_id == server.context.span_id}
+        assert "inference.generate" in kids and kids <= REQUEST_PATH_SPANS, kids
+        if "policy.decide" in kids:  # the request path is instrumented: all of it
+            assert kids >= REQUEST_PATH_SPANS - {"billing.settle"}, kids  # settle: only with a reservation
+            assert server.attributes["gateway.tenant_id"] == tenant.id
+            assert server.attributes["gateway.variant"] == "flash"
+            assert server.attributes["gateway.cost_usd"] > 0
     generates = [s for s in captured.finished() if s.name == "inference.generate"]
     assert len(servers) == 2 and len(generates) == 2
     for server, gen in zip(servers, generates, strict=True):
