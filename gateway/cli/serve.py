@@ -26,6 +26,7 @@ def serve(host: str | None, port: int | None) -> None:
         host=settings.host,
         port=settings.port,
         log_config=None,
-        access_log=settings.access_log,
+        # JSON logs: the app writes the access line itself, with trace ids (docs/observability.md)
+        access_log=settings.access_log and settings.log_format != "json",
         timeout_graceful_shutdown=10,
     )

@@ -77,9 +77,13 @@ class Telemetry:
         metric_readers: Sequence[MetricReader] = (),
         prometheus: bool = False,
         resource_attributes: Mapping[str, str] | None = None,
+        access_log: bool = False,
     ) -> None:
         resource = Resource.create({"service.name": service_name, **(resource_attributes or {})})
         self.genai_system = genai_system
+        # One structured line per request from the middleware (with trace ids), instead of
+        # uvicorn's access line, which is written outside the request's context.
+        self.access_log = access_log
         self._tracer_provider: TracerProvider | None = None
         if span_processors:
             self._tracer_provider = TracerProvider(resource=resource)
@@ -116,6 +120,7 @@ class Telemetry:
             span_processors=[*exporter_span_processors(settings), *span_processors],
             metric_readers=[*exporter_readers(settings), *metric_readers],
             prometheus=settings.metrics == "prometheus",
+            access_log=structured_access_log(settings),
         )
 
     @classmethod
@@ -320,6 +325,11 @@ class Telemetry:
         self.rejections.add(1, {n.REJECTION_KIND: kind, n.TENANT: tenant_id or "unknown"})
         if scope is not None and scope.span.is_recording():
             scope.span.set_attribute(n.REJECTION_KIND, kind)
+
+
+def structured_access_log(settings: Settings) -> bool:
+    """JSON logs get the middleware's access line (with trace ids); text logs keep uvicorn's."""
+    return settings.access_log and settings.log_format == "json"
 
 
 def record_error(span: trace.Span, exc: BaseException) -> None:

@@ -9,6 +9,7 @@ Probe and scrape paths are measured but not traced.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
     from gateway.telemetry.core import Telemetry
+
+access_log = logging.getLogger("gateway.access")
 
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -91,13 +94,22 @@ async def handle_http(telemetry: Telemetry, app: ASGIApp, scope: Scope, receive:
         record_error(span, exc)
         raise
     finally:
+        elapsed = time.perf_counter() - started
+        code = status["code"]
+        if telemetry.access_log:  # inside the request's context: the line carries its trace id
+            access_log.info(
+                "%s %s %s",
+                method,
+                route,
+                code,
+                extra={"http_status": code, "http_route": route, "duration_ms": round(elapsed * 1000, 1)},
+            )
         otel_context.detach(token)
         telemetry.http_active.add(-1, active)
-        code = status["code"]
         attributes: dict[str, Any] = {n.HTTP_METHOD: method, n.HTTP_ROUTE: route, n.HTTP_STATUS: code}
         if code >= 500:
             attributes[n.ERROR_TYPE] = str(code)
-        telemetry.http_duration.record(time.perf_counter() - started, attributes)
+        telemetry.http_duration.record(elapsed, attributes)
         if traced:
             span.set_attribute(n.HTTP_STATUS, code)
             if code >= 500:

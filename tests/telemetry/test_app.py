@@ -123,3 +123,31 @@ async def test_no_secret_or_prompt_text_in_logs_spans_or_metrics(
     everything = "\n".join([logs, captured.dump(), metrics_text])
     for needle in (secret, secret[6:], forged, "MAGENTA-OTTER", "launch code"):
         assert needle not in everything, needle
+
+
+async def test_json_access_lines_carry_the_request_trace(
+    tmp_path: Path, sqlite_url: str, log_stream: io.StringIO
+) -> None:
+    from tests.telemetry.helpers import capture
+
+    own = capture(access_log=True)
+    try:
+        app = create_app(_settings(tmp_path, sqlite_url), telemetry=own.telemetry)
+        async with AsyncTestClient(app=app) as c:
+            await c.get("/v1/models", headers={"traceparent": TRACEPARENT, "authorization": "Bearer nope"})
+    finally:
+        own.close()
+    [line] = [json.loads(x) for x in log_stream.getvalue().splitlines() if '"gateway.access"' in x]
+    assert line["message"] == "GET /v1/models 401" and line["http_status"] == 401
+    assert line["trace_id"] == TRACE_ID and line["span_id"] == format(
+        own.span("GET /v1/models").context.span_id, "016x"
+    )
+    assert line["duration_ms"] >= 0
+
+
+def test_access_line_moves_to_the_app_only_with_json_logs() -> None:
+    from gateway.telemetry.core import structured_access_log
+
+    assert structured_access_log(Settings(log_format="json")) is True
+    assert structured_access_log(Settings(log_format="text")) is False
+    assert structured_access_log(Settings(log_format="json", access_log=False)) is False

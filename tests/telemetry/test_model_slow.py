@@ -118,5 +118,9 @@ def test_gateway_serve_with_json_logs_and_prometheus(tmp_path: Path) -> None:
     families = {f.name for f in text_string_to_metric_families(text)}
     assert {"gateway_engine_kv_blocks_total", "http_server_request_duration_seconds"} <= families
     lines = [line for line in server.log_text().splitlines() if line.startswith("{")]
-    assert lines and all(json.loads(line)["level"] for line in lines)
+    records = [json.loads(line) for line in lines]
+    assert records and all(r["level"] for r in records)
+    [access] = [r for r in records if r["logger"] == "gateway.access" and "chat" in r["message"]]
+    assert access["message"] == "POST /v1/chat/completions 200"
+    assert not [r for r in records if r["logger"] == "uvicorn.access"]  # replaced by the app's line
     assert key not in server.log_text()
