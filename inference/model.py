@@ -30,6 +30,7 @@ class PrefillSegment:
     q_end: int
     kv_slots: torch.Tensor  # [ctx] slots of the whole context so far (cached + this chunk)
     fresh: bool  # True when the chunk is the whole context (no cached prefix): causal SDPA
+    mask: torch.Tensor | None = None  # [n, ctx] bool, bottom-right causal (not fresh)
 
 
 @dataclass
@@ -210,11 +211,12 @@ class LlamaModel:
             )
         else:
             kvs = torch.index_select(cache, 1, seg.kv_slots)  # [2 nkv, ctx, hd]
-            ctx = kvs.shape[1]
-            mask = torch.ones((n, ctx), dtype=torch.bool, device=q.device).tril(ctx - n)
+            if seg.mask is None:
+                ctx = kvs.shape[1]
+                seg.mask = torch.ones((n, ctx), dtype=torch.bool, device=q.device).tril(ctx - n)
             o = F.scaled_dot_product_attention(
                 qs, kvs[:nkv].unsqueeze(0), kvs[nkv:].unsqueeze(0),
-                attn_mask=mask, enable_gqa=True, scale=1.0,
+                attn_mask=seg.mask, enable_gqa=True, scale=1.0,
             )
         return o[0].transpose(0, 1).reshape(n, -1)
 

@@ -85,9 +85,17 @@ class OutputProcessor:
         if res is not None and res.logprob is not None:
             so.logprobs.append(self._entry(res.token_id, res.logprob, res.top))
         data = self.tok.bytes_of(tids)
-        evs = self._events(so, so.state.feed(data))
+        was_reasoning = seq.reasoning
+        chunks = so.state.feed(data)
         seq.reasoning = so.state.reasoning
-        return evs
+        if not (was_reasoning and not seq.reasoning):
+            return self._events(so, chunks)
+        # the segment closed in this token: its ids/logprobs belong to the reasoning side
+        evs = self._events(so, [c for c in chunks if c.reasoning])
+        if so.ids:
+            evs.append(TokenDelta("", so.ids, True, so.logprobs or None))
+            so.ids, so.logprobs = [], []
+        return evs + self._events(so, [c for c in chunks if not c.reasoning])
 
     def append(self, seq: Sequence, res: SampleResult) -> tuple[list[TokenDelta], str | None]:
         so: _SeqOut = seq.state
