@@ -14,7 +14,9 @@ Both run as periodic jobs (Celery beat, or in-process in embedded mode) or from 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import String, cast, delete, func, select, update
@@ -27,6 +29,8 @@ from gateway.audit.log import append_event
 from gateway.audit.models import AuditEvent
 from gateway.audit.verify import verify_rows
 from gateway.errors import ConflictError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,3 +160,26 @@ async def retention_job(
                 session, key, before=now - dt.timedelta(days=purge_after_days), actor=actor
             )
     return RetentionRun(redacted, purge)
+
+
+async def retention_loop(
+    sessions: async_sessionmaker[AsyncSession],
+    key: bytes,
+    *,
+    purge_after_days: int | None = None,
+    interval_s: float = 3600.0,
+) -> None:
+    """Run ``retention_job`` every ``interval_s`` until cancelled (embedded mode; replicas may
+    all run it: each step takes the chain lock and is idempotent)."""
+    while True:
+        try:
+            run = await retention_job(sessions, key, purge_after_days=purge_after_days)
+            if run.redacted or (run.purge and run.purge.purged):
+                log.info(
+                    "audit retention: %d redacted, %d purged",
+                    run.redacted,
+                    run.purge.purged if run.purge else 0,
+                )
+        except Exception:
+            log.exception("audit retention job failed; retrying in %.0fs", interval_s)
+        await asyncio.sleep(interval_s)

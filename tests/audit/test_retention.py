@@ -201,3 +201,18 @@ async def test_retention_job_redacts_then_purges(sqlite_url):
     async with sessions() as s:
         assert (await verify_chain(s, key=KEY, now=NOW)).ok
     await engine.dispose()
+
+
+async def test_retention_loop_runs_until_cancelled(sqlite_url):
+    import asyncio
+
+    from billing.db import make_engine, make_sessionmaker
+    from gateway.audit.retention import retention_loop
+
+    engine = make_engine(sqlite_url)
+    task = asyncio.create_task(retention_loop(make_sessionmaker(engine), KEY, interval_s=0.01))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await engine.dispose()
