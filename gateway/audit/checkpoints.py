@@ -47,6 +47,13 @@ def load_audit_key(configured: str, data_dir: Path, *, create: bool = True) -> b
     return key
 
 
+def load_or_create_audit_key(configured: str, data_dir: Path) -> bytes:
+    """The audit key for a server process (created in data_dir on first use)."""
+    key = load_audit_key(configured, data_dir, create=True)
+    assert key is not None
+    return key
+
+
 def key_id(key: bytes) -> str:
     return hashlib.sha256(b"gateway-audit-key\x00" + key).hexdigest()[:16]
 
