@@ -146,7 +146,12 @@ async def _start_engine(
     telemetry.observe_engine(lambda: engine_gauges(engine.stats()))
     traced = TracedEngine(engine, telemetry, response_model=model.artifact.name)
     return CompletionService(
-        model=model, engine=traced, sessions=sessions, policies=policies, metering=metering
+        model=model,
+        engine=traced,
+        sessions=sessions,
+        policies=policies,
+        metering=metering,
+        telemetry=telemetry,
     )
 
 

@@ -33,7 +33,10 @@ def decision_headers(prepared: PreparedCompletion) -> dict[str, str]:
 
 @post("/v1/chat/completions", status_code=200)
 async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
-    principal = await authenticate(request)
+    telemetry = request.app.state.services.telemetry
+    with telemetry.span("gateway.auth"):
+        principal = await authenticate(request)
+    telemetry.annotate_request(tenant_id=principal.tenant_id)
     body = decode_chat_request(await request.body())
     service: CompletionService | None = request.app.state.services.completions
     if service is None:

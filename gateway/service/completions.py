@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing.budgets.types import Reservation
 from billing.catalog.model import PriceQuote
-from billing.cost import Cost, cost_of, usd_to_units
+from billing.cost import Cost, cost_of, units_to_decimal, usd_to_units
 from billing.db import utcnow
 from billing.ratelimit import RateLimitResult
 from gateway.api.schemas import ChatCompletionRequest
@@ -31,6 +31,7 @@ from gateway.service.catalog import check_model
 from gateway.service.metering import Metering
 from gateway.service.recording import AttemptRecord, audit_attempt, prompt_digest, record_billing_events
 from gateway.service.tenant_policies import PolicyCache
+from gateway.telemetry import Telemetry
 from inference.types import Finished, GenerationRequest, ModelArtifact, SamplingParams, TokenDelta, Usage
 from policy.cascade import Escalation, should_escalate
 from policy.decide import decide
@@ -146,7 +147,9 @@ class CompletionService:
         policies: PolicyCache,
         metering: Metering,
         reasoning_budgets: dict[tuple[str, str], int] | None = None,
+        telemetry: Telemetry | None = None,
     ):
+        self._telemetry = telemetry or Telemetry.disabled()
         self._model = model
         self._engine = engine
         self._sessions = sessions
@@ -169,21 +172,28 @@ class CompletionService:
         prompt_ids = self._model.encode_chat(messages, add_generation_prompt=True)
         room = self._context_room(prompt_ids, request.output_limit)
         use_case = use_case or (request.metadata or {}).get("use_case")
-        policy = await self._policies.get(principal.tenant_id)
-        quotes = await self._metering.quotes_at(started_at)
-        decision_request = DecisionRequest(
+        with self._telemetry.span("policy.decide"):
+            policy = await self._policies.get(principal.tenant_id)
+            quotes = await self._metering.quotes_at(started_at)
+            decision_request = DecisionRequest(
+                model=request.model,
+                prompt_tokens=len(prompt_ids),
+                thinking=request.thinking.type if request.thinking else None,
+                reasoning_effort=request.reasoning_effort,
+                use_case=use_case,
+                max_tokens=request.output_limit,
+            )
+            decision = decide(policy, decision_request, quotes)
+            if decision.max_output_tokens > room:
+                # The policy's default output allowance does not fit the context: decide again
+                # with what fits, so that cost ceilings and reservations see the real worst case.
+                decision = decide(policy, replace(decision_request, max_tokens=room), quotes)
+        self._telemetry.annotate_request(
             model=request.model,
-            prompt_tokens=len(prompt_ids),
-            thinking=request.thinking.type if request.thinking else None,
-            reasoning_effort=request.reasoning_effort,
-            use_case=use_case,
-            max_tokens=request.output_limit,
+            variant=str(decision.variant),
+            mode=str(decision.mode),
+            policy_version=decision.policy_version,
         )
-        decision = decide(policy, decision_request, quotes)
-        if decision.max_output_tokens > room:
-            # The policy's default output allowance does not fit the context: decide again
-            # with what fits, so that cost ceilings and reservations see the real worst case.
-            decision = decide(policy, replace(decision_request, max_tokens=room), quotes)
         max_tokens = min(decision.max_output_tokens, room)
         client_logprobs = bool(request.logprobs)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -199,20 +209,22 @@ class CompletionService:
             client_logprobs=client_logprobs,
         )
         estimated_tokens = len(prompt_ids) + max_tokens
-        admitted = await self._metering.admit(principal.rate_limits, estimated_tokens)
+        with self._telemetry.span("billing.rate_limit"):
+            admitted = await self._metering.admit(principal.rate_limits, estimated_tokens)
         if admitted is not None:
             prepared.rate_limit_headers = admitted.headers()
             if not admitted.allowed:
                 raise rate_limited(admitted)
             prepared.estimated_tokens = estimated_tokens
         try:
-            prepared.reservation = await self._metering.reserve(
-                request_id,
-                principal.tenant_id,
-                principal.key_id,
-                usd_to_units(decision.worst_case_total_usd),
-                started_at,
-            )
+            with self._telemetry.span("billing.reserve"):
+                prepared.reservation = await self._metering.reserve(
+                    request_id,
+                    principal.tenant_id,
+                    principal.key_id,
+                    usd_to_units(decision.worst_case_total_usd),
+                    started_at,
+                )
         except BaseException:
             await self._metering.correct_tokens(principal.rate_limits, -prepared.estimated_tokens)
             raise
@@ -423,8 +435,26 @@ class CompletionService:
         return record
 
     async def _record(self, record: AttemptRecord) -> None:
-        await self._metering.record(record.usage_entry(utcnow()))
-        await audit_attempt(self._sessions, record)
+        with self._telemetry.span("billing.record", attempt=record.attempt):
+            await self._metering.record(record.usage_entry(utcnow()))
+        with self._telemetry.span("audit.append", attempt=record.attempt):
+            await audit_attempt(self._sessions, record)
+        u = record.usage
+        self._telemetry.record_completion(
+            tenant_id=record.principal.tenant_id,
+            variant=str(record.decision.variant),
+            mode=str(record.decision.mode),
+            model=record.decision.model,
+            status=record.status,
+            finish_reason=record.finish_reason,
+            latency_s=(utcnow() - record.started_at).total_seconds(),
+            input_tokens=u.prompt_tokens,
+            cache_hit_tokens=u.prompt_cache_hit_tokens,
+            cache_miss_tokens=u.prompt_cache_miss_tokens,
+            output_tokens=u.completion_tokens,
+            reasoning_tokens=u.reasoning_tokens,
+            cost_usd=units_to_decimal(record.cost.total),
+        )
 
     async def _settle(self, prepared: PreparedCompletion, outcomes: list[Outcome]) -> None:
         """Settle the reservation to what all attempts actually cost (also when cancelled)."""
@@ -436,11 +466,13 @@ class CompletionService:
                 )
             except Exception:
                 log.exception("correcting the token rate limit of %s failed", prepared.request_id)
+        actual = sum(o.cost.total for o in outcomes if o.cost is not None)
+        self._telemetry.annotate_request(cost_usd=units_to_decimal(actual), attempts=len(outcomes))
         if prepared.reservation is None:
             return
-        actual = sum(o.cost.total for o in outcomes if o.cost is not None)
         try:
-            alerts = await self._metering.settle(prepared.reservation, actual)
+            with self._telemetry.span("billing.settle"):
+                alerts = await self._metering.settle(prepared.reservation, actual)
         except Exception:
             log.exception("settling the reservation of %s failed; the reaper returns it", prepared.request_id)
             return
