@@ -53,6 +53,13 @@ async def run_one(engine: Engine, ids: list[int], rid: str, max_tokens: int, sal
     raise RuntimeError("no Finished event")
 
 
+def _loadavg() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except OSError:
+        return -1.0
+
+
 def long_prompt(model: EmbeddedModel, n: int, tag: str) -> list[int]:
     words = (
         "In the study of distributed systems engineers weigh consistency availability and "
@@ -81,17 +88,25 @@ async def bench(args: argparse.Namespace) -> dict:
     # warm-up (allocator, kernels)
     await run_one(engine, model.encode_chat([{"role": "user", "content": "Hi"}]), "warm", 16)
 
+    res["loadavg_start"] = _loadavg()
+    cpu = {}
+
     # single stream decode
+    c0 = time.process_time()
+    w0 = time.perf_counter()
     single = []
     for r in range(args.repeats):
         ids = model.encode_chat([{"role": "user", "content": f"Write a poem about {TOPICS[r]}."}])
         ttft, total, n, first, end = await run_one(engine, ids, f"s{r}", NEW_TOKENS, b"s%d" % r)
         single.append((n - 1) / (end - first))
+    cpu["single"] = (time.process_time() - c0, time.perf_counter() - w0)
     res["single_stream_decode_tps"] = round(statistics.median(single), 1)
     res["single_stream_runs"] = [round(x, 1) for x in single]
 
     # 32 concurrent streams
     agg = []
+    c0 = time.process_time()
+    w0 = time.perf_counter()
     for r in range(max(1, args.repeats)):
         prompts = [
             model.encode_chat([{"role": "user", "content": f"Write a poem about {t}."}])
@@ -104,15 +119,19 @@ async def bench(args: argparse.Namespace) -> dict:
         wall = time.perf_counter() - t0
         total = sum(o[2] for o in outs)
         agg.append(total / wall)
+    cpu["aggregate"] = (time.process_time() - c0, time.perf_counter() - w0)
     res["aggregate_decode_tps_32"] = round(statistics.median(agg), 1)
     res["aggregate_runs"] = [round(x, 1) for x in agg]
 
     # prefill of a 1,000-token prompt (cold: fresh salt each time)
     pre = []
+    c0 = time.process_time()
+    w0 = time.perf_counter()
     for r in range(args.repeats):
         ids = long_prompt(model, 1000, f"p{r}")
         ttft, *_ = await run_one(engine, ids, f"p{r}", 1, b"p%d" % r)
         pre.append(len(ids) / ttft)
+    cpu["prefill"] = (time.process_time() - c0, time.perf_counter() - w0)
     res["prefill_tps_1k"] = round(statistics.median(pre), 1)
     res["prefill_runs"] = [round(x, 1) for x in pre]
 
@@ -130,6 +149,18 @@ async def bench(args: argparse.Namespace) -> dict:
     res["cold_ttft_2k_s"] = round(statistics.median(colds), 4)
     res["warm_ttft_2k_s"] = round(statistics.median(warms), 4)
     res["preemptions"] = engine.stats().get("preemptions")
+    res["loadavg_end"] = _loadavg()
+    # Share of the machine this process got: CPU seconds / (wall seconds * threads). On a
+    # shared machine (other jobs running) the wall-clock figures above shrink by about this
+    # factor; figure / share estimates what the same work does on an otherwise idle machine.
+    for k, (c, w) in cpu.items():
+        res[f"cpu_share_{k}"] = round(c / (w * args.threads), 3)
+    res["single_stream_decode_tps_idle_est"] = round(
+        res["single_stream_decode_tps"] / max(res["cpu_share_single"], 1e-3), 1)
+    res["aggregate_decode_tps_32_idle_est"] = round(
+        res["aggregate_decode_tps_32"] / max(res["cpu_share_aggregate"], 1e-3), 1)
+    res["prefill_tps_1k_idle_est"] = round(
+        res["prefill_tps_1k"] / max(res["cpu_share_prefill"], 1e-3), 1)
     await engine.stop()
     return res
 

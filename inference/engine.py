@@ -57,6 +57,7 @@ class Engine:
         self._stopping = False
         self._fatal: BaseException | None = None
         self._stats: dict[str, Any] = {}
+        self._by_id: dict[int, Sequence] = {}
         self.blocks: BlockManager | None = None
         self.scheduler: Scheduler | None = None
         self.runner: ModelRunner | None = None
@@ -184,7 +185,9 @@ class Engine:
             cfg = self.config
             if self.blocks is None:
                 self.blocks = BlockManager(self.num_blocks, cfg.block_size, cfg.enable_prefix_cache)
-                self.runner = ModelRunner(self.model.model, self.num_blocks, cfg.block_size)
+                self.runner = ModelRunner(
+                    self.model.model, self.num_blocks, cfg.block_size, cfg.decode_buffer_bytes
+                )
             self.scheduler = Scheduler(self.blocks, cfg.max_num_seqs, cfg.max_num_batched_tokens)
             self.processor = OutputProcessor(self.model.tokenizer, cfg)
         except BaseException as exc:  # noqa: BLE001
@@ -192,13 +195,13 @@ class Engine:
             ready.set()
             return
         ready.set()
-        by_id: dict[str, Sequence] = {}
+        by_id = self._by_id = {}
         sched = self.scheduler
         out_events: list[tuple[asyncio.Queue, Any]] = []
 
         def finish(seq: Sequence, reason: str) -> None:
             sched.finish(seq, reason)
-            by_id.pop(seq.request_id, None)
+            by_id.pop(seq.seq_no, None)
             out_events.extend((seq.sink, ev) for ev in self.processor.finish(seq))
 
         while True:
@@ -212,12 +215,16 @@ class Engine:
                     if arg.request.sampling.seed is not None:
                         arg.generator = make_generator(arg.request.sampling.seed, torch.device("cpu"))
                     self.processor.init(arg)
-                    by_id[arg.request_id] = arg
+                    by_id[arg.seq_no] = arg
                     sched.add(arg)
                 elif cmd in ("cancel", "cancel_id"):
-                    seq = by_id.get(arg) if cmd == "cancel_id" else arg
-                    if seq is not None and seq.status is not SeqStatus.FINISHED:
-                        finish(seq, "cancelled")
+                    if cmd == "cancel":
+                        targets = [arg]
+                    else:
+                        targets = [q for q in by_id.values() if q.request_id == arg]
+                    for seq in targets:
+                        if seq.status is not SeqStatus.FINISHED:
+                            finish(seq, "cancelled")
             if self._stopping:
                 for seq in list(by_id.values()):
                     finish(seq, "cancelled")
@@ -246,9 +253,9 @@ class Engine:
         assert sched is not None and self.runner is not None
         t0 = time.perf_counter()
         out = sched.schedule()
-        for seq in out.finished:
-            seq.status = SeqStatus.RUNNING  # let finish() emit its events
-            finish(seq, seq.finish_reason or "length")
+        for seq in out.finished:  # ended by the scheduler (blocks already freed)
+            self._by_id.pop(seq.seq_no, None)
+            out_events.extend((seq.sink, ev) for ev in self.processor.finish(seq))
         if not out:
             time.sleep(0.001)
             return

@@ -78,6 +78,8 @@ class EngineConfig:
     max_num_seqs: int = 64  # sequences decoded together in one step
     max_num_batched_tokens: int = 2048  # token budget of one step (chunked prefill)
     enable_prefix_cache: bool = True
+    # dense per-row KV copies of decoding sequences (0 = gather from the pages every step)
+    decode_buffer_bytes: int = 1 << 30
     # Reasoning: the delimiters written around the reasoning segment (see docs/engine.md).
     think_open: str = "<think>\n"
     think_close: str = "</think>"

@@ -149,3 +149,24 @@ def test_prompt_too_long(model, engine):
     assert str(engine.context_length) in str(exc.value)
     with pytest.raises(InvalidRequestError):
         engine.generate(GenerationRequest("x", [], SamplingParams()))
+
+
+async def test_stop_ends_streams_with_cancelled(model):
+    from inference import Engine, EngineConfig, EngineNotRunningError
+
+    eng = Engine(model, EngineConfig(kv_cache_tokens=2048))
+    with pytest.raises(EngineNotRunningError):
+        eng.generate(GenerationRequest("x", [1, 2, 3], SamplingParams()))
+    await eng.start()
+    ids = model.encode_chat([{"role": "user", "content": "Count to one hundred."}])
+    events = []
+
+    async def consume():
+        async for ev in eng.generate(GenerationRequest("s", ids, SamplingParams(max_tokens=500))):
+            events.append(ev)
+
+    task = asyncio.create_task(consume())
+    await wait_for(lambda: len(events) >= 2)
+    await eng.stop()
+    await asyncio.wait_for(task, 10)
+    assert isinstance(events[-1], Finished) and events[-1].finish_reason == "cancelled"
