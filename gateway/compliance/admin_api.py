@@ -10,6 +10,7 @@ GET  /admin/audit/verify                                   (the `gateway audit v
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -42,8 +43,8 @@ async def _json_body(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return body
 
 
-def _fields(body: dict[str, Any], cls: type, required: tuple[str, ...]) -> dict[str, Any]:
-    allowed = set(cls.__dataclass_fields__)
+def _fields(body: dict[str, Any], cls: Any, required: tuple[str, ...]) -> dict[str, Any]:
+    allowed = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise InvalidRequestError(f"unknown field(s): {', '.join(unknown)}", param=unknown[0])
