@@ -29,7 +29,8 @@ async def env(tmp_path: Path) -> AsyncIterator[dict]:
         await auth.create_tenant(s, "acme")
         _, admin_secret = await admin_keys.create_admin_key(s, "ops", pepper)
     app = create_app(settings)
-    app.register(compliance_router)
+    if not any(route.path == "/admin/compliance/artifacts" for route in app.routes):  # not wired yet
+        app.register(compliance_router)
     async with AsyncTestClient(app=app) as client:
         yield {"client": client, "admin": {"authorization": f"Bearer {admin_secret}"}}
     await engine.dispose()
