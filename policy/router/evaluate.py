@@ -1,0 +1,77 @@
+"""``evaluate(csv_path)``: router quality and savings on a labelled CSV, as one dict.
+
+Keys: ``apgr``, ``cpt50``, ``cpt80`` (strong-call share needed for 50% / 80% of the
+performance gap), ``strong_share_at_95`` (share needed to reach 95% of the strong
+model's accuracy) and ``cost_saving_at_95`` (saving at that share versus sending every
+prompt to Pro). Costs use the published peak prices from 2026-08-16 (Flash 0.44 / 1.32,
+Pro 1.32 / 3.96 USD per 1M cache-miss input / output tokens; off-peak halves both, so the
+saving is the same), every prompt token a cache miss (prompt tokens estimated as
+characters / 4) and ``output_tokens`` output tokens per answer.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from policy.router.data import read_csv, split
+from policy.router.metrics import apgr, cpt, curve, share_at_quality
+from policy.router.scorer import Router, default_router
+
+PUBLISHED_PRICES = {  # USD per 1M tokens: (cache miss, output)
+    "flash": (Decimal("0.44"), Decimal("1.32")),
+    "pro": (Decimal("1.32"), Decimal("3.96")),
+}
+PRICE_SOURCE = "published peak prices from 2026-08-16"
+
+
+def _cost(prices: tuple[Decimal, Decimal], prompt_tokens: int, output_tokens: int) -> Decimal:
+    return (prompt_tokens * prices[0] + output_tokens * prices[1]) / Decimal(1_000_000)
+
+
+def evaluate(
+    csv_path: str | Path,
+    *,
+    router: Router | None = None,
+    holdout_only: bool = False,
+    output_tokens: int = 256,
+    prices: dict[str, tuple[Decimal, Decimal]] | None = None,
+) -> dict[str, Any]:
+    """Score every prompt of ``csv_path`` (or only its held-out split) and report the metrics."""
+    data = read_csv(csv_path)
+    if holdout_only:
+        data = split(data)[1]
+    if not data.prompts:
+        raise ValueError(f"{csv_path}: no rows to evaluate")
+    router = router or default_router()
+    prices = prices or PUBLISHED_PRICES
+    scores = np.array([router.raw(p) for p in data.prompts])
+    c = curve(scores, data.weak, data.strong)
+    share95 = share_at_quality(c, 0.95)
+
+    order = np.argsort(-scores, kind="stable")
+    tokens = [max(1, math.ceil(len(p) / 4)) for p in data.prompts]
+    pro = [_cost(prices["pro"], t, output_tokens) for t in tokens]
+    flash = [_cost(prices["flash"], t, output_tokens) for t in tokens]
+    k = round(share95 * len(order))
+    to_pro = set(order[:k].tolist())
+    routed = sum((pro[i] if i in to_pro else flash[i]) for i in range(len(tokens)))
+    always_pro = sum(pro)
+    saving = float(1 - routed / always_pro)
+    return {
+        "apgr": round(apgr(c), 4),
+        "cpt50": round(cpt(c, 0.5), 4),
+        "cpt80": round(cpt(c, 0.8), 4),
+        "strong_share_at_95": round(share95, 4),
+        "cost_saving_at_95": round(saving, 4),
+        "n": len(data.prompts),
+        "split": "holdout" if holdout_only else "all",
+        "weak_accuracy": round(c.weak, 4),
+        "strong_accuracy": round(c.strong, 4),
+        "prices": PRICE_SOURCE,
+        "output_tokens": output_tokens,
+    }

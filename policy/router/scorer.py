@@ -1,0 +1,94 @@
+"""Serving the trained router: prompt -> difficulty score in [0, 1] (pure Python, no numpy).
+
+The score is the percentile of the prompt's raw logit among the training prompts, so
+0.8 means "harder than about 80% of the reference prompts"; policies map it to
+(variant, mode) tiers. Load the file once (``Router.load()``) and reuse the object.
+Scoring a 2,000-token prompt takes a few hundred microseconds (bench/policy_router.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from bisect import bisect_right
+from collections import Counter
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from policy.router.features import STRUCTURE_NAMES, structure, words
+
+DEFAULT_PATH = Path(__file__).with_name("router.json")
+FORMAT = "gateway-router/1"
+FORMS = ("free", "multiple_choice")  # one linear model per prompt form
+_MC = STRUCTURE_NAMES.index("multiple_choice")
+
+
+@dataclass(frozen=True, slots=True)
+class Router:
+    idf: dict[str, float]
+    weight: dict[str, tuple[float, float]]  # per form
+    structure_weights: tuple[tuple[float, ...], tuple[float, ...]]  # per form
+    intercept: tuple[float, float]
+    quantiles: tuple[float, ...]
+    firsts: frozenset[str]  # words that start some bigram of the vocabulary
+
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_PATH) -> Router:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        if doc.get("format") != FORMAT or tuple(doc.get("forms", ())) != FORMS:
+            raise ValueError(f"{path}: not a {FORMAT} file with forms {FORMS}")
+        vocab = doc["vocab"]
+        return cls(
+            idf={t: v[0] for t, v in vocab.items()},
+            weight={t: (v[1], v[2]) for t, v in vocab.items()},
+            structure_weights=(
+                tuple(doc["structure"][name][0] for name in STRUCTURE_NAMES),
+                tuple(doc["structure"][name][1] for name in STRUCTURE_NAMES),
+            ),
+            intercept=(float(doc["intercept"][0]), float(doc["intercept"][1])),
+            quantiles=tuple(doc["quantiles"]),
+            firsts=frozenset(t.split(" ", 1)[0] for t in vocab if " " in t),
+        )
+
+    def raw(self, prompt: str) -> float:
+        """The logistic-regression logit (higher: more likely to need the strong model)."""
+        idf, weight = self.idf, self.weight
+        tokens = words(prompt)
+        shape = structure(prompt, tokens)
+        form = 1 if shape[_MC] > 0 else 0
+        dot = 0.0
+        norm = 0.0
+        firsts = self.firsts
+        terms = Counter(tokens)
+        # only bigrams whose first word starts some vocabulary bigram can match: skip the rest
+        terms.update(a + " " + b for a, b in zip(tokens, tokens[1:]) if a in firsts)
+        for term, count in terms.items():
+            w_idf = idf.get(term)
+            if w_idf is None:
+                continue
+            x = (1.0 + math.log(count)) * w_idf
+            norm += x * x
+            dot += x * weight[term][form]
+        text = dot / math.sqrt(norm) if norm > 0 else 0.0
+        linear = sum(w * f for w, f in zip(self.structure_weights[form], shape, strict=True))
+        return text + linear + self.intercept[form]
+
+    def score(self, prompt: str) -> float:
+        """Difficulty in [0, 1]: the percentile of ``raw`` among the training prompts."""
+        q = self.quantiles
+        r = self.raw(prompt)
+        i = bisect_right(q, r)
+        if i == 0:
+            return 0.0
+        if i >= len(q):
+            return 1.0
+        lo, hi = q[i - 1], q[i]
+        frac = (r - lo) / (hi - lo) if hi > lo else 0.0
+        return (i - 1 + frac) / (len(q) - 1)
+
+
+@cache
+def default_router() -> Router:
+    """The shipped router (immutable; loaded once per process)."""
+    return Router.load(DEFAULT_PATH)

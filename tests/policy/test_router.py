@@ -1,0 +1,103 @@
+"""The router: metrics, deterministic split and scores, shipped file, evaluate()."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policy.router.data import is_holdout, read_csv, split
+from policy.router.evaluate import evaluate
+from policy.router.features import STRUCTURE_NAMES, ngrams, structure
+from policy.router.metrics import apgr, cpt, curve, share_at_quality
+from policy.router.scorer import DEFAULT_PATH, Router, default_router
+
+DATA = Path(__file__).parents[2] / ".." / "shared" / "data" / "routing"
+GSM = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?"
+MCQ = "Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q.\nA. 0\nB. 4\nC. 2\nD. 6\nAnswer:"
+
+
+def test_metrics_on_hand_made_cases():
+    weak = [True, False, False, True]
+    strong = [True, True, True, False]
+    oracle = curve([0, 2, 2, -1], weak, strong)  # the two weak-wrong/strong-right first
+    assert oracle.weak == 0.5 and oracle.strong == 0.75
+    assert list(oracle.perf) == [0.5, 0.75, 1.0, 1.0, 0.75]
+    assert cpt(oracle, 0.5) == 0.25 and cpt(oracle, 1.5) == 0.5 and cpt(oracle, 3.0) == 1.0
+    assert share_at_quality(oracle, 0.95) == 0.25
+    assert apgr(oracle) == pytest.approx(np.trapezoid([0, 1, 2, 2, 1], dx=0.25))
+    worst = curve([2, 0, 0, 3], weak, strong)
+    assert apgr(worst) < 0.5 < apgr(oracle)
+
+
+def test_random_router_scores_about_half():
+    rng = np.random.default_rng(1)
+    weak, strong = rng.random(20000) < 0.6, rng.random(20000) < 0.8
+    assert apgr(curve(rng.random(20000), weak, strong)) == pytest.approx(0.5, abs=0.02)
+
+
+def test_holdout_split_is_by_prompt_text():
+    assert is_holdout("a") == is_holdout("a")
+    prompts = [f"prompt {i}" for i in range(2000)]
+    share = sum(map(is_holdout, prompts)) / len(prompts)
+    assert 0.17 < share < 0.23
+
+
+def test_ngrams_and_structure():
+    assert ngrams("How many, a B?") == ["how", "many", "how many"]
+    assert len(structure(GSM)) == len(STRUCTURE_NAMES)
+    assert structure(MCQ)[STRUCTURE_NAMES.index("multiple_choice")] > 0
+
+
+def test_ngrams_match_scikit_learn():
+    sklearn_text = pytest.importorskip("sklearn.feature_extraction.text")
+    v = sklearn_text.CountVectorizer(ngram_range=(1, 2))
+    v.fit([GSM + " " + MCQ])
+    assert sorted(v.vocabulary_) == sorted(set(ngrams(GSM + " " + MCQ)))
+
+
+def test_router_is_deterministic_and_bounded():
+    a, b = Router.load(DEFAULT_PATH), Router.load(DEFAULT_PATH)
+    for prompt in (GSM, MCQ, "", "x" * 10000, GSM * 40):
+        s = a.score(prompt)
+        assert s == b.score(prompt) == a.score(prompt)
+        assert 0.0 <= s <= 1.0
+    assert default_router() is default_router()
+    assert DEFAULT_PATH.stat().st_size < 1_500_000
+
+
+def write_csv(path: Path, rows: list[tuple[str, bool, bool]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["prompt", "weak_correct", "strong_correct"])
+        w.writerows(rows)
+    return path
+
+
+def test_evaluate_small_file(tmp_path):
+    rows = [(f"{GSM} {i}", i % 3 == 0, i % 2 == 0) for i in range(30)] + [(MCQ + str(i), True, True) for i in range(10)]
+    result = evaluate(write_csv(tmp_path / "x.csv", rows))
+    assert set(result) >= {"apgr", "cpt50", "cpt80", "strong_share_at_95", "cost_saving_at_95"}
+    assert result["n"] == 40 and 0 <= result["strong_share_at_95"] <= 1
+    assert result["cost_saving_at_95"] <= 2 / 3 + 1e-9  # Flash costs a third of Pro
+
+
+def test_read_csv_errors(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,weak\nx,True\n")
+    with pytest.raises(ValueError, match="missing column"):
+        read_csv(bad)
+    bad.write_text("prompt,weak_correct,strong_correct\nx,maybe,True\n")
+    with pytest.raises(ValueError, match="expected True/False"):
+        read_csv(bad)
+
+
+@pytest.mark.skipif(not (DATA / "gsm8k.csv").exists(), reason="routing data not present")
+@pytest.mark.parametrize(("name", "goal"), [("gsm8k.csv", 0.58), ("mmlu.csv", 0.66)])
+def test_shipped_router_meets_goal_on_holdout(name, goal):
+    result = evaluate(DATA / name, holdout_only=True)
+    assert result["split"] == "holdout" and result["apgr"] >= goal
+    train, held = split(read_csv(DATA / name))
+    assert not set(train.prompts) & set(held.prompts)
