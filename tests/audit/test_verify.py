@@ -136,3 +136,53 @@ async def test_missing_chain_head_row(scratch, unique):
     await scratch.execute(delete(AuditChainHead))
     report = await verify_chain(scratch, key=KEY)
     assert [p.kind for p in report.problems] == ["head"]
+
+
+async def test_deleted_run_of_events_is_one_problem(scratch, unique):
+    events = await add_events(scratch, 6, unique)
+    gone = [events[2].seq, events[3].seq, events[4].seq]
+    await scratch.execute(delete(AuditEvent).where(AuditEvent.seq.in_(gone)))
+    report = await verify_chain(scratch, key=KEY)
+    assert [(p.kind, p.seq) for p in report.problems] == [("deleted", gone[0])]
+    assert f"seqs {gone[0]}..{gone[-1]}" in report.problems[0].message
+
+
+async def test_deleted_first_event(sqlite_url, unique):
+    from billing.db import make_engine, make_sessionmaker, transaction
+
+    engine = make_engine(sqlite_url)
+    sessions = make_sessionmaker(engine)
+    async with transaction(sessions) as s:
+        await add_events(s, 3, unique)
+    async with transaction(sessions) as s:
+        await s.execute(delete(AuditEvent).where(AuditEvent.seq == 1))
+    async with sessions() as s:
+        report = await verify_chain(s, key=KEY)
+    assert [(p.kind, p.seq) for p in report.problems] == [("deleted", 1)]
+    await engine.dispose()
+
+
+async def test_purge_while_others_append_keeps_the_chain_whole(sqlite_url, unique):
+    import asyncio
+    import datetime as dt
+
+    from billing.db import make_engine, make_sessionmaker, transaction
+    from gateway.audit.log import append_event
+    from gateway.audit.retention import purge_before
+
+    engine = make_engine(sqlite_url)
+    sessions = make_sessionmaker(engine)
+
+    async def writer(i: int) -> None:
+        async with transaction(sessions) as s:
+            await append_event(s, kind="test.event", actor="test", payload={"i": i})
+
+    async def purger() -> None:
+        async with transaction(sessions) as s:
+            await purge_before(s, KEY, before=dt.datetime.now(dt.UTC), actor="test")
+
+    await asyncio.gather(*(writer(i) for i in range(10)), purger(), *(writer(i) for i in range(10, 20)))
+    async with sessions() as s:
+        report = await verify_chain(s, key=KEY)
+    assert report.ok, report.as_dict()
+    await engine.dispose()
