@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from policy.compliance_rules.evaluate import Candidate, deciding_rule, evaluate, placement_breaches
 from policy.compliance_rules.profile import ComplianceProfile
+from policy.types import MODEL_OF_VARIANT
 
 
 def hardware_labels(c: Candidate) -> frozenset[str]:
@@ -76,7 +77,9 @@ class ProfileCompliance:
     def blocked(self, variant: str, use_case: str | None) -> str | None:
         key = (variant, use_case)
         if key not in self._blocked:
-            mine = tuple(c for c in self.candidates if c.variant == variant)
+            # The served model id of the variant (deepseek-v4-flash / -pro): what decide() returns.
+            model = MODEL_OF_VARIANT.get(variant)
+            mine = tuple(c for c in self.candidates if c.variant == variant and model in (None, c.model_id))
             if not mine:
                 self._blocked[key] = "compliance.no_deployment"
             else:

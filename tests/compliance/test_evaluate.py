@@ -166,3 +166,13 @@ allowed_regions: [eu-central]
             compliance=compliance,
         )
     assert err.value.rule == RULE_PATENT
+
+
+def test_blocked_looks_at_the_served_model_of_the_variant():
+    """A deployment registered under another model id does not make a variant servable."""
+    from tests.compliance.facts import LOCAL, SMOL_W, dep
+
+    other = dep("side", "flash", LOCAL, SMOL_W)
+    other = type(other)(other.name, "my-custom-flash", "flash", other.pool, other.artifacts)
+    compliance = ProfileCompliance(load(MEDICAL), (FLASH_EU, other), today=TODAY)
+    assert compliance.blocked("flash", "medical") == RULE_PATENT
