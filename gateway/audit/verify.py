@@ -66,7 +66,7 @@ class VerifyReport:
         }
 
 
-def hash_at(e: AuditEvent, seq: int) -> str:
+def hash_at(e: Any, seq: int) -> str:  # an AuditEvent or a Core row of audit_events
     return hashlib.sha256(
         canonical_event_bytes(
             seq=seq,
@@ -82,7 +82,7 @@ def hash_at(e: AuditEvent, seq: int) -> str:
     ).hexdigest()
 
 
-def original_seq(e: AuditEvent) -> int | None:
+def original_seq(e: Any) -> int | None:
     """The seq at which the event's stored hash was computed, or None (content changed)."""
     if hash_at(e, e.seq) == e.hash:
         return e.seq
