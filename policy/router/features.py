@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
+from collections.abc import Mapping
 
 _TOKEN = re.compile(r"\w\w+")  # = sklearn's (?u)\b\w\w+\b: maximal runs of 2+ word chars
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -32,8 +34,6 @@ _WORD_GROUPS: tuple[frozenset[str], ...] = tuple(
         "not except least",  # negation_words
     )
 )
-_GROUP_OF = {word: i for i, group in enumerate(_WORD_GROUPS) for word in group}
-
 STRUCTURE_NAMES: tuple[str, ...] = (
     "chars", "words", "numbers", "distinct_numbers", "sentences", "digits", "longest_number",
     "money", "slashes", "ratio_words", "rate_words", "remainder_words", "comparison_words",
@@ -58,22 +58,23 @@ def ngrams(text: str) -> list[str]:
     return out
 
 
-def structure(text: str, tokens: list[str] | None = None) -> list[float]:
+def structure(
+    text: str, tokens: list[str] | None = None, counts: Mapping[str, int] | None = None
+) -> list[float]:
     """Structural counts, log1p-compressed, in the order of STRUCTURE_NAMES.
 
-    ``tokens`` is ``words(text)`` when the caller has it already.
+    ``tokens`` is ``words(text)`` and ``counts`` a Counter of them, when the caller has them.
     """
     if tokens is None:
         tokens = words(text)
+    if counts is None:
+        counts = Counter(tokens)
     numbers = _NUMBER.findall(text)
-    groups = [0.0] * len(_WORD_GROUPS)
-    group_of = _GROUP_OF
-    for token in tokens:
-        i = group_of.get(token)
-        if i is not None:
-            groups[i] += 1
+    groups = [float(sum(counts.get(w, 0) for w in group)) for group in _WORD_GROUPS]
     groups[5] += text.count("%")
-    how_many = sum(1 for a, b in zip(tokens, tokens[1:]) if a == "how" and (b == "many" or b == "much"))
+    how_many = 0
+    if counts.get("how"):
+        how_many = sum(1 for a, b in zip(tokens, tokens[1:]) if a == "how" and b in ("many", "much"))
     raw = [
         len(text) / 500,
         len(tokens) / 100,

@@ -55,14 +55,14 @@ class Router:
         """The logistic-regression logit (higher: more likely to need the strong model)."""
         idf, weight = self.idf, self.weight
         tokens = words(prompt)
-        shape = structure(prompt, tokens)
-        form = 1 if shape[_MC] > 0 else 0
-        dot = 0.0
-        norm = 0.0
         firsts = self.firsts
         terms = Counter(tokens)
+        shape = structure(prompt, tokens, terms)
+        form = 1 if shape[_MC] > 0 else 0
         # only bigrams whose first word starts some vocabulary bigram can match: skip the rest
         terms.update(a + " " + b for a, b in zip(tokens, tokens[1:]) if a in firsts)
+        dot = 0.0
+        norm = 0.0
         for term, count in terms.items():
             w_idf = idf.get(term)
             if w_idf is None:
