@@ -71,16 +71,20 @@ def main() -> None:
         samples.append(clock() - t0)
     samples.sort()
     q = statistics.quantiles(samples, n=100)
-    print(json.dumps({
-        "bench": "policy.decide",
-        "calls": args.n,
-        "p50_us": round(samples[len(samples) // 2] / 1000, 2),
-        "p90_us": round(q[89] / 1000, 2),
-        "p99_us": round(q[98] / 1000, 2),
-        "mean_us": round(statistics.fmean(samples) / 1000, 2),
-        "python": platform.python_version(),
-        "budget_p50_us": 50,
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "policy.decide",
+                "calls": args.n,
+                "p50_us": round(samples[len(samples) // 2] / 1000, 2),
+                "p90_us": round(q[89] / 1000, 2),
+                "p99_us": round(q[98] / 1000, 2),
+                "mean_us": round(statistics.fmean(samples) / 1000, 2),
+                "python": platform.python_version(),
+                "budget_p50_us": 50,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

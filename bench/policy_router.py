@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -64,17 +63,21 @@ def main() -> None:
                     break
     while len(long) < 8000:
         long += MCQ + "\n\n" + SHORT + "\n\n"
-    print(json.dumps({
-        "bench": "policy.router.score",
-        "file_bytes": Path(DEFAULT_PATH).stat().st_size,
-        "terms": len(router.idf),
-        "load_ms": round(load_ms, 1),
-        "gsm8k_like": _time(router, SHORT, args.n),
-        "mmlu_like": _time(router, MCQ, args.n),
-        "prompt_2000_tokens": _time(router, long[:8000], args.n),
-        "prompt_2000_tokens_source": "mmlu.csv" if DATA.exists() else "repeated",
-        "budget_p50_us": 1000,
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "policy.router.score",
+                "file_bytes": Path(DEFAULT_PATH).stat().st_size,
+                "terms": len(router.idf),
+                "load_ms": round(load_ms, 1),
+                "gsm8k_like": _time(router, SHORT, args.n),
+                "mmlu_like": _time(router, MCQ, args.n),
+                "prompt_2000_tokens": _time(router, long[:8000], args.n),
+                "prompt_2000_tokens_source": "mmlu.csv" if DATA.exists() else "repeated",
+                "budget_p50_us": 1000,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
-from policy.compiled import CompiledPolicy, Rules
+from policy.compiled import CompiledPolicy
 from policy.compliance import ComplianceLike
 from policy.errors import (
     ComplianceViolation,
@@ -191,8 +191,9 @@ def decide(
                 raise ComplianceViolation(
                     f"variant {variant} may not serve use case {use_case!r} ({rule})", rule=rule
                 )
-            alternatives = [v for v in rules.allowed_variants
-                            if v != variant and compliance.blocked(v, use_case) is None]
+            alternatives = [
+                v for v in rules.allowed_variants if v != variant and compliance.blocked(v, use_case) is None
+            ]
             if not alternatives:
                 raise ComplianceViolation(
                     f"no allowed variant may serve use case {use_case!r} ({rule})", rule=rule

@@ -176,11 +176,11 @@ def _bool(value: Any) -> bool:
 
 def _usd(value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise _Bad(f"must be a decimal amount in USD, such as \"0.50\" (got {value!r})")
+        raise _Bad(f'must be a decimal amount in USD, such as "0.50" (got {value!r})')
     try:
         amount = Decimal(str(value))  # str() of a float keeps what the author wrote
     except InvalidOperation:
-        raise _Bad(f"must be a decimal amount in USD, such as \"0.50\" (got {value!r})") from None
+        raise _Bad(f'must be a decimal amount in USD, such as "0.50" (got {value!r})') from None
     if not amount.is_finite() or amount < 0:
         raise _Bad("must be a finite amount >= 0")
     return amount
@@ -243,12 +243,29 @@ def _read_tiers(errors: list[str], value: Any, path: str) -> tuple[Tier, ...] | 
 
 
 _TOP = {
-    "schema", "description", "variants", "modes", "max_mode", "max_variant", "on_over_ask",
-    "unknown_use_case", "cost", "router", "cascade", "placement", "use_cases",
+    "schema",
+    "description",
+    "variants",
+    "modes",
+    "max_mode",
+    "max_variant",
+    "on_over_ask",
+    "unknown_use_case",
+    "cost",
+    "router",
+    "cascade",
+    "placement",
+    "use_cases",
 }
 _USE_CASE = {
-    "max_mode", "max_variant", "default_mode", "on_over_ask", "max_request_usd", "cascade",
-    "router_tiers", "description",
+    "max_mode",
+    "max_variant",
+    "default_mode",
+    "on_over_ask",
+    "max_request_usd",
+    "cascade",
+    "router_tiers",
+    "description",
 }
 
 
@@ -258,8 +275,7 @@ def validate(data: Mapping[str, Any]) -> PolicyDocument:
     if not isinstance(data, Mapping):
         raise PolicyValidationError(["(document): must be a mapping of fields"])
     top = _Reader(errors, data, "", _TOP)
-    schema = top.get("schema", _one_of(*(str(SCHEMA_VERSION), SCHEMA_VERSION)), SCHEMA_VERSION)
-    del schema
+    top.get("schema", _schema_version, SCHEMA_VERSION)
     top.get("description", str)
 
     v = top.sub("variants", {"allowed", "default"})
@@ -302,8 +318,9 @@ def validate(data: Mapping[str, Any]) -> PolicyDocument:
     if r.data.get("tiers") is not None:
         tiers = _read_tiers(errors, r.data["tiers"], r.at("tiers")) or DEFAULT_TIERS
 
-    k = top.sub("cascade", {"enabled", "threshold", "method", "escalate_on_missing_logprobs",
-                            "escalate_to", "models"})
+    k = top.sub(
+        "cascade", {"enabled", "threshold", "method", "escalate_on_missing_logprobs", "escalate_to", "models"}
+    )
     esc = k.sub("escalate_to", {"variant", "mode"})
     models = k.get("models", _list_of(_CASCADE_MODELS), (AUTO_MODEL,))
     cascade = CascadeRule(
@@ -345,8 +362,11 @@ def validate(data: Mapping[str, Any]) -> PolicyDocument:
             on_over_ask=u.get("on_over_ask", _enum(OverAsk, "downgrade, reject")),
             max_request_usd=u.get("max_request_usd", _usd),
             cascade=u.get("cascade", _bool),
-            tiers=(_read_tiers(errors, body["router_tiers"], u.at("router_tiers"))
-                   if body.get("router_tiers") is not None else None),
+            tiers=(
+                _read_tiers(errors, body["router_tiers"], u.at("router_tiers"))
+                if body.get("router_tiers") is not None
+                else None
+            ),
         )
         if rule.default_mode is not None and rule.default_mode not in allowed_modes:
             u.fail("default_mode", "must be one of modes.allowed")
@@ -376,6 +396,12 @@ def validate(data: Mapping[str, Any]) -> PolicyDocument:
         use_cases=use_cases,
         raw=data,
     )
+
+
+def _schema_version(value: Any) -> int:
+    if str(value) != str(SCHEMA_VERSION):
+        raise _Bad(f"must be {SCHEMA_VERSION} (got {value!r})")
+    return SCHEMA_VERSION
 
 
 def _list_of(choices: tuple[str, ...]) -> Callable[[Any], tuple[str, ...]]:

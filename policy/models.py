@@ -15,9 +15,7 @@ class PolicyVersion(Base):
     """One immutable version of a tenant's policy document (never updated or deleted)."""
 
     __tablename__ = "policy_versions"
-    __table_args__ = (
-        UniqueConstraint("tenant_id", "version", name="uq_policy_versions_tenant_version"),
-    )
+    __table_args__ = (UniqueConstraint("tenant_id", "version", name="uq_policy_versions_tenant_version"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
@@ -35,11 +33,7 @@ class ActivePolicy(Base):
 
     __tablename__ = "policy_active"
 
-    tenant_id: Mapped[str] = mapped_column(
-        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
-    )
-    policy_version_id: Mapped[int] = mapped_column(
-        ForeignKey("policy_versions.id", ondelete="RESTRICT")
-    )
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_versions.id", ondelete="RESTRICT"))
     activated_by: Mapped[str] = mapped_column(String(200))
     activated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

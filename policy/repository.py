@@ -12,9 +12,10 @@ import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import column, func, select, table, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policy.compiled import CompiledPolicy, canonical_json, compile_policy
@@ -62,12 +63,11 @@ async def _lock_tenant(session: AsyncSession, tenant_id: str) -> None:
     PostgreSQL: a row lock on the tenant. SQLite has no row locks: a no-op UPDATE takes the
     database write lock before the version number is read (busy_timeout makes others wait).
     """
-    if session.bind.dialect.name == "sqlite":
-        found = (
-            await session.execute(
-                update(_tenants).where(_tenants.c.id == tenant_id).values(id=_tenants.c.id)
-            )
-        ).rowcount
+    if (await session.connection()).dialect.name == "sqlite":
+        result = await session.execute(
+            update(_tenants).where(_tenants.c.id == tenant_id).values(id=_tenants.c.id)
+        )
+        found = cast(CursorResult[Any], result).rowcount
     else:
         query = select(_tenants.c.id).where(_tenants.c.id == tenant_id).with_for_update()
         found = len((await session.execute(query)).all())
@@ -130,9 +130,7 @@ async def set_policy(
 
 async def _version_row(session: AsyncSession, tenant_id: str, version: int) -> PolicyVersion:
     row = await session.scalar(
-        select(PolicyVersion).where(
-            PolicyVersion.tenant_id == tenant_id, PolicyVersion.version == version
-        )
+        select(PolicyVersion).where(PolicyVersion.tenant_id == tenant_id, PolicyVersion.version == version)
     )
     if row is None:
         raise PolicyNotFound(f"tenant {tenant_id!r} has no policy version {version}", rule="version")

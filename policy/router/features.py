@@ -35,10 +35,30 @@ _WORD_GROUPS: tuple[frozenset[str], ...] = tuple(
     )
 )
 STRUCTURE_NAMES: tuple[str, ...] = (
-    "chars", "words", "numbers", "distinct_numbers", "sentences", "digits", "longest_number",
-    "money", "slashes", "ratio_words", "rate_words", "remainder_words", "comparison_words",
-    "time_words", "percent_words", "negation_words", "how_many", "question_marks",
-    "multiple_choice", "statement_pair", "lines", "operators", "decimals", "big_numbers",
+    "chars",
+    "words",
+    "numbers",
+    "distinct_numbers",
+    "sentences",
+    "digits",
+    "longest_number",
+    "money",
+    "slashes",
+    "ratio_words",
+    "rate_words",
+    "remainder_words",
+    "comparison_words",
+    "time_words",
+    "percent_words",
+    "negation_words",
+    "how_many",
+    "question_marks",
+    "multiple_choice",
+    "statement_pair",
+    "lines",
+    "operators",
+    "decimals",
+    "big_numbers",
 )
 
 
@@ -74,7 +94,9 @@ def structure(
     groups[5] += text.count("%")
     how_many = 0
     if counts.get("how"):
-        how_many = sum(1 for a, b in zip(tokens, tokens[1:]) if a == "how" and b in ("many", "much"))
+        how_many = sum(
+            1 for a, b in zip(tokens, tokens[1:], strict=False) if a == "how" and b in ("many", "much")
+        )
     raw = [
         len(text) / 500,
         len(tokens) / 100,

@@ -10,10 +10,10 @@ figures are deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ class Curve:
         return (self.perf - self.weak) / gap
 
 
-def curve(scores: Sequence[float], weak: Sequence[bool], strong: Sequence[bool]) -> Curve:
+def curve(scores: ArrayLike, weak: ArrayLike, strong: ArrayLike) -> Curve:
     s = np.asarray(scores, dtype=np.float64)
     w = np.asarray(weak, dtype=np.float64)
     st = np.asarray(strong, dtype=np.float64)

@@ -60,7 +60,7 @@ class Router:
         shape = structure(prompt, tokens, terms)
         form = 1 if shape[_MC] > 0 else 0
         # only bigrams whose first word starts some vocabulary bigram can match: skip the rest
-        terms.update(a + " " + b for a, b in zip(tokens, tokens[1:]) if a in firsts)
+        terms.update(a + " " + b for a, b in zip(tokens, tokens[1:], strict=False) if a in firsts)
         dot = 0.0
         norm = 0.0
         for term, count in terms.items():

@@ -51,14 +51,14 @@ def _join(parts: dict[str, Labelled]) -> Labelled:
     )
 
 
-def _matrix(vec, prompts: list[str]):  # type: ignore[no-untyped-def]
+def _matrix(vec, prompts: list[str]):
     import scipy.sparse as sp
 
     shape = np.array([structure(p) for p in prompts])
     return sp.hstack([vec.transform(prompts), shape]).tocsr(), shape[:, _MC] > 0
 
 
-def _fit(train: Labelled, forms: dict[str, tuple[float, float]]):  # type: ignore[no-untyped-def]
+def _fit(train: Labelled, forms: dict[str, tuple[float, float]]):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -77,7 +77,7 @@ def _fit(train: Labelled, forms: dict[str, tuple[float, float]]):  # type: ignor
     return vec, models
 
 
-def _raw(vec, models, prompts: list[str]) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _raw(vec, models, prompts: list[str]) -> np.ndarray:
     x, mc = _matrix(vec, prompts)
     out = models["free"].decision_function(x)
     if mc.any():
@@ -110,7 +110,7 @@ def cross_validate(parts: dict[str, Labelled]) -> list[dict[str, object]]:
     return rows
 
 
-def export(vec, models, train: Labelled, path: Path) -> dict:  # type: ignore[no-untyped-def]
+def export(vec, models, train: Labelled, path: Path) -> dict:
     n_text = len(vec.vocabulary_)
     coef = {f: models[f].coef_[0] for f in FORM_NAMES}
     vocab = {
@@ -157,9 +157,14 @@ def report(data_dir: Path, router_path: Path) -> dict[str, dict[str, float]]:
     rng = np.random.default_rng(SEED)
     for name, (_, held) in splits.items():
         row: dict[str, float] = {"n": len(held.prompts)}
-        row["random_mean_of_100"] = round(float(np.mean(
-            [apgr(curve(rng.random(len(held.prompts)), held.weak, held.strong)) for _ in range(100)]
-        )), 4)
+        row["random_mean_of_100"] = round(
+            float(
+                np.mean(
+                    [apgr(curve(rng.random(len(held.prompts)), held.weak, held.strong)) for _ in range(100)]
+                )
+            ),
+            4,
+        )
         xh = vec.transform(held.prompts)
         for k, m in models.items():
             row[k] = round(apgr(curve(m.decision_function(xh), held.weak, held.strong)), 4)
@@ -187,9 +192,17 @@ def main(argv: list[str] | None = None) -> None:
     train = _join(parts)
     vec, models = _fit(train, FORMS)
     doc = export(vec, models, train, Path(args.out))
-    print(json.dumps({"out": args.out, "bytes": Path(args.out).stat().st_size, "terms": len(doc["vocab"]),
-                      "train_prompts": len(train.prompts),
-                      "finite": all(map(math.isfinite, doc["quantiles"]))}))
+    print(
+        json.dumps(
+            {
+                "out": args.out,
+                "bytes": Path(args.out).stat().st_size,
+                "terms": len(doc["vocab"]),
+                "train_prompts": len(train.prompts),
+                "finite": all(map(math.isfinite, doc["quantiles"])),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

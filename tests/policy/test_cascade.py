@@ -11,9 +11,16 @@ from policy import CascadePlan, confidence_from_logprobs, should_escalate
 
 
 def plan(threshold=0.6, method="mean", on_missing=True) -> CascadePlan:
-    return CascadePlan(threshold=threshold, method=method, escalate_on_missing=on_missing,
-                       variant="pro", mode="think-high", model="deepseek-v4-pro",
-                       worst_case_cost_usd=Decimal("0.1"), price_version="p")
+    return CascadePlan(
+        threshold=threshold,
+        method=method,
+        escalate_on_missing=on_missing,
+        variant="pro",
+        mode="think-high",
+        model="deepseek-v4-pro",
+        worst_case_cost_usd=Decimal("0.1"),
+        price_version="p",
+    )
 
 
 def test_confidence_methods():

@@ -24,8 +24,14 @@ from policy import (
 
 
 def req(model="deepseek-v4-flash", thinking=None, effort=None, use_case=None, prompt=1000, max_tokens=None):
-    return DecisionRequest(model=model, prompt_tokens=prompt, thinking=thinking,
-                           reasoning_effort=effort, use_case=use_case, max_tokens=max_tokens)
+    return DecisionRequest(
+        model=model,
+        prompt_tokens=prompt,
+        thinking=thinking,
+        reasoning_effort=effort,
+        use_case=use_case,
+        max_tokens=max_tokens,
+    )
 
 
 @pytest.mark.parametrize(
@@ -48,7 +54,9 @@ def test_request_mode_mapping(thinking, effort, expected):
     assert requested_mode(thinking, effort, Mode.THINK_HIGH) == expected
 
 
-@pytest.mark.parametrize(("thinking", "effort", "rule"), [("on", None, "thinking.type"), ("enabled", "huge", "reasoning_effort")])
+@pytest.mark.parametrize(
+    ("thinking", "effort", "rule"), [("on", None, "thinking.type"), ("enabled", "huge", "reasoning_effort")]
+)
 def test_bad_request_values(thinking, effort, rule, typical, prices):
     with pytest.raises(InvalidRequest) as err:
         decide(typical, req(thinking=thinking, effort=effort), prices)
@@ -117,9 +125,15 @@ def test_auto_in_faq_is_clamped_not_rejected(typical, prices):
 
 @pytest.mark.parametrize(
     ("score", "expected"),
-    [(0.0, ("flash", "non-think")), (0.499, ("flash", "non-think")), (0.5, ("flash", "think-high")),
-     (0.79, ("flash", "think-high")), (0.8, ("pro", "think-high")), (1.0, ("pro", "think-high")),
-     (None, ("flash", "non-think"))],
+    [
+        (0.0, ("flash", "non-think")),
+        (0.499, ("flash", "non-think")),
+        (0.5, ("flash", "think-high")),
+        (0.79, ("flash", "think-high")),
+        (0.8, ("pro", "think-high")),
+        (1.0, ("pro", "think-high")),
+        (None, ("flash", "non-think")),
+    ],
 )
 def test_auto_tiers(score, expected, typical, prices):
     d = decide(typical, req("auto", max_tokens=500), prices, router_score=score)
@@ -210,7 +224,9 @@ def test_cascade_plan_for_auto_flash(typical, prices):
 
 def test_cascade_off_when_already_pro_or_disabled_or_too_costly(typical, prices):
     assert decide(typical, req("auto", max_tokens=100), prices, router_score=0.9).cascade is None
-    assert decide(typical, req("auto", use_case="faq", max_tokens=100), prices, router_score=0.1).cascade is None
+    assert (
+        decide(typical, req("auto", use_case="faq", max_tokens=100), prices, router_score=0.1).cascade is None
+    )
     d = decide(typical, req("auto", use_case="chat", max_tokens=2000), prices, router_score=0.1)
     assert d.cascade is None and any("cascade off" in r for r in d.reasons)
 
@@ -236,7 +252,9 @@ def test_compliance_blocks_variant(typical, prices):
     with pytest.raises(ComplianceViolation) as err:
         decide(typical, req("deepseek-v4-pro", use_case="dispute"), prices, compliance=c)
     assert err.value.rule == "patent_grant_required" and err.value.http_status == 403
-    d = decide(typical, req("auto", use_case="dispute", max_tokens=10), prices, router_score=0.99, compliance=c)
+    d = decide(
+        typical, req("auto", use_case="dispute", max_tokens=10), prices, router_score=0.99, compliance=c
+    )
     assert d.variant == "flash" and d.cascade is None
 
 

@@ -30,8 +30,10 @@ def test_json_is_accepted():
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("use_cases: {faq: {max_mode: turbo}}",
-         "use_cases.faq.max_mode: must be one of non-think, think-high, think-max (got 'turbo')"),
+        (
+            "use_cases: {faq: {max_mode: turbo}}",
+            "use_cases.faq.max_mode: must be one of non-think, think-high, think-max (got 'turbo')",
+        ),
         ("variants: {allowed: [flash, gpt]}", "variants.allowed: must be one of flash, pro (got 'gpt')"),
         ("variants: {allowed: []}", "variants.allowed: must be a non-empty list of flash, pro"),
         ("modes: {default: think-max, allowed: [non-think]}", "modes.default: must be one of modes.allowed"),
@@ -39,15 +41,23 @@ def test_json_is_accepted():
         ("on_over_ask: ignore", "on_over_ask: must be one of downgrade, reject (got 'ignore')"),
         ("cost: {max_request_usd: lots}", "cost.max_request_usd: must be a decimal amount in USD"),
         ("cost: {max_request_usd: '-1'}", "cost.max_request_usd: must be a finite amount >= 0"),
-        ("cost: {default_max_tokens: {think-max: 0}}", "cost.default_max_tokens.think-max: must be a positive integer"),
+        (
+            "cost: {default_max_tokens: {think-max: 0}}",
+            "cost.default_max_tokens.think-max: must be a positive integer",
+        ),
         ("cascade: {threshold: 1.5}", "cascade.threshold: must be a number between 0 and 1"),
         ("cascade: {method: vibes}", "cascade.method: must be one of mean, min, tail"),
         ("cascade: {escalate_to: {variant: huge}}", "cascade.escalate_to.variant: must be one of flash, pro"),
         ("placement: {regions: eu}", "placement.regions: must be a list of names"),
-        ("router: {tiers: [{below: 0.7, variant: pro, mode: non-think}, {below: 0.5, variant: pro, mode: think-max}]}",
-         "router.tiers[1].below: must be greater than the previous tier's (0.7)"),
-        ("router: {tiers: [{variant: flash, mode: non-think}, {variant: pro, mode: think-max}]}",
-         "router.tiers[0].below: required on every tier but the last"),
+        (
+            "router: {tiers: [{below: 0.7, variant: pro, mode: non-think},"
+            " {below: 0.5, variant: pro, mode: think-max}]}",
+            "router.tiers[1].below: must be greater than the previous tier's (0.7)",
+        ),
+        (
+            "router: {tiers: [{variant: flash, mode: non-think}, {variant: pro, mode: think-max}]}",
+            "router.tiers[0].below: required on every tier but the last",
+        ),
         ("router: {tiers: [{below: 0.5, variant: flash}]}", "router.tiers[0]: needs both variant and mode"),
         ("use_cases: {faq: {max_mode: non-think, colour: red}}", "use_cases.faq.colour: unknown field"),
         ("use_cases: {'Bad Name': {}}", "use_cases.Bad Name: use-case names are lower-case"),

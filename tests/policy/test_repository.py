@@ -41,7 +41,10 @@ async def test_set_activates_and_keeps_old_versions(sessions, unique):
         compiled = await repo.get_active(s, tenant)
         assert compiled.version == "2" and compiled.digest == two.digest
         versions = await repo.list_versions(s, tenant)
-        assert [(v.version, v.active, v.created_by) for v in versions] == [(1, False, "alice"), (2, True, "bob")]
+        assert [(v.version, v.active, v.created_by) for v in versions] == [
+            (1, False, "alice"),
+            (2, True, "bob"),
+        ]
         assert versions[0].source == V1 and versions[0].comment == "first"
         assert versions[1].document == {"use_cases": {"faq": {"max_mode": "non-think"}}}
 

@@ -15,8 +15,14 @@ from policy.router.metrics import apgr, cpt, curve, share_at_quality
 from policy.router.scorer import DEFAULT_PATH, Router, default_router
 
 DATA = Path(__file__).parents[2] / ".." / "shared" / "data" / "routing"
-GSM = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?"
-MCQ = "Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q.\nA. 0\nB. 4\nC. 2\nD. 6\nAnswer:"
+GSM = (
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
+    "in May. How many clips did Natalia sell altogether in April and May?"
+)
+MCQ = (
+    "Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q."
+    "\nA. 0\nB. 4\nC. 2\nD. 6\nAnswer:"
+)
 
 
 def test_metrics_on_hand_made_cases():
@@ -77,7 +83,8 @@ def write_csv(path: Path, rows: list[tuple[str, bool, bool]]) -> Path:
 
 
 def test_evaluate_small_file(tmp_path):
-    rows = [(f"{GSM} {i}", i % 3 == 0, i % 2 == 0) for i in range(30)] + [(MCQ + str(i), True, True) for i in range(10)]
+    rows = [(f"{GSM} {i}", i % 3 == 0, i % 2 == 0) for i in range(30)]
+    rows += [(MCQ + str(i), True, True) for i in range(10)]
     result = evaluate(write_csv(tmp_path / "x.csv", rows))
     assert set(result) >= {"apgr", "cpt50", "cpt80", "strong_share_at_95", "cost_saving_at_95"}
     assert result["n"] == 40 and 0 <= result["strong_share_at_95"] <= 1
