@@ -101,8 +101,9 @@ def _placement(policy: CompiledPolicy, compliance: ComplianceLike | None) -> Pla
         both = theirs if mine is None else mine if theirs is None else mine & theirs
         if both is not None and not both:
             raise ComplianceViolation(
-                f"no {name} satisfy both the policy (placement.{name}) and the compliance profile",
-                rule=f"compliance.{name}",
+                f"the policy's placement.{name} ({', '.join(sorted(mine or ()))}) and the "
+                f"compliance profile's ({', '.join(sorted(theirs or ()))}) have nothing in common",
+                rule=f"placement.{name}",
             )
         fields[name] = both
     return Placement(sovereign_only=compliance.sovereign_only, **fields)

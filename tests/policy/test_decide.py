@@ -244,7 +244,7 @@ def test_placement_intersects_with_compliance(typical, prices):
     assert d.placement.sovereign_only
     with pytest.raises(ComplianceViolation) as err:
         decide(typical, req(), prices, compliance=StaticCompliance(regions=frozenset({"us-east"})))
-    assert err.value.rule == "compliance.regions"
+    assert err.value.rule == "placement.regions" and "us-east" in err.value.message
 
 
 def test_compliance_blocks_variant(typical, prices):
