@@ -8,6 +8,7 @@ on the engine thread before the next step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -25,7 +26,7 @@ from .model_runner import ModelRunner
 from .processor import OutputProcessor
 from .sampler import make_generator, sample
 from .scheduler import Scheduler
-from .sequence import Sequence, SeqStatus
+from .sequence import SeqStatus, Sequence
 from .types import EngineConfig, Finished, GenerationRequest, TokenDelta
 
 log = logging.getLogger(__name__)
@@ -173,10 +174,8 @@ class Engine:
             for q, ev in batch:
                 q.put_nowait(ev)
 
-        try:
+        with contextlib.suppress(RuntimeError):  # loop closed
             self._loop.call_soon_threadsafe(put_all)
-        except RuntimeError:  # loop closed
-            pass
 
     def _thread_main(self, ready: threading.Event) -> None:
         try:
@@ -218,10 +217,11 @@ class Engine:
                     by_id[arg.seq_no] = arg
                     sched.add(arg)
                 elif cmd in ("cancel", "cancel_id"):
-                    if cmd == "cancel":
-                        targets = [arg]
-                    else:
-                        targets = [q for q in by_id.values() if q.request_id == arg]
+                    targets = (
+                        [arg]
+                        if cmd == "cancel"
+                        else [q for q in by_id.values() if q.request_id == arg]
+                    )
                     for seq in targets:
                         if seq.status is not SeqStatus.FINISHED:
                             finish(seq, "cancelled")

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .gguf_loader import LlamaConfig
 from .decode_buffer import DecodeBuffer
+from .gguf_loader import LlamaConfig
 from .quant import Q4_1Weight, QLinear
 
 ROPE_MATMUL_MAX_TOKENS = 32  # small steps: rope as one batched matmul per layer
@@ -176,6 +176,7 @@ class LlamaModel:
             cache[:nkv].index_copy_(1, slots, k.transpose(0, 1))
             cache[nkv:].index_copy_(1, slots, v.transpose(0, 1))
             if buf is not None and n_dec:
+                assert meta.buf_write is not None
                 kb = buf.k[li]
                 vb = buf.v[li]
                 kb.view(-1, hd).index_copy_(0, meta.buf_write, k[ds:].reshape(-1, hd))

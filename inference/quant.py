@@ -99,5 +99,6 @@ class QLinear:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] <= self.max_m:
+            assert self.packed is not None and self.sz is not None
             return torch._weight_int4pack_mm_for_cpu(x, self.packed, Q4_1_BLOCK, self.sz)
         return F.linear(x, self.dense)

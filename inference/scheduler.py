@@ -4,11 +4,12 @@ is preempted (its blocks freed, recomputed later), so the engine never crashes o
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 
 from .block_manager import BlockManager, NoFreeBlocksError
-from .sequence import Sequence, SeqStatus
+from .sequence import SeqStatus, Sequence
 
 
 @dataclass
@@ -64,10 +65,8 @@ class Scheduler:
         if seq in self.running:
             self.running.remove(seq)
         else:
-            try:
+            with contextlib.suppress(ValueError):
                 self.waiting.remove(seq)
-            except ValueError:
-                pass
         self.blocks.free_table(seq.table)
         seq.status = SeqStatus.FINISHED
         seq.finish_reason = seq.finish_reason or reason

@@ -19,7 +19,10 @@ TOKEN_TYPE_USER_DEFINED = 4
 
 def _build(tokens: list[str], merges: list[str], token_types: list[int], pre: str) -> Tokenizer:
     vocab = {t: i for i, t in enumerate(tokens)}
-    pairs = [tuple(m.split(" ", 1)) for m in merges]
+    pairs: list[tuple[str, str]] = []
+    for m in merges:
+        a, b = m.split(" ", 1)
+        pairs.append((a, b))
     tok = Tokenizer(models.BPE(vocab=vocab, merges=pairs, ignore_merges=False))
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)
     if pre in ("smollm", "starcoder", "refact", "deepseek-coder"):
@@ -67,6 +70,7 @@ class ChatTokenizer:
         )
         self.chat_template = metadata.get("tokenizer.chat_template") or ""
         env = ImmutableSandboxedEnvironment(trim_blocks=False, lstrip_blocks=False)
+        env.globals["raise_exception"] = _raise_template_error
         self._template = env.from_string(self.chat_template)
         # byte strings of every token, for logprobs `bytes` and incremental decoding
         self._byte_decoder = {c: b for b, c in _bytes_to_unicode().items()}
@@ -133,6 +137,10 @@ class ChatTokenizer:
             for i in ids
             if not (skip_special_tokens and i in self.special_ids)
         )
+
+
+def _raise_template_error(message: str) -> None:
+    raise ValueError(f"chat template: {message}")
 
 
 def _bytes_to_unicode() -> dict[int, str]:

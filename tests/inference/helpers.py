@@ -24,9 +24,9 @@ async def collect(engine, ids, rid="r", *, cache_salt=b"", reasoning_budget=None
     return text, reasoning, deltas, fin
 
 
-async def wait_for(pred, timeout: float = 10.0) -> None:
+async def wait_for(pred, limit_s: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
+    end = loop.time() + limit_s
     while not pred():
         if loop.time() > end:
             raise AssertionError("condition not reached in time")

@@ -2,7 +2,7 @@
 
 from inference.block_manager import BlockManager
 from inference.scheduler import Scheduler
-from inference.sequence import Sequence, SeqStatus
+from inference.sequence import SeqStatus, Sequence
 from inference.types import GenerationRequest, SamplingParams
 
 
