@@ -28,6 +28,7 @@ from gateway.audit.log import GENESIS_HASH, canonical_event_bytes
 from gateway.audit.models import AuditChainHead, AuditEvent
 
 MOVE_WINDOW = 4  # how far from its stored seq a moved event's original seq is searched
+GAP_SEARCH = 1000  # after a gap, how many seqs past the previous event are tried
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +83,21 @@ def hash_at(e: Any, seq: int) -> str:  # an AuditEvent or a Core row of audit_ev
     ).hexdigest()
 
 
-def original_seq(e: Any) -> int | None:
-    """The seq at which the event's stored hash was computed, or None (content changed)."""
+def original_seq(e: Any, hints: Sequence[int] = (), after: int | None = None) -> int | None:
+    """The seq at which the event's stored hash was computed, or None (content changed).
+
+    Tried: the stored seq, ``hints`` (its predecessor's original seq + 1), seqs near the
+    stored one, then (``after``: the previous event's original seq) the seqs just past the
+    previous event, which finds events renumbered downwards to hide a deletion."""
     if hash_at(e, e.seq) == e.hash:
         return e.seq
-    for d in range(1, MOVE_WINDOW + 1):
-        for cand in (e.seq - d, e.seq + d):
-            if cand > 0 and hash_at(e, cand) == e.hash:
+    tried = {e.seq}
+    near = [e.seq + s * d for d in range(1, MOVE_WINDOW + 1) for s in (-1, 1)]
+    forward = range(after + 1, after + 1 + GAP_SEARCH) if after is not None else range(0)
+    for cand in (*hints, *near, *forward):
+        if cand > 0 and cand not in tried:
+            tried.add(cand)
+            if hash_at(e, cand) == e.hash:
                 return cand
     return None
 
@@ -154,8 +163,17 @@ def verify_rows(
     def add(kind: str, seq: int | None, message: str, e: AuditEvent | None = None) -> None:
         problems.append(Problem(kind, seq, message, e.event_id if e is not None else None))
 
-    orig = {id(e): original_seq(e) for e in rows}
     by_hash: dict[str, AuditEvent] = {e.hash: e for e in rows}
+    orig: dict[int, int | None] = {}
+    last_orig = start_seq
+    for e in rows:  # stored order: a moved event's predecessor usually came just before
+        pred = by_hash.get(e.prev_hash)
+        hint = orig.get(id(pred)) if pred is not None else (start_seq if e.prev_hash == start_hash else None)
+        # The forward search only where the predecessor is missing (a deletion was renumbered over).
+        gap = pred is None and e.prev_hash != start_hash
+        found = original_seq(e, (hint + 1,) if hint is not None else (), after=last_orig if gap else None)
+        orig[id(e)] = found
+        last_orig = found if found is not None else e.seq
     referenced: dict[str, list[AuditEvent]] = defaultdict(list)
     for e in rows:
         referenced[e.prev_hash].append(e)
@@ -199,8 +217,12 @@ def verify_rows(
         pred_pos = position[id(pred)] if pred is not None else -1
         if pred_pos > i:
             continue  # e sits before its predecessor: reported below as reordered
-        for between in rows[pred_pos + 1 : i]:
-            if between.seq > start_seq and not referenced.get(between.hash) and id(between) not in inserted:
+        # Events the chain skips over: inserted, unless a genuine event links to them (then
+        # they were moved, and are reported as reordered). Backwards, so that a run of
+        # inserted events linked to each other is found whole.
+        for between in reversed(rows[pred_pos + 1 : i]):
+            linked = [r for r in referenced.get(between.hash, []) if id(r) not in inserted]
+            if between.seq > start_seq and not linked and id(between) not in inserted:
                 inserted.add(id(between))
                 add(
                     "inserted",
@@ -251,25 +273,31 @@ def verify_rows(
                 pinned,
             )
 
-    if head is not None:  # stored seqs here: the head row records what append_event wrote last
+    if head is not None:
         head_seq, head_hash = head
         tail = rows[-1] if rows else None
         last_seq = tail.seq if tail is not None else start_seq
+        last_orig = (orig[id(tail)] or tail.seq) if tail is not None else start_seq
         last_hash = tail.hash if tail is not None else start_hash
-        if last_seq < head_seq:
-            first = last_seq + 1
+        if last_hash == head_hash and head_seq in (last_seq, last_orig):
+            pass  # the head matches the last event (renumbering, if any, is reported above)
+        elif max(last_seq, last_orig) < head_seq:
+            first = max(last_seq, last_orig) + 1
             span = f"seq {first}" if first == head_seq else f"seqs {first}..{head_seq}"
             add("deleted", first, f"event(s) {span} at the end of the chain are missing: deleted")
         elif last_seq > head_seq:
-            for e in rows:
-                if e.seq > head_seq and id(e) not in inserted:
+            beyond = [e for e in rows if e.seq > head_seq and (orig[id(e)] or e.seq) > head_seq]
+            for e in beyond:
+                if id(e) not in inserted:
                     add(
                         "inserted",
                         e.seq,
                         f"event seq {e.seq} lies beyond the chain head (seq {head_seq}): inserted",
                         e,
                     )
-        elif last_hash != head_hash:
+            if not beyond:
+                add("head", head_seq, "the chain head does not match the last event: modified")
+        else:
             add("head", head_seq, f"the last event (seq {head_seq}) does not match the chain head: modified")
     elif rows:
         add("head", None, "the chain-head row is missing: the end of the chain cannot be checked")

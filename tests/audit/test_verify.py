@@ -71,11 +71,11 @@ async def test_deleted_last_event(scratch, unique):
     assert [(p.kind, p.seq) for p in report.problems] == [("deleted", events[-1].seq)]
 
 
-async def forge(session, seq: int, prev_hash: str, like: AuditEvent) -> None:
+async def forge(session, seq: int, prev_hash: str, like: AuditEvent, tag: str = "") -> None:
     """Insert a well-formed event (its own hash is right) as an attacker with SQL access would."""
     row = dict(
         seq=seq,
-        event_id="evt_forged" + like.event_id[-8:],
+        event_id="evt_forged" + tag + like.event_id[-8:],
         at=like.at,
         kind="key.created",
         actor="cli",
@@ -186,3 +186,40 @@ async def test_purge_while_others_append_keeps_the_chain_whole(sqlite_url, uniqu
         report = await verify_chain(s, key=KEY)
     assert report.ok, report.as_dict()
     await engine.dispose()
+
+
+async def test_deletion_hidden_by_renumbering(scratch, unique):
+    """Ten events deleted and every later event renumbered down to close the gap."""
+    events = await add_events(scratch, 16, unique)
+    first, last = events[3].seq, events[12].seq
+    await scratch.execute(delete(AuditEvent).where(AuditEvent.seq.between(first, last)))
+    await scratch.execute(
+        update(AuditEvent).where(AuditEvent.seq > last).values(seq=AuditEvent.seq + 1_000_000)
+    )
+    await scratch.execute(
+        update(AuditEvent).where(AuditEvent.seq > 1_000_000).values(seq=AuditEvent.seq - 1_000_000 - 10)
+    )
+    seq, hash_ = await head(scratch)
+    await set_head(scratch, seq - 10, hash_)
+    report = await verify_chain(scratch, key=KEY)
+    assert [(p.kind, p.seq) for p in report.problems] == [("deleted", first), ("renumbered", first)]
+    assert f"seqs {first}..{last}" in report.problems[0].message
+
+
+async def test_insertions_hidden_by_renumbering(scratch, unique):
+    events = await add_events(scratch, 4, unique)
+    k = events[1].seq
+    await scratch.execute(update(AuditEvent).where(AuditEvent.seq > k).values(seq=AuditEvent.seq + 1_000_000))
+    await scratch.execute(
+        update(AuditEvent).where(AuditEvent.seq > 1_000_000).values(seq=AuditEvent.seq - 1_000_000 + 6)
+    )
+    prev = events[1].hash
+    for i in range(6):  # six forged events, each linked to the one before
+        await forge(scratch, k + 1 + i, prev, events[1], tag=str(i))
+        prev = (
+            await scratch.execute(select(AuditEvent.hash).where(AuditEvent.seq == k + 1 + i))
+        ).scalar_one()
+    report = await verify_chain(scratch, key=KEY)
+    inserted = sorted(p.seq for p in report.problems if p.kind == "inserted")
+    assert inserted == list(range(k + 1, k + 7)), report.as_dict()
+    assert {p.kind for p in report.problems} == {"inserted", "renumbered"}
