@@ -53,6 +53,11 @@ def read_csv(path: str | Path) -> Labelled:
     return Labelled(prompts, weak, strong)
 
 
+def fingerprint(prompt: str) -> int:
+    """32 bits of sha256(prompt): the router file lists those of its training prompts."""
+    return int.from_bytes(hashlib.sha256(prompt.encode("utf-8")).digest()[:4], "big")
+
+
 def is_holdout(prompt: str) -> bool:
     return int.from_bytes(hashlib.sha256(prompt.encode("utf-8")).digest()[:8], "big") % HOLDOUT_MODULUS == 0
 

@@ -6,7 +6,8 @@ model's accuracy) and ``cost_saving_at_95`` (saving at that share versus sending
 prompt to Pro). Costs use the published peak prices from 2026-08-16 (Flash 0.44 / 1.32,
 Pro 1.32 / 3.96 USD per 1M cache-miss input / output tokens; off-peak halves both, so the
 saving is the same), every prompt token a cache miss (prompt tokens estimated as
-characters / 4) and ``output_tokens`` output tokens per answer.
+characters / 4) and ``output_tokens`` output tokens per answer. Prompts the router was
+trained on are left out by default (see ``evaluate``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from policy.router.data import read_csv, split
+from policy.router.data import read_csv
 from policy.router.metrics import apgr, cpt, curve, share_at_quality
 from policy.router.scorer import Router, default_router
 
@@ -37,17 +38,23 @@ def evaluate(
     csv_path: str | Path,
     *,
     router: Router | None = None,
-    holdout_only: bool = False,
+    include_trained: bool = False,
     output_tokens: int = 256,
     prices: dict[str, tuple[Decimal, Decimal]] | None = None,
 ) -> dict[str, Any]:
-    """Score every prompt of ``csv_path`` (or only its held-out split) and report the metrics."""
+    """Score the prompts of ``csv_path`` and report the metrics.
+
+    Prompts the shipped router was trained on are left out (counted in
+    ``left_out_trained``) unless ``include_trained``: on the routing data files this leaves
+    exactly the held-out split, so the figures are never in-sample by accident.
+    """
     data = read_csv(csv_path)
-    if holdout_only:
-        data = split(data)[1]
-    if not data.prompts:
-        raise ValueError(f"{csv_path}: no rows to evaluate")
     router = router or default_router()
+    total = len(data.prompts)
+    if not include_trained:
+        data = data.subset([not router.was_trained_on(p) for p in data.prompts])
+    if not data.prompts:
+        raise ValueError(f"{csv_path}: no rows to evaluate (all {total} were training prompts)")
     prices = prices or PUBLISHED_PRICES
     scores = np.array([router.raw(p) for p in data.prompts])
     c = curve(scores, data.weak, data.strong)
@@ -69,7 +76,7 @@ def evaluate(
         "strong_share_at_95": round(share95, 4),
         "cost_saving_at_95": round(saving, 4),
         "n": len(data.prompts),
-        "split": "holdout" if holdout_only else "all",
+        "left_out_trained": total - len(data.prompts),
         "weak_accuracy": round(c.weak, 4),
         "strong_accuracy": round(c.strong, 4),
         "prices": PRICE_SOURCE,

@@ -8,6 +8,7 @@ Scoring a 2,000-token prompt takes a few hundred microseconds (bench/policy_rout
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from bisect import bisect_right
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from policy.router.data import fingerprint
 from policy.router.features import STRUCTURE_NAMES, structure, words
 
 DEFAULT_PATH = Path(__file__).with_name("router.json")
@@ -32,6 +34,7 @@ class Router:
     intercept: tuple[float, float]
     quantiles: tuple[float, ...]
     firsts: frozenset[str]  # words that start some bigram of the vocabulary
+    trained: frozenset[int]  # data.fingerprint() of every training prompt
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_PATH) -> Router:
@@ -49,7 +52,11 @@ class Router:
             intercept=(float(doc["intercept"][0]), float(doc["intercept"][1])),
             quantiles=tuple(doc["quantiles"]),
             firsts=frozenset(t.split(" ", 1)[0] for t in vocab if " " in t),
+            trained=_fingerprints(doc.get("trained_prompts", "")),
         )
+
+    def was_trained_on(self, prompt: str) -> bool:
+        return fingerprint(prompt) in self.trained
 
     def raw(self, prompt: str) -> float:
         """The logistic-regression logit (higher: more likely to need the strong model)."""
@@ -86,6 +93,11 @@ class Router:
         lo, hi = q[i - 1], q[i]
         frac = (r - lo) / (hi - lo) if hi > lo else 0.0
         return (i - 1 + frac) / (len(q) - 1)
+
+
+def _fingerprints(packed: str) -> frozenset[int]:
+    raw = base64.b64decode(packed)
+    return frozenset(int.from_bytes(raw[i : i + 4], "big") for i in range(0, len(raw), 4))
 
 
 @cache

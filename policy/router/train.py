@@ -22,13 +22,14 @@ mapped to its percentile among the training prompts, so policy tier thresholds r
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from policy.router.data import Labelled, read_csv, split
+from policy.router.data import Labelled, fingerprint, read_csv, split
 from policy.router.features import STRUCTURE_NAMES, ngrams, structure
 from policy.router.metrics import apgr, curve
 from policy.router.scorer import FORMS as FORM_NAMES
@@ -128,6 +129,10 @@ def export(vec, models, train: Labelled, path: Path) -> dict:
             for i, name in enumerate(STRUCTURE_NAMES)
         },
         "quantiles": np.quantile(raw, np.linspace(0, 1, 201)).round(6).tolist(),
+        # sorted 32-bit fingerprints of the training prompts, so that evaluate() leaves them out
+        "trained_prompts": base64.b64encode(
+            np.array(sorted({fingerprint(p) for p in train.prompts}), dtype=">u4").tobytes()
+        ).decode("ascii"),
         "vocab": vocab,
     }
     path.write_text(json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n", encoding="utf-8")
@@ -168,7 +173,7 @@ def report(data_dir: Path, router_path: Path) -> dict[str, dict[str, float]]:
         xh = vec.transform(held.prompts)
         for k, m in models.items():
             row[k] = round(apgr(curve(m.decision_function(xh), held.weak, held.strong)), 4)
-        result = evaluate(data_dir / name, router=router, holdout_only=True)
+        result = evaluate(data_dir / name, router=router)  # leaves the training prompts out
         row.update({f"router_{k}": v for k, v in result.items() if isinstance(v, float)})
         out[name] = row
     return out
