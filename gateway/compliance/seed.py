@@ -189,15 +189,22 @@ async def ensure_embedded_registry(
         except ConflictError:
             pool = await session.scalar(select(DevicePool).where(DevicePool.name == EMBEDDED_POOL))
     assert pool is not None
-    if pool.region != region:
-        old = pool.region
-        pool.region = region
+    vendor = cpu_vendor()
+    if (pool.region, pool.vendor) != (region, vendor):  # configuration or machine changed: record it
+        previous = {"region": pool.region, "vendor": pool.vendor}
+        pool.region, pool.vendor = region, vendor
         await session.flush()
         await append_event(
             session,
             kind="compliance.pool.updated",
             actor=SYSTEM_ACTOR,
-            payload={"name": pool.name, "region": region, "previous_region": old},
+            payload={
+                "name": pool.name,
+                "region": region,
+                "vendor": vendor,
+                "previous": previous,
+                "previous_region": previous["region"],
+            },
         )
 
     for model_id, variant in SERVED_MODELS.items():
