@@ -121,6 +121,10 @@ def decide(
         raise PolicyForbidden(
             f"use case {request.use_case!r} is not defined in the policy", rule="unknown_use_case"
         )
+    if request.prompt_tokens < 0:
+        raise InvalidRequest("prompt_tokens must be >= 0", rule="prompt_tokens")
+    if request.max_tokens is not None and request.max_tokens < 1:
+        raise InvalidRequest(f"max_tokens must be >= 1, got {request.max_tokens}", rule="max_tokens")
     reasons: list[str] = []
     use_case = request.use_case
     if use_case is not None and use_case not in policy.use_case_rules:

@@ -63,6 +63,15 @@ def test_bad_request_values(thinking, effort, rule, typical, prices):
     assert err.value.rule == rule and err.value.code == "invalid_request"
 
 
+@pytest.mark.parametrize(
+    ("prompt", "max_tokens", "rule"), [(-1, None, "prompt_tokens"), (10, 0, "max_tokens")]
+)
+def test_bad_token_counts(prompt, max_tokens, rule, typical, prices):
+    with pytest.raises(InvalidRequest) as err:
+        decide(typical, req(prompt=prompt, max_tokens=max_tokens), prices)
+    assert err.value.rule == rule
+
+
 def test_unknown_model(typical, prices):
     with pytest.raises(InvalidRequest, match="unknown model"):
         decide(typical, req(model="gpt-5"), prices)
@@ -183,10 +192,12 @@ def test_cost_ceiling_boundary_exactly_at_ceiling_passes(typical, prices):
     assert d.variant == "pro" and d.worst_case_cost_usd <= Decimal("0.01")
     d = decide(typical, req("deepseek-v4-pro", "disabled", use_case="chat", max_tokens=2192), prices)
     assert d.variant == "flash" and any("cost ceiling" in r for r in d.reasons)
-    # a worst case exactly equal to the ceiling is allowed: 2500 * 1.32e-6 = 0.0033
-    p_exact = compile_policy(load('cost: {max_request_usd: "0.0033"}'), "1")
-    d = decide(p_exact, req("deepseek-v4-pro", "disabled", prompt=2500, max_tokens=0), prices)
-    assert d.worst_case_cost_usd == Decimal("0.0033") and d.variant == "pro"
+    # a worst case exactly equal to the ceiling is allowed: 2500 * 1.32e-6 + 10 * 3.96e-6
+    p_exact = compile_policy(load('cost: {max_request_usd: "0.0033396"}'), "1")
+    d = decide(p_exact, req("deepseek-v4-pro", "disabled", prompt=2500, max_tokens=10), prices)
+    assert d.worst_case_cost_usd == Decimal("0.0033396") and d.variant == "pro"
+    d = decide(p_exact, req("deepseek-v4-pro", "disabled", prompt=2500, max_tokens=11), prices)
+    assert d.variant == "flash"
 
 
 def test_cost_ceiling_downgrades_mode_then_variant(prices):
