@@ -111,3 +111,14 @@ def test_shipped_router_meets_goal_on_holdout(name, goal):
     assert result["n"] == len(held.prompts) and result["left_out_trained"] == len(train.prompts)
     assert result["apgr"] >= goal
     assert evaluate(DATA / name, include_trained=True)["n"] == len(train.prompts) + len(held.prompts)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATA / "gsm8k.csv").exists(), reason="routing data not present")
+def test_training_reproduces_the_shipped_file(tmp_path):
+    pytest.importorskip("sklearn")
+    from policy.router import train
+
+    out = tmp_path / "router.json"
+    train.main(["--data", str(DATA), "--out", str(out)])
+    assert out.read_bytes() == DEFAULT_PATH.read_bytes()
