@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
-from policy.compiled import CompiledPolicy
+from policy.compiled import CompiledPolicy, Rules
 from policy.compliance import ComplianceLike
 from policy.errors import (
     ComplianceViolation,
@@ -84,6 +84,24 @@ def _fit(allowed: tuple, rank: Mapping, wanted: object) -> object | None:
     return best
 
 
+def _refuse_explicit(
+    rules: Rules, kind: str, wanted: object, fitted: object | None, rank: Mapping, block: str
+) -> None:
+    """Refuse an explicitly requested value the policy does not allow, unless it downgrades.
+
+    Downgrading (to the highest allowed value below) happens only under ``on_over_ask:
+    downgrade``; a value that would have to be raised (only stronger ones are allowed) is
+    refused, so that a client never gets a more expensive model or mode than it named.
+    """
+    if fitted is not None and rank[fitted] < rank[wanted]:
+        if rules.on_over_ask is OverAsk.DOWNGRADE:
+            return
+        raise PolicyForbidden(
+            f"{kind} {wanted} is not allowed ({block}; {rules.over_ask_rule}: reject)", rule=block
+        )
+    raise PolicyForbidden(f"{kind} {wanted} is not allowed ({block}) and nothing below it is", rule=block)
+
+
 def _quote(prices: Mapping[str, PriceQuoteLike], variant: Variant) -> PriceQuoteLike:
     quote = prices.get(variant)
     if quote is None:
@@ -136,7 +154,8 @@ def decide(
     if model == AUTO_MODEL:
         if not rules.router_enabled:
             raise PolicyForbidden("model 'auto' is disabled by the policy", rule="router.enabled")
-        if router_score is None:
+        if router_score is None or router_score != router_score:  # absent or NaN
+            router_score = None
             variant, tier_mode = rules.default_variant, rules.default_mode
             reasons.append(f"auto: no router score, defaults {variant}/{tier_mode}")
         else:
@@ -169,21 +188,19 @@ def decide(
     block = rules.variant_block[variant]
     if block is not None:
         fitted = _fit(rules.allowed_variants, VARIANT_RANK, variant)
-        over = fitted is None or VARIANT_RANK[fitted] < VARIANT_RANK[variant]  # type: ignore[index]
-        if fitted is None or (over and explicit_variant and rules.on_over_ask is OverAsk.REJECT):
-            raise PolicyForbidden(
-                f"variant {variant} is not allowed ({block}; {rules.over_ask_rule}: reject)", rule=block
-            )
+        if fitted is None:
+            raise PolicyForbidden(f"the policy allows no variant here ({block})", rule=block)
+        if explicit_variant:
+            _refuse_explicit(rules, "variant", variant, fitted, VARIANT_RANK, block)
         reasons.append(f"variant {variant} not allowed by {block}: {fitted}")
         variant = fitted  # type: ignore[assignment]
     block = rules.mode_block[mode]
     if block is not None:
         fitted = _fit(rules.allowed_modes, MODE_RANK, mode)
-        over = fitted is None or MODE_RANK[fitted] < MODE_RANK[mode]  # type: ignore[index]
-        if fitted is None or (over and explicit_mode and rules.on_over_ask is OverAsk.REJECT):
-            raise PolicyForbidden(
-                f"mode {mode} is not allowed ({block}; {rules.over_ask_rule}: reject)", rule=block
-            )
+        if fitted is None:
+            raise PolicyForbidden(f"the policy allows no mode here ({block})", rule=block)
+        if explicit_mode:
+            _refuse_explicit(rules, "mode", mode, fitted, MODE_RANK, block)
         reasons.append(f"mode {mode} not allowed by {block}: {fitted}")
         mode = fitted  # type: ignore[assignment]
 

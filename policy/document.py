@@ -372,6 +372,7 @@ def validate(data: Mapping[str, Any]) -> PolicyDocument:
             u.fail("default_mode", "must be one of modes.allowed")
         use_cases[name] = rule
 
+    _check_caps(errors, allowed_variants, allowed_modes, max_variant, max_mode, use_cases)
     if errors:
         raise PolicyValidationError(errors)
     return PolicyDocument(
@@ -396,6 +397,32 @@ def validate(data: Mapping[str, Any]) -> PolicyDocument:
         use_cases=use_cases,
         raw=data,
     )
+
+
+def _check_caps(
+    errors: list[str],
+    variants: tuple[Variant, ...],
+    modes: tuple[Mode, ...],
+    max_variant: Variant | None,
+    max_mode: Mode | None,
+    use_cases: Mapping[str, UseCaseRule],
+) -> None:
+    """Every cap must leave at least one allowed variant and mode."""
+
+    def leaves(allowed: tuple[Any, ...], order: tuple[Any, ...], cap: Any) -> bool:
+        return cap is None or any(order.index(a) <= order.index(cap) for a in allowed)
+
+    scopes = [("", max_variant, max_mode)]
+    scopes += [(f"use_cases.{n}.", u.max_variant, u.max_mode) for n, u in use_cases.items()]
+    for prefix, uc_variant, uc_mode in scopes:
+        cap_v = uc_variant if uc_variant is not None else max_variant
+        cap_m = uc_mode if uc_mode is not None else max_mode
+        if not leaves(variants, VARIANT_ORDER, cap_v):
+            where = prefix if uc_variant is not None else ""
+            errors.append(f"{where}max_variant: leaves none of variants.allowed")
+        if not leaves(modes, MODE_ORDER, cap_m):
+            where = prefix if uc_mode is not None else ""
+            errors.append(f"{where}max_mode: leaves none of modes.allowed")
 
 
 def _schema_version(value: Any) -> int:

@@ -169,10 +169,25 @@ def test_unknown_use_case_rejected_when_configured(prices):
         decide(p, req(use_case="other"), prices)
 
 
-def test_only_pro_allowed_serves_pro_for_flash_request(prices):
-    p = compile_policy(load("variants: {allowed: [pro]}"), "1")
-    d = decide(p, req("deepseek-v4-flash"), prices)
-    assert d.variant == "pro"
+def test_explicit_request_is_never_raised_to_a_stronger_choice(prices):
+    p = compile_policy(
+        load("variants: {allowed: [pro]}\nmodes: {allowed: [think-high], default: think-high}"), "1"
+    )
+    with pytest.raises(PolicyForbidden) as err:
+        decide(p, req("deepseek-v4-flash"), prices)
+    assert err.value.rule == "variants.allowed" and "nothing below it" in err.value.message
+    with pytest.raises(PolicyForbidden) as err:
+        decide(p, req("deepseek-v4-pro", "disabled"), prices)
+    assert err.value.rule == "modes.allowed"
+    # what the client did not name (defaults, the router) is fitted either way
+    assert decide(p, req("deepseek-v4-pro"), prices).mode == "think-high"
+    d = decide(p, req("auto", max_tokens=10), prices, router_score=0.1)
+    assert (d.variant, d.mode) == ("pro", "think-high")
+
+
+def test_nan_router_score_counts_as_absent(typical, prices):
+    d = decide(typical, req("auto", max_tokens=10), prices, router_score=float("nan"))
+    assert (d.variant, d.mode, d.router_score) == ("flash", "non-think", None)
 
 
 def test_worst_case_cost_is_exact(typical, prices):

@@ -11,6 +11,7 @@ from policy import (
     CostCeilingExceeded,
     DecisionRequest,
     PolicyForbidden,
+    PolicyValidationError,
     compile_policy,
     decide,
     validate,
@@ -50,7 +51,11 @@ def test_decisions_respect_the_policy(seed):
     checked = 0
     for _ in range(60):
         doc = random_policy(rng)
-        policy = compile_policy(validate(doc), "r")
+        try:
+            policy = compile_policy(validate(doc), "r")
+        except PolicyValidationError as err:  # caps that leave nothing allowed
+            assert all("leaves none of" in e for e in err.errors)
+            continue
         for _ in range(25):
             req = DecisionRequest(
                 model=rng.choice(MODELS),
@@ -94,4 +99,4 @@ def test_decisions_respect_the_policy(seed):
                 assert d.mode == "non-think"
             assert d.model == f"deepseek-v4-{d.variant}"
             assert MODE_RANK[d.mode] >= 0
-    assert checked > 300
+    assert checked > 200

@@ -64,6 +64,14 @@ def test_json_is_accepted():
         ("use_cases: [faq]", "use_cases: must be a mapping"),
         ("use_cases: {faq: {cascade: yes please}}", "use_cases.faq.cascade: must be true or false"),
         ("flavour: mint", "flavour: unknown field"),
+        (
+            "variants: {allowed: [pro]}\nuse_cases: {faq: {max_variant: flash}}",
+            "use_cases.faq.max_variant: leaves none of variants.allowed",
+        ),
+        (
+            "modes: {allowed: [think-max], default: think-max}\nmax_mode: think-high",
+            "max_mode: leaves none of modes.allowed",
+        ),
         ("- a\n- b", "(document): must be a mapping"),
         ("variants: {allowed: [flash", "(document): not valid YAML or JSON"),
     ],
