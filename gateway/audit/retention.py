@@ -23,7 +23,7 @@ from sqlalchemy import String, cast, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing.db import transaction, utcnow
-from gateway.audit.checkpoints import list_checkpoints, lock_chain, write_checkpoint
+from gateway.audit.checkpoints import anchor, list_checkpoints, lock_chain, write_checkpoint
 from gateway.audit.content import expires_at, has_text, redact
 from gateway.audit.log import append_event
 from gateway.audit.models import AuditEvent
@@ -138,6 +138,7 @@ async def redact_expired(
 class RetentionRun:
     redacted: int
     purge: PurgeResult | None
+    anchor_seq: int | None = None
 
 
 async def retention_job(
@@ -147,9 +148,11 @@ async def retention_job(
     purge_after_days: int | None = None,
     actor: str = "system:retention",
     now: dt.datetime | None = None,
+    anchor_head: bool = True,
 ) -> RetentionRun:
-    """The periodic job (hourly is plenty): redact expired texts, then, when the operator
-    set an audit retention period, purge events older than it. Each step commits alone."""
+    """The periodic job (hourly is plenty): redact expired texts; when the operator set an
+    audit retention period, purge events older than it; then sign an anchor checkpoint of
+    the head (rewrites before it are caught by verify). Each step commits alone."""
     now = now or utcnow()
     async with transaction(sessions) as session:
         redacted = await redact_expired(session, actor=actor, now=now)
@@ -159,7 +162,12 @@ async def retention_job(
             purge = await purge_before(
                 session, key, before=now - dt.timedelta(days=purge_after_days), actor=actor
             )
-    return RetentionRun(redacted, purge)
+    anchor_seq = None
+    if anchor_head:
+        async with transaction(sessions) as session:
+            row = await anchor(session, key, actor=actor)
+            anchor_seq = row.seq if row is not None else None
+    return RetentionRun(redacted, purge, anchor_seq)
 
 
 async def retention_loop(

@@ -195,7 +195,7 @@ async def test_retention_job_redacts_then_purges(sqlite_url):
         old = await _request_event(s, "full", NOW - dt.timedelta(days=100))
         await _request_event(s, "full", NOW)
     run = await retention_job(sessions, KEY, purge_after_days=None, now=NOW)
-    assert run.redacted == 1 and run.purge is None
+    assert run.redacted == 1 and run.purge is None and run.anchor_seq is not None  # the head is signed
     run = await retention_job(sessions, KEY, purge_after_days=30, now=NOW)
     assert run.redacted == 0 and run.purge is not None and run.purge.through_seq == old.seq
     async with sessions() as s:
