@@ -168,6 +168,12 @@ def _enum_list(kind: type[Any], names: str) -> Callable[[Any], Any]:
     return conv
 
 
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 1000:
+        raise _Bad("must be a text of at most 1000 characters")
+    return value
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise _Bad(f"must be true or false (got {value!r})")
@@ -276,7 +282,7 @@ def validate(data: Mapping[str, Any]) -> PolicyDocument:
         raise PolicyValidationError(["(document): must be a mapping of fields"])
     top = _Reader(errors, data, "", _TOP)
     top.get("schema", _schema_version, SCHEMA_VERSION)
-    top.get("description", str)
+    top.get("description", _text)
 
     v = top.sub("variants", {"allowed", "default"})
     allowed_variants = v.get("allowed", _enum_list(Variant, _VARIANTS), VARIANT_ORDER)
@@ -354,7 +360,7 @@ def validate(data: Mapping[str, Any]) -> PolicyDocument:
             errors.append(f"{path}: must be a mapping")
             continue
         u = _Reader(errors, body, path, _USE_CASE)
-        u.get("description", str)
+        u.get("description", _text)
         rule = UseCaseRule(
             max_mode=u.get("max_mode", _enum(Mode, _MODES)),
             max_variant=u.get("max_variant", _enum(Variant, _VARIANTS)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -104,6 +105,8 @@ async def set_policy(
     Raises PolicyValidationError (nothing written) or PolicyNotFound for an unknown tenant.
     """
     data = parse_text(source) if isinstance(source, str) else dict(source)
+    validate(data)
+    data = json.loads(canonical_json(data))  # JSON-safe (YAML may hold dates) and re-checked
     validate(data)
     text = source if isinstance(source, str) else canonical_json(data)
     canonical = canonical_json(data)

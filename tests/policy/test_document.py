@@ -64,6 +64,7 @@ def test_json_is_accepted():
         ("use_cases: [faq]", "use_cases: must be a mapping"),
         ("use_cases: {faq: {cascade: yes please}}", "use_cases.faq.cascade: must be true or false"),
         ("flavour: mint", "flavour: unknown field"),
+        ("description: 2026-01-01", "description: must be a text"),
         (
             "variants: {allowed: [pro]}\nuse_cases: {faq: {max_variant: flash}}",
             "use_cases.faq.max_variant: leaves none of variants.allowed",
