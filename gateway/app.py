@@ -23,9 +23,13 @@ from gateway.api.health import healthz, readyz
 from gateway.api.metrics import prometheus_metrics
 from gateway.api.models import list_models, retrieve_model
 from gateway.api.usage import tenant_usage
+from gateway.audit.checkpoints import load_or_create_audit_key
+from gateway.audit.retention import retention_loop
 from gateway.auth.admin import AdminAuthenticator
 from gateway.auth.keys import load_or_create_pepper
 from gateway.auth.service import Authenticator
+from gateway.compliance.admin_api import compliance_router
+from gateway.compliance.service import ComplianceCache
 from gateway.service.completions import CompletionService
 from gateway.service.metering import Metering
 from gateway.service.tenant_policies import PolicyCache
@@ -49,6 +53,7 @@ class Services:
     authenticator: Authenticator
     admin_authenticator: AdminAuthenticator
     policies: PolicyCache
+    compliance: ComplianceCache
     metering: Metering
     completions: CompletionService | None
     artifact: ModelArtifact | None
@@ -72,10 +77,18 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
             sessions = make_sessionmaker(db)
             pepper = load_or_create_pepper(settings.key_pepper, settings.data_dir)
             policies = PolicyCache(sessions)
+            compliance = ComplianceCache(sessions)
+            audit_key = load_or_create_audit_key(settings.audit_key, settings.data_dir)
+            retention = asyncio.create_task(
+                retention_loop(sessions, audit_key, purge_after_days=settings.audit_retention_days or None)
+            )
+            stack.callback(retention.cancel)
             metering = await start_metering(settings, sessions, stack)
             completions: CompletionService | None = None
             if settings.load_model:
-                completions = await _start_engine(settings, sessions, policies, metering, stack, tel)
+                completions = await _start_engine(
+                    settings, sessions, policies, compliance, metering, stack, tel
+                )
             app.state.services = Services(
                 settings=settings,
                 db=db,
@@ -84,6 +97,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
                 authenticator=Authenticator(sessions, pepper),
                 admin_authenticator=AdminAuthenticator(sessions, pepper),
                 policies=policies,
+                compliance=compliance,
                 metering=metering,
                 completions=completions,
                 artifact=completions.artifact if completions else None,
@@ -102,6 +116,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
         tenants_router,
         policy_router,
         billing_router,
+        compliance_router,
     ]
     if settings.metrics == "prometheus":
         handlers.append(prometheus_metrics)
@@ -124,6 +139,7 @@ async def _start_engine(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
     policies: PolicyCache,
+    compliance: ComplianceCache,
     metering: Metering,
     stack: AsyncExitStack,
     telemetry: Telemetry,
@@ -143,6 +159,13 @@ async def _start_engine(
     await engine.start()
     stack.push_async_callback(engine.stop)
     log.info("model %s loaded in %.1fs", model.artifact.name, time.perf_counter() - started)
+    from billing.db import transaction
+    from gateway.compliance.seed import ensure_embedded_registry
+
+    async with transaction(sessions) as session:  # the artifact registry knows what serves
+        await ensure_embedded_registry(
+            session, model.artifact.path, settings.region, sha256=model.artifact.sha256
+        )
     telemetry.observe_engine(lambda: engine_gauges(engine.stats()))
     traced = TracedEngine(engine, telemetry, response_model=model.artifact.name)
     return CompletionService(
@@ -150,6 +173,7 @@ async def _start_engine(
         engine=traced,
         sessions=sessions,
         policies=policies,
+        compliance=compliance,
         metering=metering,
         telemetry=telemetry,
     )

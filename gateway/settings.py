@@ -44,6 +44,13 @@ class Settings:
     access_log: bool = True
     max_request_bytes: int = 4 * 1024 * 1024
     load_model: bool = True  # False: API without an engine (admin-only processes, tests)
+    # Compliance and audit (docs/compliance.md, docs/audit.md). region: the region of the
+    # embedded CPU pool. audit_key: HMAC key of audit checkpoints (empty: a random one in
+    # data_dir/secrets/audit_key; replicas must share it). audit_retention_days: purge audit
+    # events older than this (0: keep forever).
+    region: str = "local"
+    audit_key: str = ""
+    audit_retention_days: int = 0
     jobs: str = "auto"  # billing jobs: inprocess | celery | auto (in process without Redis)
     # Observability (docs/observability.md). Logs: "text" or "json" (one object a line, with
     # trace_id/span_id). Traces and metrics export: "none", "console" or "otlp" (HTTP/protobuf

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from gateway.cli.admin import admin
+from gateway.cli.audit import audit
+from gateway.cli.compliance import compliance
 from gateway.cli.db import db
 from gateway.cli.demo import demo
 from gateway.cli.keys import key
@@ -20,7 +22,7 @@ def cli() -> None:
     """Operate the DeepSeek-V4 gateway. Settings come from GATEWAY_* environment variables."""
 
 
-for command in (serve, db, tenant, key, admin, policy, prices, models, demo):
+for command in (serve, db, tenant, key, admin, policy, prices, models, demo, compliance, audit):
     cli.add_command(command)
 
 

@@ -26,6 +26,7 @@ from billing.db import utcnow
 from billing.ratelimit import RateLimitResult
 from gateway.api.schemas import ChatCompletionRequest
 from gateway.auth.service import Principal
+from gateway.compliance.service import ComplianceCache, TenantCompliance
 from gateway.errors import InvalidRequestError, RateLimitedError
 from gateway.service.catalog import check_model
 from gateway.service.metering import Metering
@@ -34,6 +35,7 @@ from gateway.service.tenant_policies import PolicyCache
 from gateway.telemetry import Telemetry
 from inference.types import Finished, GenerationRequest, ModelArtifact, SamplingParams, TokenDelta, Usage
 from policy.cascade import Escalation, should_escalate
+from policy.compliance_rules import Candidate
 from policy.decide import decide
 from policy.types import Decision, DecisionRequest, Mode, Variant
 
@@ -73,6 +75,10 @@ class PreparedCompletion:
     generation: GenerationRequest
     started_at: dt.datetime
     prompt_sha256: str
+    compliance: TenantCompliance | None = None
+    deployment: Candidate | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    use_case: str | None = None
     reservation: Reservation | None = None
     client_logprobs: bool = False  # the client asked for them (the cascade may need them anyway)
     rate_limit_headers: dict[str, str] = field(default_factory=dict)
@@ -105,6 +111,7 @@ class Outcome:
     usage: Usage | None = None
     status: str = "failed"
     cost: Cost | None = None
+    answer_parts: list[str] = field(default_factory=list)  # for retention: full
 
 
 @dataclass
@@ -145,6 +152,7 @@ class CompletionService:
         engine: GenerationEngine,
         sessions: async_sessionmaker[AsyncSession],
         policies: PolicyCache,
+        compliance: ComplianceCache,
         metering: Metering,
         reasoning_budgets: dict[tuple[str, str], int] | None = None,
         telemetry: Telemetry | None = None,
@@ -154,6 +162,7 @@ class CompletionService:
         self._engine = engine
         self._sessions = sessions
         self._policies = policies
+        self._compliance = compliance
         self._metering = metering
         self._reasoning_budgets = reasoning_budgets or DEFAULT_REASONING_BUDGETS
 
@@ -183,17 +192,23 @@ class CompletionService:
                 use_case=use_case,
                 max_tokens=request.output_limit,
             )
-            decision = decide(policy, decision_request, quotes)
+            tc = await self._compliance.get(principal.tenant_id)
+            tc.check(request.model, use_case)  # ComplianceError (403, rule named) before anything is reserved
+            compliance = tc.decision_input()
+            decision = decide(policy, decision_request, quotes, compliance=compliance)
             if decision.max_output_tokens > room:
                 # The policy's default output allowance does not fit the context: decide again
                 # with what fits, so that cost ceilings and reservations see the real worst case.
-                decision = decide(policy, replace(decision_request, max_tokens=room), quotes)
+                decision = decide(
+                    policy, replace(decision_request, max_tokens=room), quotes, compliance=compliance
+                )
         self._telemetry.annotate_request(
             model=request.model,
             variant=str(decision.variant),
             mode=str(decision.mode),
             policy_version=decision.policy_version,
         )
+        deployment = tc.deployment_for(decision, use_case)
         max_tokens = min(decision.max_output_tokens, room)
         client_logprobs = bool(request.logprobs)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -206,6 +221,10 @@ class CompletionService:
             generation=self._generation(request_id, principal, request, decision, prompt_ids, max_tokens),
             started_at=started_at,
             prompt_sha256=prompt_digest(messages),
+            compliance=tc,
+            deployment=deployment,
+            messages=messages,
+            use_case=use_case,
             client_logprobs=client_logprobs,
         )
         estimated_tokens = len(prompt_ids) + max_tokens
@@ -333,7 +352,10 @@ class CompletionService:
             prepared.generation.prompt_token_ids,
             prepared.generation.sampling.max_tokens or 1,
         )
-        return replace(prepared, decision=decision, generation=generation)
+        deployment = prepared.deployment
+        if prepared.compliance is not None:
+            deployment = prepared.compliance.deployment_for(decision, prepared.use_case)
+        return replace(prepared, decision=decision, generation=generation, deployment=deployment)
 
     async def _collect(
         self,
@@ -384,6 +406,8 @@ class CompletionService:
                     outcome.completion_tokens += len(event.token_ids)
                     if event.reasoning:
                         outcome.reasoning_tokens += len(event.token_ids)
+                    else:
+                        outcome.answer_parts.append(event.text)
                 else:
                     outcome.finish_reason = event.finish_reason
                     outcome.usage = event.usage
@@ -427,6 +451,11 @@ class CompletionService:
             stream=prepared.request.stream,
             started_at=prepared.started_at,
             prompt_sha256=prepared.prompt_sha256,
+            compliance=None
+            if prepared.compliance is None or prepared.deployment is None
+            else prepared.compliance.audit_fields(
+                prepared.deployment, prepared.messages, "".join(outcome.answer_parts)
+            ),
             escalation=None
             if escalation is None
             else {"confidence": escalation.confidence, "reason": escalation.reason},

@@ -39,6 +39,8 @@ class AttemptRecord:
     started_at: dt.datetime
     prompt_sha256: str
     escalation: dict[str, Any] | None = None
+    # deployment, compliance_profile_version, retention (gateway.compliance.service)
+    compliance: dict[str, Any] | None = None
 
     @property
     def cost(self) -> Cost:
@@ -92,8 +94,9 @@ class AttemptRecord:
                 "reasoning_tokens": u.reasoning_tokens,
             },
             "cost": {"price_version": self.cost.price_version, **self.cost.as_usd_str()},
-            "prompt_sha256": self.prompt_sha256,
             "escalation": self.escalation,
+            # The prompt (and answer) as the tenant's retention allows; the default keeps hashes.
+            **(self.compliance if self.compliance is not None else {"prompt_sha256": self.prompt_sha256}),
         }
 
 
