@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,6 +33,12 @@ from .types import EngineConfig, Finished, GenerationRequest, TokenDelta
 log = logging.getLogger(__name__)
 
 Event = TokenDelta | Finished
+
+
+@dataclass(frozen=True, eq=False)
+class _Sink:
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue
 
 
 class Engine:
@@ -145,7 +152,7 @@ class Engine:
 
     async def _stream(self, seq: Sequence) -> AsyncIterator[Event]:
         q: asyncio.Queue[Event | BaseException] = asyncio.Queue()
-        seq.sink = q
+        seq.sink = _Sink(asyncio.get_running_loop(), q)
         self._cmds.put(("add", seq))
         self._wake.set()
         done = False
@@ -166,16 +173,21 @@ class Engine:
                 self._wake.set()
 
     # -- engine thread -----------------------------------------------------------------------
-    def _deliver(self, batch: list[tuple[asyncio.Queue, Any]]) -> None:
-        if not batch or self._loop is None:
+    def _deliver(self, batch: list[tuple[_Sink, Any]]) -> None:
+        """Hand events to their consumers' event loops (one callback per loop and step)."""
+        if not batch:
             return
+        per_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, Any]]] = {}
+        for sink, ev in batch:
+            per_loop.setdefault(sink.loop, []).append((sink.queue, ev))
+        for loop, items in per_loop.items():
 
-        def put_all() -> None:
-            for q, ev in batch:
-                q.put_nowait(ev)
+            def put_all(items: list[tuple[asyncio.Queue, Any]] = items) -> None:
+                for q, ev in items:
+                    q.put_nowait(ev)
 
-        with contextlib.suppress(RuntimeError):  # loop closed
-            self._loop.call_soon_threadsafe(put_all)
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody is listening
+                loop.call_soon_threadsafe(put_all)
 
     def _thread_main(self, ready: threading.Event) -> None:
         try:
@@ -196,7 +208,7 @@ class Engine:
         ready.set()
         by_id = self._by_id = {}
         sched = self.scheduler
-        out_events: list[tuple[asyncio.Queue, Any]] = []
+        out_events: list[tuple[_Sink, Any]] = []
 
         def finish(seq: Sequence, reason: str) -> None:
             sched.finish(seq, reason)
