@@ -43,12 +43,15 @@ async def usage_report(
     return Response(body)
 
 
-FormatParam = Annotated[str, QueryParameter(name="format", default="json")]
+FormatParam = Annotated[str, QueryParameter(name="format")]
 
 
 @get("/v1/usage")
 async def tenant_usage(
-    request: Request[Any, Any, Any], fmt: FormatParam, start: str | None = None, end: str | None = None
+    request: Request[Any, Any, Any],
+    fmt: FormatParam = "json",
+    start: str | None = None,
+    end: str | None = None,
 ) -> Response[Any]:
     principal = await authenticate(request)
     return await usage_report(request.app.state.services.sessions, principal.tenant_id, start, end, fmt)

@@ -34,7 +34,7 @@ class BudgetBody(msgspec.Struct, forbid_unknown_fields=True):
 async def tenant_usage(
     request: Request[Any, Any, Any],
     name: str,
-    fmt: FormatParam,
+    fmt: FormatParam = "json",
     start: str | None = None,
     end: str | None = None,
 ) -> Response[Any]:
