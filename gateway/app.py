@@ -38,6 +38,7 @@ from gateway.settings import Settings
 from gateway.telemetry import Telemetry, telemetry_middleware
 from gateway.telemetry.rejections import count_rejection
 from inference import ModelArtifact
+from policy.router import default_router
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,7 @@ async def _start_engine(
         await ensure_embedded_registry(
             session, model.artifact.path, settings.region, sha256=model.artifact.sha256
         )
+    router = await asyncio.to_thread(default_router)  # the `auto` model's difficulty scorer
     telemetry.observe_engine(lambda: engine_gauges(engine.stats()))
     traced = TracedEngine(engine, telemetry, response_model=model.artifact.name)
     return CompletionService(
@@ -176,6 +178,7 @@ async def _start_engine(
         compliance=compliance,
         metering=metering,
         telemetry=telemetry,
+        router=router,
     )
 
 

@@ -13,6 +13,7 @@ from gateway.cli.keys import key
 from gateway.cli.models import models
 from gateway.cli.policy import policy
 from gateway.cli.prices import prices
+from gateway.cli.router import router
 from gateway.cli.serve import serve
 from gateway.cli.tenants import tenant
 
@@ -22,7 +23,7 @@ def cli() -> None:
     """Operate the DeepSeek-V4 gateway. Settings come from GATEWAY_* environment variables."""
 
 
-for command in (serve, db, tenant, key, admin, policy, prices, models, demo, compliance, audit):
+for command in (serve, db, tenant, key, admin, policy, prices, models, demo, compliance, audit, router):
     cli.add_command(command)
 
 

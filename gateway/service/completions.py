@@ -37,7 +37,8 @@ from inference.types import Finished, GenerationRequest, ModelArtifact, Sampling
 from policy.cascade import Escalation, should_escalate
 from policy.compliance_rules import Candidate
 from policy.decide import decide
-from policy.types import Decision, DecisionRequest, Mode, Variant
+from policy.router import Router
+from policy.types import AUTO_MODEL, Decision, DecisionRequest, Mode, Variant
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class CompletionService:
         compliance: ComplianceCache,
         metering: Metering,
         reasoning_budgets: dict[tuple[str, str], int] | None = None,
+        router: Router | None = None,
         telemetry: Telemetry | None = None,
     ):
         self._telemetry = telemetry or Telemetry.disabled()
@@ -165,6 +167,7 @@ class CompletionService:
         self._compliance = compliance
         self._metering = metering
         self._reasoning_budgets = reasoning_budgets or DEFAULT_REASONING_BUDGETS
+        self._router = router
 
     @property
     def artifact(self) -> ModelArtifact:
@@ -195,12 +198,17 @@ class CompletionService:
             tc = await self._compliance.get(principal.tenant_id)
             tc.check(request.model, use_case)  # ComplianceError (403, rule named) before anything is reserved
             compliance = tc.decision_input()
-            decision = decide(policy, decision_request, quotes, compliance=compliance)
+            score = self._route(request) if request.model == AUTO_MODEL else None
+            decision = decide(policy, decision_request, quotes, router_score=score, compliance=compliance)
             if decision.max_output_tokens > room:
                 # The policy's default output allowance does not fit the context: decide again
                 # with what fits, so that cost ceilings and reservations see the real worst case.
                 decision = decide(
-                    policy, replace(decision_request, max_tokens=room), quotes, compliance=compliance
+                    policy,
+                    replace(decision_request, max_tokens=room),
+                    quotes,
+                    router_score=score,
+                    compliance=compliance,
                 )
         self._telemetry.annotate_request(
             model=request.model,
@@ -248,6 +256,14 @@ class CompletionService:
             await self._metering.correct_tokens(principal.rate_limits, -prepared.estimated_tokens)
             raise
         return prepared
+
+    def _route(self, request: ChatCompletionRequest) -> float | None:
+        """The router's difficulty score of the last user message (model `auto`)."""
+        if self._router is None:
+            return None
+        text = next((m.text() for m in reversed(request.messages) if m.role == "user"), "")
+        with self._telemetry.span("policy.route"):
+            return self._router.score(text)
 
     def _context_room(self, prompt_ids: list[int], asked: int | None) -> int:
         context = self._model.context_length

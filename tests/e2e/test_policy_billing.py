@@ -105,3 +105,18 @@ def test_hard_budget_refuses_what_it_cannot_cover(gateway_server: RunningGateway
             "SELECT count(*) FROM usage_records u JOIN tenants t ON t.id = u.tenant_id WHERE t.name = ?", (tenant,)
         ).fetchone()
     assert rows == (0,)  # refused before dispatch: nothing served, nothing billed
+
+
+def test_auto_model_is_routed_and_the_score_is_audited(gateway_server: RunningGateway, unique: str) -> None:
+    issued = gateway_server.create_key(f"auto-{unique}")
+    api = openai.OpenAI(api_key=issued["key"], base_url=f"{gateway_server.base_url}/v1", max_retries=0)
+    response = api.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "What is 2 + 2?"}], max_tokens=8
+    )
+    answer = response.parse()
+    assert response.headers["x-gateway-variant"] in ("flash", "pro")
+    assert answer.model in ("deepseek-v4-flash", "deepseek-v4-pro")
+    decision = audit_payloads(gateway_server, answer.id)[0]["decision"]
+    assert decision["requested_model"] == "auto"
+    assert 0.0 <= decision["router_score"] <= 1.0
+    assert any(reason.startswith("auto: score") for reason in decision["reasons"])

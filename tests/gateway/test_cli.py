@@ -110,3 +110,15 @@ def test_prices_export_import_round_trip(run, tmp_path: Path) -> None:
     assert f"{len(ids)} price versions" in run("prices", "import", str(path)).output
     path.write_text('{"versions": [{"id": "broken"}]}')
     run("prices", "import", str(path), ok=False)
+
+
+def test_router_eval_prints_the_metrics(run, tmp_path: Path) -> None:
+    data = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "routing" / "gsm8k.csv"
+    if not data.exists():
+        pytest.skip("routing data not present")
+    metrics = json.loads(run("router", "eval", "--data", str(data)).output)
+    assert {"apgr", "cpt50", "cpt80", "strong_share_at_95", "cost_saving_at_95"} <= set(metrics)
+    assert metrics["apgr"] >= 0.58
+    bad = tmp_path / "bad.csv"
+    bad.write_text("question,answer\nx,y\n")
+    run("router", "eval", "--data", str(bad), ok=False)
