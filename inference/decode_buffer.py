@@ -6,7 +6,12 @@ filled once from its pages (one gather for all layers) and then appended to in p
 decode attention reads rows [0, B) of the buffer as plain strided views, no copies. The paged
 cache stays the source of truth (prefix cache, preemption); rows are a cache of it.
 
-Layout: keys and values each [n_layers, rows, n_kv_heads, capacity, head_dim]."""
+Two layouts, chosen per step by the runner:
+- plain (small batches, SDPA): keys and values [n_layers, rows, n_kv_heads, capacity, hd];
+- transposed (larger batches): keys transposed and in float32, [n_layers, rows, n_kv_heads,
+  hd, capacity], so q @ K^T is one plain batched matmul with exact fp32 scores (faster than
+  SDPA for many short query groups); values as in the plain layout.
+Switching layouts drops the rows (they are refilled from the pages)."""
 
 from __future__ import annotations
 
@@ -33,16 +38,29 @@ class DecodeBuffer:
         self.block = block  # capacity grows in these steps
         self.rows = 0
         self.cap = 0
+        self.transposed = False
+        self.key_dtype = dtype
         self.k = torch.empty(0, dtype=dtype, device=device)
         self.v = torch.empty(0, dtype=dtype, device=device)
         self.owner: list[int] = []  # row -> seq_no
         self.filled: list[int] = []  # row -> tokens valid in the row
         self.row_of: dict[int, int] = {}  # seq_no -> row
 
+    def set_layout(self, transposed: bool) -> None:
+        if transposed == self.transposed:
+            return
+        self.clear()
+        self.transposed = transposed
+        self.key_dtype = torch.float32 if transposed else self.dtype
+        self.rows = self.cap = 0
+        self.k = torch.empty(0, dtype=self.key_dtype, device=self.device)
+        self.v = torch.empty(0, dtype=self.dtype, device=self.device)
+
     def bytes_for(self, rows: int, cap: int) -> int:
         c = self.cfg
         elt = torch.empty((), dtype=self.dtype).element_size()
-        return 2 * c.n_layers * rows * c.n_kv_heads * cap * c.head_dim * elt
+        kelt = torch.empty((), dtype=self.key_dtype).element_size()
+        return c.n_layers * rows * c.n_kv_heads * cap * c.head_dim * (elt + kelt)
 
     def fits(self, rows: int, length: int) -> bool:
         cap = -(-length // self.block) * self.block
@@ -51,12 +69,16 @@ class DecodeBuffer:
     def _resize(self, rows: int, cap: int) -> None:
         c = self.cfg
         shape = (c.n_layers, rows, c.n_kv_heads, cap, c.head_dim)
-        k = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        kshape = (c.n_layers, rows, c.n_kv_heads, c.head_dim, cap) if self.transposed else shape
+        k = torch.zeros(kshape, dtype=self.key_dtype, device=self.device)
         v = torch.zeros(shape, dtype=self.dtype, device=self.device)
         n = len(self.owner)
         if n and self.cap:
             keep = min(self.cap, cap)
-            k[:, :n, :, :keep] = self.k[:, :n, :, :keep]
+            if self.transposed:
+                k[:, :n, :, :, :keep] = self.k[:, :n, :, :, :keep]
+            else:
+                k[:, :n, :, :keep] = self.k[:, :n, :, :keep]
             v[:, :n, :, :keep] = self.v[:, :n, :, :keep]
         self.k, self.v, self.rows, self.cap = k, v, rows, cap
 
@@ -108,7 +130,10 @@ class DecodeBuffer:
             if self.filled[r] != n:
                 if n:
                     g = torch.index_select(pages, 2, slots.get())  # [L, 2 nkv, n, hd]
-                    self.k[:, r, :, :n] = g[:, :nkv]
+                    if self.transposed:
+                        self.k[:, r, :, :, :n] = g[:, :nkv].transpose(-1, -2)
+                    else:
+                        self.k[:, r, :, :n] = g[:, :nkv]
                     self.v[:, r, :, :n] = g[:, nkv:]
                 self.filled[r] = n
             out.append(r)

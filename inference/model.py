@@ -42,7 +42,8 @@ class AttnMetadata:
     decode_bias: torch.Tensor | None = None  # 0 / -inf over Lmax, model dtype (see runner)
     # decode through the DecodeBuffer: rows [0, B) hold the decoding sequences in order
     buf: DecodeBuffer | None = None
-    buf_write: torch.Tensor | None = None  # [B * nkv] flat rows of k[l].view(-1, hd)
+    buf_write: torch.Tensor | None = None  # [B * nkv] flat rows of v[l].view(-1, hd)
+    buf_write_k: torch.Tensor | None = None  # flat index into k[l].view(-1) (either layout)
     buf_len: int = 0  # Lmax
 
 
@@ -84,6 +85,7 @@ class LlamaModel:
         self.cfg = cfg
         self.dtype = dtype
         self.device = device
+        self.int4_max_rows = int4_max_rows
         hd = cfg.head_dim
         qscale = hd**-0.5
 
@@ -176,11 +178,11 @@ class LlamaModel:
             cache[:nkv].index_copy_(1, slots, k.transpose(0, 1))
             cache[nkv:].index_copy_(1, slots, v.transpose(0, 1))
             if buf is not None and n_dec:
-                assert meta.buf_write is not None
-                kb = buf.k[li]
-                vb = buf.v[li]
-                kb.view(-1, hd).index_copy_(0, meta.buf_write, k[ds:].reshape(-1, hd))
-                vb.view(-1, hd).index_copy_(0, meta.buf_write, v[ds:].reshape(-1, hd))
+                assert meta.buf_write is not None and meta.buf_write_k is not None
+                buf.k[li].view(-1).index_copy_(
+                    0, meta.buf_write_k, k[ds:].reshape(-1).to(buf.key_dtype)
+                )
+                buf.v[li].view(-1, hd).index_copy_(0, meta.buf_write, v[ds:].reshape(-1, hd))
             if only_decode:
                 out = self._decode(q, cache, meta, li, nkv, g)
             elif single_prefill:
@@ -225,10 +227,18 @@ class LlamaModel:
     def _decode(q, cache, meta: AttnMetadata, li: int, nkv: int, g: int) -> torch.Tensor:
         B, nh, hd = q.shape
         qd = q.view(B, nkv, g, hd)
-        if meta.buf is not None:
+        buf = meta.buf
+        if buf is not None and buf.transposed:
+            # fp32 scores against transposed fp32 keys: one plain batched matmul
             L = meta.buf_len
-            keys = meta.buf.k[li, :B, :, :L]  # [B, nkv, L, hd], strided view
-            values = meta.buf.v[li, :B, :, :L]
+            scores = torch.matmul(qd.to(buf.key_dtype), buf.k[li, :B, :, :, :L])
+            scores += meta.decode_bias
+            probs = torch.softmax(scores, dim=-1).to(q.dtype)
+            return torch.matmul(probs, buf.v[li, :B, :, :L]).reshape(B, nh * hd)
+        if buf is not None:
+            L = meta.buf_len
+            keys = buf.k[li, :B, :, :L]  # [B, nkv, L, hd], strided view
+            values = buf.v[li, :B, :, :L]
         else:
             slots = meta.decode_slots
             assert slots is not None

@@ -94,6 +94,10 @@ class ModelRunner:
         B = len(out.decodes)
         lens = [sch.seq.num_computed + 1 for sch in out.decodes]
         L = max(lens)
+        if buf is not None:
+            # small batches: SDPA layout (the same kernels as one stream, so greedy outputs
+            # do not depend on the batch); larger ones: transposed fp32 keys
+            buf.set_layout(self.model.int4_max_rows < B)
         if buf is not None and buf.fits(B, L):
             buf.release_except({sch.seq.seq_no for sch in out.decodes})
             rows = buf.prepare(
@@ -116,7 +120,15 @@ class ModelRunner:
             p = torch.tensor(lens, dtype=torch.long) - 1
             r = torch.arange(B, dtype=torch.long)
             h = torch.arange(nkv, dtype=torch.long)
-            meta.buf_write = (((r[:, None] * nkv + h) * buf.cap) + p[:, None]).view(-1).to(dev)
+            rh = r[:, None] * nkv + h  # [B, nkv]
+            meta.buf_write = (rh * buf.cap + p[:, None]).view(-1).to(dev)
+            hd = self.model.cfg.head_dim
+            d = torch.arange(hd, dtype=torch.long)
+            if buf.transposed:  # element (r, h, d, pos)
+                idx = (rh[:, :, None] * hd + d) * buf.cap + p[:, None, None]
+            else:  # element (r, h, pos, d)
+                idx = (rh[:, :, None] * buf.cap + p[:, None, None]) * hd + d
+            meta.buf_write_k = idx.view(-1).to(dev)
         elif buf is not None:
             buf.release_except(set())
         tables = []
@@ -135,7 +147,8 @@ class ModelRunner:
             meta.decode_slots = (bt[:, :, None] * bs + self._arange_bs).reshape(B, -1).to(dev)
             L = meta.decode_slots.shape[1]
         valid = torch.arange(L)[None, :] < lens_t[:, None]
-        bias = torch.zeros(valid.shape, dtype=self.model.dtype)
+        bias_dtype = meta.buf.key_dtype if meta.buf is not None else self.model.dtype
+        bias = torch.zeros(valid.shape, dtype=bias_dtype)
         bias.masked_fill_(~valid, float("-inf"))
         meta.decode_bias = bias[:, None, None, :].to(dev)
 

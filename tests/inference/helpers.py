@@ -24,7 +24,7 @@ async def collect(engine, ids, rid="r", *, cache_salt=b"", reasoning_budget=None
     return text, reasoning, deltas, fin
 
 
-async def wait_for(pred, limit_s: float = 10.0) -> None:
+async def wait_for(pred, limit_s: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + limit_s
     while not pred():
