@@ -232,6 +232,7 @@ class LlamaModel:
             # fp32 scores against transposed fp32 keys: one plain batched matmul
             L = meta.buf_len
             scores = torch.matmul(qd.to(buf.key_dtype), buf.k[li, :B, :, :, :L])
+            assert meta.decode_bias is not None
             scores += meta.decode_bias
             probs = torch.softmax(scores, dim=-1).to(q.dtype)
             return torch.matmul(probs, buf.v[li, :B, :, :L]).reshape(B, nh * hd)
