@@ -146,3 +146,37 @@ async def test_many_concurrent_requests_and_stats(model, engine):
     )
     assert all(r[3].finish_reason in ("stop", "length") for r in res)
     await wait_for(lambda: engine.stats().get("running") == 0)
+
+
+def test_capacity_in_bytes_or_tokens(model):
+    per_tok = 2 * 30 * 3 * 64 * model.dtype.itemsize
+    eng = Engine(model, EngineConfig(kv_cache_tokens=None, kv_cache_bytes=per_tok * 1000))
+    assert eng.capacity_tokens == 1000 // 16 * 16
+    assert eng.kv_cache_bytes <= per_tok * 1000
+    eng2 = Engine(model, EngineConfig(kv_cache_tokens=4096))
+    assert eng2.capacity_tokens == 4096
+    assert eng2.context_length == 4096  # a single sequence always fits
+
+
+def test_consumers_on_another_event_loop(model):
+    """An engine started on one loop serves iterators consumed on other loops."""
+    import threading
+
+    eng = Engine(model, EngineConfig(kv_cache_tokens=2048))
+    main_loop = asyncio.new_event_loop()
+    main_loop.run_until_complete(eng.start())
+    try:
+        result = {}
+
+        def other() -> None:
+            result["r"] = asyncio.run(
+                collect(eng, chat(model, QUESTIONS[0]), "x", temperature=0, max_tokens=12)
+            )
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join(60)
+        assert "Paris" in result["r"][0]
+    finally:
+        main_loop.run_until_complete(eng.stop())
+        main_loop.close()
