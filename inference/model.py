@@ -22,6 +22,7 @@ from .gguf_loader import LlamaConfig
 from .quant import Q4_1Weight, QLinear
 
 ROPE_MATMUL_MAX_TOKENS = 32  # small steps: rope as one batched matmul per layer
+REFINE_TOP_K = 16  # logits recomputed exactly (fp32) per row after the bf16 output GEMM
 
 
 @dataclass
@@ -92,6 +93,9 @@ class LlamaModel:
         def w(name: str) -> torch.Tensor:
             return _as_tensor(tensors[name]).to(device=device, dtype=dtype).contiguous()
 
+        def norm_w(name: str) -> torch.Tensor:  # norms run on the fp32 residual stream
+            return _as_tensor(tensors[name]).to(device=device, dtype=torch.float32).contiguous()
+
         def lin(t: torch.Tensor | Q4_1Weight) -> QLinear:
             return QLinear(t, dtype, device, int4_max_rows)
 
@@ -99,7 +103,7 @@ class LlamaModel:
         head = _as_tensor(tensors.get("output.weight", tensors["token_embd.weight"]))
         # Q8_0 in the file; a per-row int8 copy flips near-tied logits, so it stays dense
         self.lm_head = QLinear(head, dtype, device, 0)
-        self.final_norm = w("output_norm.weight")
+        self.final_norm = norm_w("output_norm.weight")
         self.layers = []
         for i in range(cfg.n_layers):
             p = f"blk.{i}."
@@ -109,10 +113,10 @@ class LlamaModel:
             gate_up = _cat([tensors[p + "ffn_gate.weight"], tensors[p + "ffn_up.weight"]])
             self.layers.append(
                 (
-                    w(p + "attn_norm.weight"),
+                    norm_w(p + "attn_norm.weight"),
                     lin(qkv),
                     lin(tensors[p + "attn_output.weight"]),
-                    w(p + "ffn_norm.weight"),
+                    norm_w(p + "ffn_norm.weight"),
                     lin(gate_up),
                     lin(tensors[p + "ffn_down.weight"]),
                 )
@@ -145,7 +149,10 @@ class LlamaModel:
         T = input_ids.shape[0]
         eps = cfg.rms_eps
         dim = (cfg.dim,)
-        x = F.embedding(input_ids, self.embed)
+        # the residual stream stays fp32 (bf16 accumulation over 30 layers swaps near-tied
+        # top tokens); matmul inputs are rounded to the compute dtype
+        dt = self.dtype
+        x = F.embedding(input_ids, self.embed).float()
         cos = self.cos[positions]
         sin = self.sin[positions]
         small = T <= ROPE_MATMUL_MAX_TOKENS
@@ -164,7 +171,7 @@ class LlamaModel:
         only_decode = n_dec == T
         single_prefill = not n_dec and len(meta.prefills) == 1
         for li, (attn_norm, wqkv, wo, ffn_norm, wgu, wdown) in enumerate(self.layers):
-            h = F.rms_norm(x, dim, attn_norm, eps)
+            h = F.rms_norm(x, dim, attn_norm, eps).to(dt)
             qkv = wqkv(h).view(T, qk_heads + nkv, hd)
             qk = qkv[:, :qk_heads]
             if small:
@@ -188,20 +195,33 @@ class LlamaModel:
             elif single_prefill:
                 out = self._prefill_attn(q, k, v, cache, meta.prefills[0], nkv)
             else:
-                out = torch.empty((T, nh * hd), dtype=x.dtype, device=x.device)
+                out = torch.empty((T, nh * hd), dtype=dt, device=x.device)
                 for seg in meta.prefills:
                     s, e = seg.q_start, seg.q_end
                     out[s:e] = self._prefill_attn(q[s:e], k[s:e], v[s:e], cache, seg, nkv)
                 if n_dec:
                     out[ds:] = self._decode(q[ds:], cache, meta, li, nkv, g)
             x = x + wo(out)
-            h = F.rms_norm(x, dim, ffn_norm, eps)
+            h = F.rms_norm(x, dim, ffn_norm, eps).to(dt)
             gu = wgu(h)
             x = x + wdown(F.silu(gu[:, : cfg.ffn_dim]) * gu[:, cfg.ffn_dim :])
         if logits_rows is not None:
             x = x[logits_rows]
-        x = F.rms_norm(x, dim, self.final_norm, eps)
-        return self.lm_head(x).float()
+        x = F.rms_norm(x, dim, self.final_norm, eps).to(dt)
+        logits = self.lm_head(x).float()
+        if self.dtype != torch.float32:
+            self._refine_top(logits, x)
+        return logits
+
+    def _refine_top(self, logits: torch.Tensor, x: torch.Tensor) -> None:
+        """A bf16 GEMM rounds its output to bf16: logits near 25 land on a 0.125 grid, which
+        ties or swaps the top tokens (greedy then depends on kernel choice). Recompute the
+        top-k logits of each row exactly (fp32 dot products of the same bf16 values)."""
+        k = min(REFINE_TOP_K, logits.shape[-1])
+        top = logits.topk(k, dim=-1).indices  # [S, k]
+        w = self.lm_head.dense[top].float()  # [S, k, dim]
+        exact = torch.bmm(w, x.float().unsqueeze(-1)).squeeze(-1)
+        logits.scatter_(1, top, exact)
 
     @staticmethod
     def _prefill_attn(q, k, v, cache, seg: PrefillSegment, nkv: int) -> torch.Tensor:
