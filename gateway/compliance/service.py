@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.audit.content import Prompt, retention_fields
 from gateway.compliance.profiles import active_profile
 from gateway.compliance.registry import candidates as load_candidates
+from gateway.ttl_cache import TtlCache
 from policy.compliance_rules import (
     Candidate,
     ComplianceError,
@@ -100,6 +101,8 @@ class TenantCompliance:
 
 
 class ComplianceCache:
+    """Tenant profiles and the registry's candidates, each cached for `ttl_s`."""
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -108,34 +111,29 @@ class ComplianceCache:
         clock: Callable[[], float] = time.monotonic,
     ):
         self._sessions = sessions
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._profiles: dict[str, tuple[float, ComplianceProfile]] = {}
-        self._candidates: tuple[float, tuple[Candidate, ...]] | None = None
+        self._profiles: TtlCache[str, ComplianceProfile] = TtlCache(ttl_s, clock)
+        self._candidates: TtlCache[None, tuple[Candidate, ...]] = TtlCache(ttl_s, clock)
 
     async def get(self, tenant_id: str) -> TenantCompliance:
-        now = self._clock()
-        profile_entry = self._profiles.get(tenant_id)
-        fresh_profile = profile_entry is not None and now - profile_entry[0] < self._ttl_s
-        fresh_candidates = self._candidates is not None and now - self._candidates[0] < self._ttl_s
-        if not (fresh_profile and fresh_candidates):
+        async def load_profile() -> ComplianceProfile:
             async with self._sessions() as session:
-                if not fresh_profile:
-                    self._profiles[tenant_id] = (now, await active_profile(session, tenant_id))
-                if not fresh_candidates:
-                    self._candidates = (now, await load_candidates(session))
-        assert self._candidates is not None
-        return TenantCompliance(
-            tenant_id, self._profiles[tenant_id][1], self._candidates[1], dt.datetime.now(dt.UTC).date()
-        )
+                return await active_profile(session, tenant_id)
+
+        async def load_registry() -> tuple[Candidate, ...]:
+            async with self._sessions() as session:
+                return tuple(await load_candidates(session))
+
+        profile = await self._profiles.get(tenant_id, load_profile)
+        candidates = await self._candidates.get(None, load_registry)
+        return TenantCompliance(tenant_id, profile, candidates, dt.datetime.now(dt.UTC).date())
 
     def invalidate(self, tenant_id: str | None = None) -> None:
         """Forget one tenant's profile, or (None) every profile and the registry."""
         if tenant_id is None:
-            self._profiles.clear()
-            self._candidates = None
+            self._profiles.forget()
+            self._candidates.forget()
         else:
-            self._profiles.pop(tenant_id, None)
+            self._profiles.forget(lambda key: key == tenant_id)
 
 
 __all__ = ["ComplianceCache", "ComplianceError", "TenantCompliance"]

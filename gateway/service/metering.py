@@ -22,6 +22,7 @@ from billing.ledger.entry import UsageEntry
 from billing.ledger.writer import UsageWriter
 from billing.ratelimit import MemoryRateLimiter, RateLimit, RateLimitResult, RedisRateLimiter
 from billing.types import Variant
+from gateway.ttl_cache import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Metering:
         writer: UsageWriter,
         limiter: RateLimiter,
         config_ttl_s: float = 2.0,
+        catalog_ttl_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ):
         self._sessions = sessions
@@ -48,11 +50,11 @@ class Metering:
         self.budgets = budgets
         self.writer = writer
         self.limiter = limiter
-        self._ttl_s = config_ttl_s
+        self._catalog_ttl_s = catalog_ttl_s
         self._clock = clock
         self._catalog: PriceCatalog | None = None
         self._catalog_loaded = 0.0
-        self._budget_cache: dict[tuple[str, str | None], tuple[float, list[Budget]]] = {}
+        self._budgets: TtlCache[tuple[str, str | None], list[Budget]] = TtlCache(config_ttl_s, clock)
         self._seeded: set[str] = set()
 
     async def start(self) -> None:
@@ -74,24 +76,19 @@ class Metering:
         return self._catalog
 
     async def quotes_at(self, at: dt.datetime) -> dict[str, PriceQuote]:
-        """Prices in force at `at` for every variant (the catalog refreshes every ttl)."""
-        if self._clock() - self._catalog_loaded >= self._ttl_s * 15:
+        """Prices in force at `at` for every variant. New versions take effect in the future
+        (the catalog refuses back-dated ones), so a catalog a few seconds old prices right."""
+        if self._clock() - self._catalog_loaded >= self._catalog_ttl_s:
             await self.reload_catalog()
         return {str(v): self.catalog.prices_at(v, at) for v in VARIANTS}
 
     async def budgets_for(self, tenant_id: str, key_id: str | None) -> list[Budget]:
-        cache_key = (tenant_id, key_id)
-        cached = self._budget_cache.get(cache_key)
-        now = self._clock()
-        if cached is not None and now - cached[0] < self._ttl_s:
-            return cached[1]
-        budgets = await self.budget_store.budgets_for(tenant_id, key_id)
-        self._budget_cache[cache_key] = (now, budgets)
-        return budgets
+        return await self._budgets.get(
+            (tenant_id, key_id), lambda: self.budget_store.budgets_for(tenant_id, key_id)
+        )
 
     def forget_budgets(self, tenant_id: str) -> None:
-        for cache_key in [k for k in self._budget_cache if k[0] == tenant_id]:
-            del self._budget_cache[cache_key]
+        self._budgets.forget(lambda key: key[0] == tenant_id)
 
     async def reserve(
         self, reservation_id: str, tenant_id: str, key_id: str | None, amount_units: int, at: dt.datetime

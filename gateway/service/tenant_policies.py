@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.ttl_cache import TtlCache
 from policy import repository
 from policy.compiled import CompiledPolicy
 
@@ -24,19 +25,14 @@ class PolicyCache:
         clock: Callable[[], float] = time.monotonic,
     ):
         self._sessions = sessions
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._entries: dict[str, tuple[float, CompiledPolicy]] = {}
+        self._cache: TtlCache[str, CompiledPolicy] = TtlCache(ttl_s, clock)
 
     async def get(self, tenant_id: str) -> CompiledPolicy:
-        now = self._clock()
-        cached = self._entries.get(tenant_id)
-        if cached is not None and now - cached[0] < self._ttl_s:
-            return cached[1]
-        async with self._sessions() as session:
-            policy = await repository.get_active(session, tenant_id)
-        self._entries[tenant_id] = (now, policy)
-        return policy
+        async def load() -> CompiledPolicy:
+            async with self._sessions() as session:
+                return await repository.get_active(session, tenant_id)
+
+        return await self._cache.get(tenant_id, load)
 
     def invalidate(self, tenant_id: str) -> None:
-        self._entries.pop(tenant_id, None)
+        self._cache.forget(lambda key: key == tenant_id)
