@@ -191,8 +191,8 @@ class Engine:
 
     def _thread_main(self, ready: threading.Event) -> None:
         try:
-            if self.model.threads is not None:
-                torch.set_num_threads(self.model.threads)
+            if self.model.device.type == "cpu":
+                torch.set_num_threads(self.model.threads or torch.get_num_threads())
             cfg = self.config
             if self.blocks is None:
                 self.blocks = BlockManager(self.num_blocks, cfg.block_size, cfg.enable_prefix_cache)
