@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from gateway.audit.log import append_event
 from gateway.auth import service as auth
 from gateway.cli.common import db_transaction, emit_json, load_settings, run_async
+from gateway.service.tenant_policies import activate_policy, rollback_policy
 from policy import repository
 from policy.errors import PolicyError, PolicyValidationError
 
@@ -36,14 +36,7 @@ def set_(tenant_name: str, comment: str | None, file: Path) -> None:
     async def go() -> int:
         async with db_transaction(settings) as session:
             tenant = await auth.get_tenant_by_name(session, tenant_name)
-            stored = await repository.set_policy(session, tenant.id, source, actor="cli", comment=comment)
-            await append_event(
-                session,
-                kind="policy.activated",
-                actor="cli",
-                tenant_id=tenant.id,
-                payload={"version": stored.version, "digest": stored.digest, "comment": comment},
-            )
+            stored = await activate_policy(session, tenant.id, source, actor="cli", comment=comment)
             return stored.version
 
     try:
@@ -98,14 +91,7 @@ def rollback(tenant_name: str, to_version: int | None) -> None:
     async def go() -> int:
         async with db_transaction(settings) as session:
             tenant = await auth.get_tenant_by_name(session, tenant_name)
-            stored = await repository.rollback(session, tenant.id, actor="cli", to_version=to_version)
-            await append_event(
-                session,
-                kind="policy.activated",
-                actor="cli",
-                tenant_id=tenant.id,
-                payload={"version": stored.version, "digest": stored.digest, "rollback": True},
-            )
+            stored = await rollback_policy(session, tenant.id, actor="cli", to_version=to_version)
             return stored.version
 
     try:

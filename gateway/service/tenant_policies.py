@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.audit.log import append_event
 from gateway.ttl_cache import TtlCache
 from policy import repository
 from policy.compiled import CompiledPolicy
@@ -36,3 +37,33 @@ class PolicyCache:
 
     def invalidate(self, tenant_id: str) -> None:
         self._cache.forget(lambda key: key == tenant_id)
+
+
+async def activate_policy(
+    session: AsyncSession, tenant_id: str, source: str, *, actor: str, comment: str | None = None
+) -> repository.StoredPolicy:
+    """Validate and activate a new policy version, audited in the same transaction."""
+    stored = await repository.set_policy(session, tenant_id, source, actor=actor, comment=comment)
+    await _audit_activation(session, tenant_id, stored, actor, comment=comment)
+    return stored
+
+
+async def rollback_policy(
+    session: AsyncSession, tenant_id: str, *, actor: str, to_version: int | None = None
+) -> repository.StoredPolicy:
+    """Activate an earlier version (default: the one before the active one), audited."""
+    stored = await repository.rollback(session, tenant_id, actor=actor, to_version=to_version)
+    await _audit_activation(session, tenant_id, stored, actor, rollback=True)
+    return stored
+
+
+async def _audit_activation(
+    session: AsyncSession, tenant_id: str, stored: repository.StoredPolicy, actor: str, **extra: object
+) -> None:
+    await append_event(
+        session,
+        kind="policy.activated",
+        actor=actor,
+        tenant_id=tenant_id,
+        payload={"version": stored.version, "digest": stored.digest, **extra},
+    )

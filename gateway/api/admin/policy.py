@@ -9,8 +9,8 @@ from litestar import Request, Router, get, post, put
 from billing.db import transaction
 from gateway.api.admin.tenants import tenant_id_of
 from gateway.api.auth import require_admin
-from gateway.audit.log import append_event
 from gateway.errors import InvalidRequestError, NotFoundError
+from gateway.service.tenant_policies import activate_policy, rollback_policy
 from policy import repository
 from policy.errors import PolicyValidationError
 
@@ -63,16 +63,7 @@ async def set_policy(request: Request[Any, Any, Any], name: str) -> dict[str, An
     comment = request.query_params.get("comment")
     try:
         async with transaction(services.sessions) as session:
-            stored = await repository.set_policy(
-                session, tenant_id, source, actor=admin.actor, comment=comment
-            )
-            await append_event(
-                session,
-                kind="policy.activated",
-                actor=admin.actor,
-                tenant_id=tenant_id,
-                payload={"version": stored.version, "digest": stored.digest, "comment": comment},
-            )
+            stored = await activate_policy(session, tenant_id, source, actor=admin.actor, comment=comment)
     except PolicyValidationError as exc:
         raise InvalidRequestError("; ".join(exc.errors), param=exc.rule, code=exc.code) from None
     services.policies.invalidate(tenant_id)
@@ -80,25 +71,14 @@ async def set_policy(request: Request[Any, Any, Any], name: str) -> dict[str, An
 
 
 @post("/tenants/{name:str}/policy/rollback", status_code=200)
-async def rollback_policy(
-    request: Request[Any, Any, Any], name: str, to: int | None = None
-) -> dict[str, Any]:
+async def rollback(request: Request[Any, Any, Any], name: str, to: int | None = None) -> dict[str, Any]:
     admin = await require_admin(request)
     services = request.app.state.services
     tenant_id = await tenant_id_of(services, name)
     async with transaction(services.sessions) as session:
-        stored = await repository.rollback(session, tenant_id, actor=admin.actor, to_version=to)
-        await append_event(
-            session,
-            kind="policy.activated",
-            actor=admin.actor,
-            tenant_id=tenant_id,
-            payload={"version": stored.version, "digest": stored.digest, "rollback": True},
-        )
+        stored = await rollback_policy(session, tenant_id, actor=admin.actor, to_version=to)
     services.policies.invalidate(tenant_id)
     return _stored_json(stored)
 
 
-policy_router = Router(
-    path="/admin", route_handlers=[show_policy, policy_versions, set_policy, rollback_policy]
-)
+policy_router = Router(path="/admin", route_handlers=[show_policy, policy_versions, set_policy, rollback])
