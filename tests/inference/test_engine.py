@@ -180,3 +180,16 @@ def test_consumers_on_another_event_loop(model):
     finally:
         main_loop.run_until_complete(eng.stop())
         main_loop.close()
+
+
+async def test_frequency_penalty_reduces_repetition(model, engine):
+    p = chat(model, "Repeat the word 'hello' twenty times.")
+    plain = await collect(engine, p, "plain", temperature=0, max_tokens=40, ignore_eos=True)
+    pen = await collect(engine, p, "pen", temperature=0, max_tokens=40, ignore_eos=True,
+                        frequency_penalty=2.0, presence_penalty=1.0)
+
+    def distinct(deltas):
+        ids = [t for d in deltas for t in d.token_ids]
+        return len(set(ids)) / max(1, len(ids))
+
+    assert distinct(pen[2]) > distinct(plain[2])
