@@ -24,19 +24,25 @@ def test_admin_creates_tenant_and_key_then_revokes(gateway_server: RunningGatewa
     bad = httpx.post(f"{base}/tenants", json={"nom": "x"}, headers=auth, timeout=30)
     assert bad.status_code == 400
 
-    issued = httpx.post(f"{base}/tenants/adm-{unique}/keys", json={"name": "ci"}, headers=auth, timeout=30).json()
+    issued = httpx.post(
+        f"{base}/tenants/adm-{unique}/keys", json={"name": "ci"}, headers=auth, timeout=30
+    ).json()
     listed = httpx.get(f"{base}/tenants/adm-{unique}/keys", headers=auth, timeout=30).json()["data"]
     assert [k["id"] for k in listed] == [issued["id"]]
     assert issued["key"] not in json.dumps(listed)
 
     tenant_auth = {"authorization": f"Bearer {issued['key']}"}
-    assert httpx.get(f"{gateway_server.base_url}/v1/models", headers=tenant_auth, timeout=30).status_code == 200
+    assert (
+        httpx.get(f"{gateway_server.base_url}/v1/models", headers=tenant_auth, timeout=30).status_code == 200
+    )
     # A tenant key is not an admin key.
     assert httpx.get(f"{base}/tenants", headers=tenant_auth, timeout=30).status_code == 401
 
     revoked = httpx.post(f"{base}/keys/{issued['id']}/revoke", headers=auth, timeout=30)
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
-    assert httpx.get(f"{gateway_server.base_url}/v1/models", headers=tenant_auth, timeout=30).status_code == 401
+    assert (
+        httpx.get(f"{gateway_server.base_url}/v1/models", headers=tenant_auth, timeout=30).status_code == 401
+    )
     assert httpx.post(f"{base}/keys/key_nope/revoke", headers=auth, timeout=30).status_code == 404
 
     gateway_server.cli("admin", "key", "revoke", f"ops-{unique}")

@@ -25,7 +25,9 @@ def db_rows(server: RunningGateway, sql: str, *args: object) -> list[tuple]:
         return conn.execute(sql, args).fetchall()
 
 
-def wait_rows(server: RunningGateway, count: int, sql: str, *args: object, timeout_s: float = 30) -> list[tuple]:
+def wait_rows(
+    server: RunningGateway, count: int, sql: str, *args: object, timeout_s: float = 30
+) -> list[tuple]:
     """Usage records are written by a batching writer: poll until `count` rows are there."""
     deadline = time.monotonic() + timeout_s
     rows = db_rows(server, sql, *args)

@@ -55,7 +55,9 @@ def test_faq_runs_non_think_and_dispute_runs_think_max(
 
     dispute = api.chat.completions.with_raw_response.create(
         model="deepseek-v4-pro",
-        messages=[{"role": "user", "content": "I was charged twice for one order. Explain what may have happened."}],
+        messages=[
+            {"role": "user", "content": "I was charged twice for one order. Explain what may have happened."}
+        ],
         max_tokens=64,
         extra_headers={"x-gateway-use-case": "dispute"},
     )
@@ -66,7 +68,11 @@ def test_faq_runs_non_think_and_dispute_runs_think_max(
 
     faq_audit = audit_payloads(gateway_server, answer.id)[0]["decision"]
     dispute_audit = audit_payloads(gateway_server, disputed.id)[0]["decision"]
-    assert (faq_audit["mode"], faq_audit["use_case"], faq_audit["policy_version"]) == ("non-think", "faq", "1")
+    assert (faq_audit["mode"], faq_audit["use_case"], faq_audit["policy_version"]) == (
+        "non-think",
+        "faq",
+        "1",
+    )
     assert (dispute_audit["mode"], dispute_audit["use_case"]) == ("think-max", "dispute")
     assert any("faq" in reason or "max_mode" in reason for reason in faq_audit["reasons"])
 
@@ -74,7 +80,9 @@ def test_faq_runs_non_think_and_dispute_runs_think_max(
 def test_rate_limit_gives_429_with_retry_after(gateway_server: RunningGateway, unique: str) -> None:
     tenant = f"limited-{unique}"
     gateway_server.cli("tenant", "create", tenant)
-    issued = json.loads(gateway_server.cli("key", "create", "--tenant", tenant, "--rpm", "2", "--json").stdout)
+    issued = json.loads(
+        gateway_server.cli("key", "create", "--tenant", tenant, "--rpm", "2", "--json").stdout
+    )
     body = {"model": "deepseek-v4-flash", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     headers = {"authorization": f"Bearer {issued['key']}"}
     url = f"{gateway_server.base_url}/v1/chat/completions"
@@ -102,7 +110,8 @@ def test_hard_budget_refuses_what_it_cannot_cover(gateway_server: RunningGateway
     time.sleep(0.3)
     with sqlite3.connect(gateway_server.data_dir / "gateway.db") as conn:
         rows = conn.execute(
-            "SELECT count(*) FROM usage_records u JOIN tenants t ON t.id = u.tenant_id WHERE t.name = ?", (tenant,)
+            "SELECT count(*) FROM usage_records u JOIN tenants t ON t.id = u.tenant_id WHERE t.name = ?",
+            (tenant,),
         ).fetchone()
     assert rows == (0,)  # refused before dispatch: nothing served, nothing billed
 
