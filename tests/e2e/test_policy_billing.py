@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -129,3 +130,81 @@ def test_auto_model_is_routed_and_the_score_is_audited(gateway_server: RunningGa
     assert decision["requested_model"] == "auto"
     assert 0.0 <= decision["router_score"] <= 1.0
     assert any(reason.startswith("auto: score") for reason in decision["reasons"])
+
+
+CASCADE_POLICY = """
+cascade:
+  enabled: true
+  threshold: 0.999
+  method: mean
+  escalate_to: {variant: pro}
+  models: [deepseek-v4-flash]
+"""
+
+
+def test_cascade_escalates_and_meters_both_attempts(
+    gateway_server: RunningGateway, tmp_path: Path, unique: str
+) -> None:
+    tenant = f"cascade-{unique}"
+    issued = gateway_server.create_key(tenant)
+    policy = tmp_path / "cascade.yaml"
+    policy.write_text(CASCADE_POLICY)
+    gateway_server.cli("policy", "set", "--tenant", tenant, str(policy))
+    api = openai.OpenAI(api_key=issued["key"], base_url=f"{gateway_server.base_url}/v1", max_retries=0)
+    raw = api.chat.completions.with_raw_response.create(
+        model="deepseek-v4-flash",
+        messages=[{"role": "user", "content": "Name a colour."}],
+        max_tokens=8,
+        temperature=0,
+    )
+    answer = raw.parse()
+    # A 0.999 confidence threshold is never met by this model: Pro answers again.
+    assert raw.headers["x-gateway-escalated"] == "true"
+    assert answer.model == "deepseek-v4-pro" and raw.headers["x-gateway-variant"] == "pro"
+    assert answer.choices[0].logprobs is None  # used by the cascade, not asked for by the client
+    rows: list[tuple] = []
+    deadline = time.monotonic() + 30
+    while len(rows) < 2 and time.monotonic() < deadline:
+        with sqlite3.connect(gateway_server.data_dir / "gateway.db") as conn:
+            rows = conn.execute(
+                "SELECT attempt, variant, completion_tokens, cost_total FROM usage_records "
+                "WHERE request_id = ? ORDER BY attempt",
+                (answer.id,),
+            ).fetchall()
+        time.sleep(0.1)
+    assert [(r[0], r[1]) for r in rows] == [(1, "flash"), (2, "pro")]
+    extra = answer.usage.model_extra or {}
+    assert answer.usage.completion_tokens == rows[0][2] + rows[1][2]
+    assert Decimal(extra["cost_usd"]) == Decimal(rows[0][3] + rows[1][3]) / 10**12
+    audited = audit_payloads(gateway_server, answer.id)
+    assert sorted(p["attempt"] for p in audited) == [1, 2]
+    assert any(p["escalation"] and "escalate" in p["escalation"]["reason"] for p in audited)
+
+
+def test_streaming_and_non_streaming_meter_the_same(gateway_server: RunningGateway, unique: str) -> None:
+    records = []
+    for stream in (False, True):
+        issued = gateway_server.create_key(f"same-{stream}-{unique}")  # own tenant: no shared cache
+        api = openai.OpenAI(api_key=issued["key"], base_url=f"{gateway_server.base_url}/v1", max_retries=0)
+        kwargs = {
+            "model": "deepseek-v4-flash",
+            "temperature": 0,
+            "max_tokens": 12,
+            "messages": [{"role": "user", "content": "Say hello to the team."}],
+        }
+        if stream:
+            chunks = list(
+                api.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
+            )
+            usage = chunks[-1].usage
+        else:
+            usage = api.chat.completions.create(**kwargs).usage
+        records.append(
+            (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                (usage.model_extra or {})["cost_usd"],
+                (usage.model_extra or {})["prompt_cache_hit_tokens"],
+            )
+        )
+    assert records[0] == records[1]
