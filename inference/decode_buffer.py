@@ -29,7 +29,7 @@ class DecodeBuffer:
         dtype: torch.dtype,
         device: torch.device,
         max_bytes: int,
-        block: int = 256,
+        block: int = 64,
     ) -> None:
         self.cfg = cfg
         self.dtype = dtype

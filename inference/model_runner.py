@@ -115,6 +115,11 @@ class ModelRunner:
             out.decodes[:] = [out.decodes[i] for i in order]
             lens = [lens[i] for i in order]
             meta.buf = buf
+            if buf.transposed:
+                # attend over the whole (contiguous) capacity: a bf16 batched matmul copies
+                # a length-sliced value view (~2 MB per layer at 32 streams); the padding
+                # is masked and the capacity grows in small blocks
+                L = buf.cap
             meta.buf_len = L
             nkv = self.model.cfg.n_kv_heads
             p = torch.tensor(lens, dtype=torch.long) - 1
