@@ -193,3 +193,22 @@ async def test_frequency_penalty_reduces_repetition(model, engine):
         return len(set(ids)) / max(1, len(ids))
 
     assert distinct(pen[2]) > distinct(plain[2])
+
+
+async def test_bf16_matches_fp32_reference_greedy(model):
+    """The fast numerics (int4/bf16 with an fp32 residual) keep the reference's answers."""
+    from inference import EmbeddedModel
+
+    ref_model = EmbeddedModel.load(dtype="float32", threads=2)
+    outs = []
+    for m in (ref_model, model):
+        eng = Engine(m, EngineConfig(kv_cache_tokens=2048))
+        await eng.start()
+        try:
+            outs.append([
+                (await collect(eng, chat(m, q), f"q{i}", temperature=0, max_tokens=32))[0]
+                for i, q in enumerate(QUESTIONS)
+            ])
+        finally:
+            await eng.stop()
+    assert outs[0] == outs[1]
