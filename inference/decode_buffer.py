@@ -113,11 +113,15 @@ class DecodeBuffer:
         refills stale rows from `pages` ([n_layers, 2 nkv, slots, hd]); returns the rows."""
         need_rows = len(self.owner) + sum(1 for s, _, _ in seqs if s not in self.row_of)
         need_cap = max(n for _, n, _ in seqs) + 1
+        target = -(-need_cap // self.block) * self.block
         if need_rows > self.rows or need_cap > self.cap:
             rows = max(need_rows, self.rows, 8)
             rows = -(-rows // 8) * 8
-            cap = max(self.cap, -(-need_cap // self.block) * self.block)
-            self._resize(rows, cap)
+            self._resize(rows, max(self.cap, target))
+        elif self.transposed and target + self.block <= self.cap:
+            # the transposed layout attends over the whole capacity: shrink it back once the
+            # long sequences are gone (all remaining rows fit in `target`)
+            self._resize(self.rows, target)
         nkv = self.cfg.n_kv_heads
         out = []
         for seq_no, n, slots in seqs:
