@@ -212,3 +212,43 @@ async def test_bf16_matches_fp32_reference_greedy(model):
         finally:
             await eng.stop()
     assert outs[0] == outs[1]
+
+
+async def test_stress_preemption_cancellation_never_hangs(model):
+    """Tiny cache, many streams, random cancellations: everything ends, all blocks return."""
+    import random
+
+    from inference import GenerationRequest, SamplingParams
+
+    rng = random.Random(7)
+    eng = Engine(model, EngineConfig(kv_cache_tokens=192, block_size=16,
+                                     max_num_batched_tokens=96, max_num_seqs=6))
+    await eng.start()
+    try:
+        async def one(i: int):
+            ids = chat(model, QUESTIONS[i % 3] + " " * (i % 4))
+            req = GenerationRequest(f"x{i}", ids, SamplingParams(
+                temperature=0.8, seed=i, max_tokens=rng.randint(5, 60)), cache_salt=b"%d" % (i % 2))
+            cancel_after = rng.choice([None, None, 1, 3, 10])
+            n = 0
+            it = eng.generate(req)
+            async for ev in it:
+                n += 1
+                if cancel_after is not None and n >= cancel_after:
+                    await it.aclose()
+                    return "cancelled"
+                if hasattr(ev, "finish_reason"):
+                    u = ev.usage
+                    assert u.prompt_cache_hit_tokens + u.prompt_cache_miss_tokens == u.prompt_tokens
+                    return ev.finish_reason
+            return "ended"
+
+        results = await asyncio.wait_for(asyncio.gather(*[one(i) for i in range(16)]), 120)
+        assert set(results) <= {"stop", "length", "cancelled"}
+        await wait_for(lambda: eng.stats().get("running") == 0 and eng.stats().get("waiting") == 0)
+        s = eng.stats()
+        assert s["free_blocks"] == s["num_blocks"]
+        assert s["preemptions"] > 0
+        eng.blocks.check_invariants()
+    finally:
+        await eng.stop()
