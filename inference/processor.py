@@ -102,7 +102,8 @@ class OutputProcessor:
         tid = res.token_id
         if tid in self.stop_ids and not seq.request.sampling.ignore_eos:
             if seq.reasoning:  # end of turn inside the reasoning: close it, then answer
-                return self._force_close(seq), None
+                evs = self._force_close(seq)
+                return evs, ("length" if len(seq.output_ids) >= seq.max_tokens else None)
             return [], "stop"
         evs = self._push(seq, [tid], res)
         if so.state.stopped:

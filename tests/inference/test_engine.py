@@ -252,3 +252,12 @@ async def test_stress_preemption_cancellation_never_hangs(model):
         eng.blocks.check_invariants()
     finally:
         await eng.stop()
+
+
+async def test_reasoning_never_exceeds_max_tokens(model, engine):
+    p = chat(model, "Is 17 a prime number?")
+    for budget, max_tokens in ((3, 5), (2, 4), (6, 8), (1, 2)):
+        _, _, _, fin = await collect(engine, p, f"m{budget}", reasoning_budget=budget,
+                                     temperature=0, max_tokens=max_tokens)
+        assert fin.usage.completion_tokens <= max_tokens
+        assert fin.usage.reasoning_tokens <= fin.usage.completion_tokens
