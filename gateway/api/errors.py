@@ -19,6 +19,7 @@ from gateway.errors import (
     ServiceUnavailableError,
 )
 from inference.errors import InferenceError, PromptTooLongError
+from inference.errors import InvalidRequestError as EngineInvalidRequestError
 from policy.errors import (
     ComplianceViolation,
     CostCeilingExceeded,
@@ -48,6 +49,8 @@ def as_gateway_error(exc: Exception) -> GatewayError:
         return InvalidRequestError(str(exc), code="invalid_price_catalog")
     if isinstance(exc, PromptTooLongError):
         return InvalidRequestError(str(exc), param="messages", code="context_length_exceeded")
+    if isinstance(exc, EngineInvalidRequestError):
+        return InvalidRequestError(str(exc))
     if isinstance(exc, InferenceError):
         return ServiceUnavailableError(f"The inference engine could not serve the request: {exc}")
     return GatewayError("The server had an error while processing your request.")

@@ -33,7 +33,15 @@ from gateway.service.metering import Metering
 from gateway.service.recording import AttemptRecord, audit_attempt, prompt_digest, record_billing_events
 from gateway.service.tenant_policies import PolicyCache
 from gateway.telemetry import Telemetry
-from inference.types import Finished, GenerationRequest, ModelArtifact, SamplingParams, TokenDelta, Usage
+from inference.types import (
+    EngineConfig,
+    Finished,
+    GenerationRequest,
+    ModelArtifact,
+    SamplingParams,
+    TokenDelta,
+    Usage,
+)
 from policy.cascade import Escalation, should_escalate
 from policy.compliance_rules import Candidate
 from policy.decide import decide
@@ -50,6 +58,8 @@ class ChatModel(Protocol):
     def encode_chat(
         self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True
     ) -> list[int]: ...
+
+    def encode(self, text: str) -> list[int]: ...
 
 
 class GenerationEngine(Protocol):
@@ -168,6 +178,7 @@ class CompletionService:
         self._metering = metering
         self._reasoning_budgets = reasoning_budgets or DEFAULT_REASONING_BUDGETS
         self._router = router
+        self._think_overhead = len(model.encode(EngineConfig().think_open))
 
     @property
     def artifact(self) -> ModelArtifact:
@@ -182,7 +193,7 @@ class CompletionService:
         check_model(request.model)
         messages = [{"role": m.role, "content": m.text()} for m in request.messages]
         prompt_ids = self._model.encode_chat(messages, add_generation_prompt=True)
-        room = self._context_room(prompt_ids, request.output_limit)
+        room = self._context_room(len(prompt_ids), request.output_limit)
         use_case = use_case or (request.metadata or {}).get("use_case")
         with self._telemetry.span("policy.decide"):
             policy = await self._policies.get(principal.tenant_id)
@@ -217,6 +228,9 @@ class CompletionService:
             policy_version=decision.policy_version,
         )
         deployment = tc.deployment_for(decision, use_case)
+        if decision.mode is not Mode.NON_THINK:
+            # The engine opens the reasoning segment with a few prompt tokens of its own.
+            room = self._context_room(len(prompt_ids) + self._think_overhead, request.output_limit)
         max_tokens = min(decision.max_output_tokens, room)
         client_logprobs = bool(request.logprobs)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -265,14 +279,14 @@ class CompletionService:
         with self._telemetry.span("policy.route"):
             return self._router.score(text)
 
-    def _context_room(self, prompt_ids: list[int], asked: int | None) -> int:
+    def _context_room(self, prompt_tokens: int, asked: int | None) -> int:
         context = self._model.context_length
-        room = context - len(prompt_ids)
+        room = context - prompt_tokens
         if room <= 0 or (asked is not None and asked > room):
-            needed = len(prompt_ids) + (asked or 1)
+            needed = prompt_tokens + (asked or 1)
             raise InvalidRequestError(
                 f"This model's maximum context length is {context} tokens, but the request needs "
-                f"{needed} ({len(prompt_ids)} in the messages, {asked or 1} for the completion). "
+                f"{needed} ({prompt_tokens} in the messages, {asked or 1} for the completion). "
                 "Shorten the messages or lower max_tokens.",
                 param="messages",
                 code="context_length_exceeded",
