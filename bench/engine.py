@@ -31,11 +31,38 @@ from inference import (  # noqa: E402
 
 NEW_TOKENS = 256
 TOPICS = [
-    "the sea", "mountains", "a city at night", "autumn leaves", "a robot", "the moon",
-    "coffee", "a library", "winter", "trains", "a garden", "the desert", "rain", "music",
-    "a lighthouse", "bees", "clocks", "a bridge", "snow", "a market", "rivers", "the stars",
-    "a forest", "bread", "the wind", "a cat", "islands", "candles", "a violin", "glaciers",
-    "a kite", "thunder",
+    "the sea",
+    "mountains",
+    "a city at night",
+    "autumn leaves",
+    "a robot",
+    "the moon",
+    "coffee",
+    "a library",
+    "winter",
+    "trains",
+    "a garden",
+    "the desert",
+    "rain",
+    "music",
+    "a lighthouse",
+    "bees",
+    "clocks",
+    "a bridge",
+    "snow",
+    "a market",
+    "rivers",
+    "the stars",
+    "a forest",
+    "bread",
+    "the wind",
+    "a cat",
+    "islands",
+    "candles",
+    "a violin",
+    "glaciers",
+    "a kite",
+    "thunder",
 ]
 
 
@@ -62,9 +89,26 @@ def _loadavg() -> float:
 
 def long_prompt(model: EmbeddedModel, n: int, tag: str) -> list[int]:
     words = [
-        "In", "the", "study", "of", "distributed", "systems", "engineers", "weigh",
-        "consistency", "availability", "and", "partition", "tolerance", "while", "operators",
-        "measure", "latency", "throughput", "and", "cost",
+        "In",
+        "the",
+        "study",
+        "of",
+        "distributed",
+        "systems",
+        "engineers",
+        "weigh",
+        "consistency",
+        "availability",
+        "and",
+        "partition",
+        "tolerance",
+        "while",
+        "operators",
+        "measure",
+        "latency",
+        "throughput",
+        "and",
+        "cost",
     ]
     text, ids = tag + ": ", []
     i = 0
@@ -110,8 +154,7 @@ async def bench(args: argparse.Namespace) -> dict:
     w0 = time.perf_counter()
     for r in range(max(1, args.repeats)):
         prompts = [
-            model.encode_chat([{"role": "user", "content": f"Write a poem about {t}."}])
-            for t in TOPICS
+            model.encode_chat([{"role": "user", "content": f"Write a poem about {t}."}]) for t in TOPICS
         ]
         t0 = time.perf_counter()
         outs = await asyncio.gather(

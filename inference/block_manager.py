@@ -67,9 +67,7 @@ class BlockManager:
         need = -(-num_tokens // self.block_size)
         return max(0, need - len(table.blocks))
 
-    def match_prefix(
-        self, token_ids: Sequence[int], salt: bytes
-    ) -> tuple[list[int], bytes | None]:
+    def match_prefix(self, token_ids: Sequence[int], salt: bytes) -> tuple[list[int], bytes | None]:
         """Cached blocks for the longest prefix of `token_ids`, never covering the last token
         (the last prompt token is always computed so its logits exist). Takes no references."""
         if not self.enable_prefix_cache:

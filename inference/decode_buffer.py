@@ -105,9 +105,7 @@ class DecodeBuffer:
         self.filled.clear()
         self.row_of.clear()
 
-    def prepare(
-        self, seqs: list[tuple[int, int, Any]], pages: torch.Tensor
-    ) -> list[int]:
+    def prepare(self, seqs: list[tuple[int, int, Any]], pages: torch.Tensor) -> list[int]:
         """seqs: (seq_no, tokens already computed, object whose get() gives the slots of those
         tokens). Assigns rows,
         refills stale rows from `pages` ([n_layers, 2 nkv, slots, hd]); returns the rows."""

@@ -71,8 +71,12 @@ def cpu_supports_bf16() -> bool:
 def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
     s = spec.lower()
     table = {
-        "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
     }
     if s in table:
         return table[s]

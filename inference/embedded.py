@@ -59,9 +59,7 @@ class EmbeddedModel:
             torch.set_num_threads(prev)
         return cls(model, tok, g.artifact, g.config, n_threads)
 
-    def encode_chat(
-        self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True
-    ) -> list[int]:
+    def encode_chat(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True) -> list[int]:
         return self.tokenizer.encode_chat(messages, add_generation_prompt=add_generation_prompt)
 
     def render_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:

@@ -229,11 +229,7 @@ class Engine:
                     by_id[arg.seq_no] = arg
                     sched.add(arg)
                 elif cmd in ("cancel", "cancel_id"):
-                    targets = (
-                        [arg]
-                        if cmd == "cancel"
-                        else [q for q in by_id.values() if q.request_id == arg]
-                    )
+                    targets = [arg] if cmd == "cancel" else [q for q in by_id.values() if q.request_id == arg]
                     for seq in targets:
                         if seq.status is not SeqStatus.FINISHED:
                             finish(seq, "cancelled")

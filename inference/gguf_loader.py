@@ -131,11 +131,19 @@ def load_gguf(path: str | Path | None = None) -> GGUFModel:
             arr = arr[perm]
         tensors[t.name] = torch.from_numpy(np.ascontiguousarray(arr))
     meta_keys = (
-        "general.name", "general.license", "general.basename", "general.size_label",
-        "general.organization", "general.file_type",
-        "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.bos_token_id",
-        "tokenizer.ggml.eos_token_id", "tokenizer.ggml.padding_token_id",
-        "tokenizer.ggml.add_bos_token", "tokenizer.chat_template",
+        "general.name",
+        "general.license",
+        "general.basename",
+        "general.size_label",
+        "general.organization",
+        "general.file_type",
+        "tokenizer.ggml.model",
+        "tokenizer.ggml.pre",
+        "tokenizer.ggml.bos_token_id",
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.padding_token_id",
+        "tokenizer.ggml.add_bos_token",
+        "tokenizer.chat_template",
     )
     metadata = {k: _field(reader, k) for k in meta_keys}
     metadata["tokenizer.ggml.tokens"] = _field(reader, "tokenizer.ggml.tokens")

@@ -186,9 +186,7 @@ class LlamaModel:
             cache[nkv:].index_copy_(1, slots, v.transpose(0, 1))
             if buf is not None and n_dec:
                 assert meta.buf_write is not None and meta.buf_write_k is not None
-                buf.k[li].view(-1).index_copy_(
-                    0, meta.buf_write_k, k[ds:].reshape(-1).to(buf.key_dtype)
-                )
+                buf.k[li].view(-1).index_copy_(0, meta.buf_write_k, k[ds:].reshape(-1).to(buf.key_dtype))
                 buf.v[li].view(-1, hd).index_copy_(0, meta.buf_write, v[ds:].reshape(-1, hd))
             if only_decode:
                 out = self._decode(q, cache, meta, li, nkv, g)
@@ -229,8 +227,12 @@ class LlamaModel:
         qs = q.transpose(0, 1).unsqueeze(0)  # [1, nh, n, hd]
         if seg.fresh:
             o = F.scaled_dot_product_attention(
-                qs, k.transpose(0, 1).unsqueeze(0), v.transpose(0, 1).unsqueeze(0),
-                is_causal=True, enable_gqa=True, scale=1.0,
+                qs,
+                k.transpose(0, 1).unsqueeze(0),
+                v.transpose(0, 1).unsqueeze(0),
+                is_causal=True,
+                enable_gqa=True,
+                scale=1.0,
             )
         else:
             kvs = torch.index_select(cache, 1, seg.kv_slots)  # [2 nkv, ctx, hd]
@@ -238,8 +240,12 @@ class LlamaModel:
                 ctx = kvs.shape[1]
                 seg.mask = torch.ones((n, ctx), dtype=torch.bool, device=q.device).tril(ctx - n)
             o = F.scaled_dot_product_attention(
-                qs, kvs[:nkv].unsqueeze(0), kvs[nkv:].unsqueeze(0),
-                attn_mask=seg.mask, enable_gqa=True, scale=1.0,
+                qs,
+                kvs[:nkv].unsqueeze(0),
+                kvs[nkv:].unsqueeze(0),
+                attn_mask=seg.mask,
+                enable_gqa=True,
+                scale=1.0,
             )
         return o[0].transpose(0, 1).reshape(n, -1)
 

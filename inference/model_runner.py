@@ -75,11 +75,7 @@ class ModelRunner:
         meta.decode_start = decode_start
         input_ids = torch.tensor(ids, dtype=torch.long, device=dev)
         positions = torch.cat(pos).to(dev)
-        rows = (
-            None
-            if len(logit_rows) == row
-            else torch.tensor(logit_rows, dtype=torch.long, device=dev)
-        )
+        rows = None if len(logit_rows) == row else torch.tensor(logit_rows, dtype=torch.long, device=dev)
         logits = self.model.forward(input_ids, positions, meta, self.kv, rows)
         if meta.buf is not None:
             meta.buf.advance(list(range(len(out.decodes))))

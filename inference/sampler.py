@@ -35,9 +35,7 @@ def apply_penalties(logits: torch.Tensor, seq: Sequence) -> torch.Tensor:
     if not (sp.frequency_penalty or sp.presence_penalty) or not seq.token_counts:
         return logits
     ids = torch.tensor(list(seq.token_counts.keys()), device=logits.device)
-    counts = torch.tensor(
-        list(seq.token_counts.values()), dtype=logits.dtype, device=logits.device
-    )
+    counts = torch.tensor(list(seq.token_counts.values()), dtype=logits.dtype, device=logits.device)
     logits = logits.clone()
     logits[ids] -= counts * sp.frequency_penalty + sp.presence_penalty
     return logits

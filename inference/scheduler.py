@@ -130,9 +130,7 @@ class Scheduler:
         # admit waiting sequences while there is budget, room and blocks
         while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
-            hit = self.blocks.allocate_prefix(
-                seq.table, seq.all_token_ids(), seq.request.cache_salt
-            )
+            hit = self.blocks.allocate_prefix(seq.table, seq.all_token_ids(), seq.request.cache_salt)
             n = min(seq.num_tokens - hit, budget)
             need = self.blocks.blocks_needed(seq.table, hit + n)
             if not self.blocks.can_allocate(need):
@@ -165,6 +163,4 @@ class Scheduler:
                 continue
             seq.num_computed += sch.num_tokens
             if seq.num_computed // self.blocks.block_size > seq.table.num_hashed:
-                self.blocks.commit(
-                    seq.table, seq.all_token_ids(), seq.num_computed, seq.request.cache_salt
-                )
+                self.blocks.commit(seq.table, seq.all_token_ids(), seq.num_computed, seq.request.cache_salt)

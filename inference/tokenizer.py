@@ -65,9 +65,7 @@ class ChatTokenizer:
         self.bos_token_id = metadata.get("tokenizer.ggml.bos_token_id")
         im_end = self._tok.token_to_id("<|im_end|>")
         eot = self._tok.token_to_id("<|endoftext|>")
-        self.stop_token_ids = frozenset(
-            i for i in (self.eos_token_id, im_end, eot) if i is not None
-        )
+        self.stop_token_ids = frozenset(i for i in (self.eos_token_id, im_end, eot) if i is not None)
         self.chat_template = metadata.get("tokenizer.chat_template") or ""
         env = ImmutableSandboxedEnvironment(trim_blocks=False, lstrip_blocks=False)
         env.globals["raise_exception"] = _raise_template_error
@@ -104,9 +102,7 @@ class ChatTokenizer:
         for m in messages:
             content = m.get("content")
             if isinstance(content, list):  # OpenAI content parts: keep the text parts
-                content = "".join(
-                    p.get("text", "") for p in content if isinstance(p, dict)
-                )
+                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
             content = "" if content is None else str(content)
             s = f"\x00{secrets.token_hex(8)}\x00"
             sentinels.append((s, content))
@@ -133,9 +129,7 @@ class ChatTokenizer:
 
     def bytes_of(self, ids: Iterable[int], skip_special_tokens: bool = True) -> bytes:
         return b"".join(
-            self.token_bytes[i]
-            for i in ids
-            if not (skip_special_tokens and i in self.special_ids)
+            self.token_bytes[i] for i in ids if not (skip_special_tokens and i in self.special_ids)
         )
 
 

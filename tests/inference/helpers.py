@@ -6,7 +6,10 @@ from inference import Finished, GenerationRequest, SamplingParams, TokenDelta
 async def collect(engine, ids, rid="r", *, cache_salt=b"", reasoning_budget=None, **sampling):
     """Run one request; returns (content text, reasoning text, deltas, finished)."""
     req = GenerationRequest(
-        rid, list(ids), SamplingParams(**sampling), cache_salt=cache_salt,
+        rid,
+        list(ids),
+        SamplingParams(**sampling),
+        cache_salt=cache_salt,
         reasoning_budget=reasoning_budget,
     )
     text, reasoning, deltas, fin = "", "", [], None

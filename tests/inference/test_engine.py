@@ -26,11 +26,14 @@ async def test_batched_equals_single_greedy(model, engine):
     prompts = [chat(model, q) for q in QUESTIONS]
     single = []
     for i, p in enumerate(prompts):  # distinct salts: every run is cold, same kernels
-        single.append((await collect(engine, p, f"s{i}", cache_salt=b"s%d" % i,
-                                     temperature=0, max_tokens=24))[0])
+        single.append(
+            (await collect(engine, p, f"s{i}", cache_salt=b"s%d" % i, temperature=0, max_tokens=24))[0]
+        )
     batched = await asyncio.gather(
-        *[collect(engine, p, f"b{i}", cache_salt=b"b%d" % i, temperature=0, max_tokens=24)
-          for i, p in enumerate(prompts)]
+        *[
+            collect(engine, p, f"b{i}", cache_salt=b"b%d" % i, temperature=0, max_tokens=24)
+            for i, p in enumerate(prompts)
+        ]
     )
     assert [b[0] for b in batched] == single
     assert "Paris" in single[0]
@@ -87,9 +90,10 @@ async def test_preemption_with_tiny_block_budget_completes_everything(model):
     try:
         prompts = [chat(model, q) for q in QUESTIONS]
         results = await asyncio.gather(
-            *[collect(eng, p, f"r{i}", cache_salt=b"%d" % i, temperature=0, max_tokens=60,
-                      ignore_eos=True)
-              for i, p in enumerate(prompts)]
+            *[
+                collect(eng, p, f"r{i}", cache_salt=b"%d" % i, temperature=0, max_tokens=60, ignore_eos=True)
+                for i, p in enumerate(prompts)
+            ]
         )
         for (text, _, _, fin), p in zip(results, prompts, strict=True):
             assert fin.finish_reason == "length"
@@ -105,7 +109,11 @@ async def test_preemption_with_tiny_block_budget_completes_everything(model):
 
 async def test_logprobs_openai_shape(model, engine):
     _, _, deltas, fin = await collect(
-        engine, chat(model, QUESTIONS[0]), temperature=0, max_tokens=5, logprobs=True,
+        engine,
+        chat(model, QUESTIONS[0]),
+        temperature=0,
+        max_tokens=5,
+        logprobs=True,
         top_logprobs=3,
     )
     entries = [e for d in deltas for e in (d.logprobs or [])]
@@ -121,8 +129,11 @@ async def test_logprobs_openai_shape(model, engine):
 async def test_reasoning_segment_and_budget(model, engine):
     budget = 8
     text, reasoning, deltas, fin = await collect(
-        engine, chat(model, "Is 17 a prime number?"), reasoning_budget=budget,
-        temperature=0, max_tokens=80,
+        engine,
+        chat(model, "Is 17 a prime number?"),
+        reasoning_budget=budget,
+        temperature=0,
+        max_tokens=80,
     )
     assert reasoning and text
     assert "<think>" not in text + reasoning and "</think>" not in text + reasoning
@@ -134,8 +145,7 @@ async def test_reasoning_segment_and_budget(model, engine):
     assert 0 < u.reasoning_tokens <= budget + close
     assert u.completion_tokens > u.reasoning_tokens
     # thinking off: no reasoning
-    _, r2, _, f2 = await collect(engine, chat(model, "Is 17 a prime number?"), temperature=0,
-                                 max_tokens=20)
+    _, r2, _, f2 = await collect(engine, chat(model, "Is 17 a prime number?"), temperature=0, max_tokens=20)
     assert r2 == "" and f2.usage.reasoning_tokens == 0
 
 
@@ -185,8 +195,16 @@ def test_consumers_on_another_event_loop(model):
 async def test_frequency_penalty_reduces_repetition(model, engine):
     p = chat(model, "Repeat the word 'hello' twenty times.")
     plain = await collect(engine, p, "plain", temperature=0, max_tokens=40, ignore_eos=True)
-    pen = await collect(engine, p, "pen", temperature=0, max_tokens=40, ignore_eos=True,
-                        frequency_penalty=2.0, presence_penalty=1.0)
+    pen = await collect(
+        engine,
+        p,
+        "pen",
+        temperature=0,
+        max_tokens=40,
+        ignore_eos=True,
+        frequency_penalty=2.0,
+        presence_penalty=1.0,
+    )
 
     def distinct(deltas):
         ids = [t for d in deltas for t in d.token_ids]
@@ -205,10 +223,12 @@ async def test_bf16_matches_fp32_reference_greedy(model):
         eng = Engine(m, EngineConfig(kv_cache_tokens=2048))
         await eng.start()
         try:
-            outs.append([
-                (await collect(eng, chat(m, q), f"q{i}", temperature=0, max_tokens=32))[0]
-                for i, q in enumerate(QUESTIONS)
-            ])
+            outs.append(
+                [
+                    (await collect(eng, chat(m, q), f"q{i}", temperature=0, max_tokens=32))[0]
+                    for i, q in enumerate(QUESTIONS)
+                ]
+            )
         finally:
             await eng.stop()
     assert outs[0] == outs[1]
@@ -221,14 +241,20 @@ async def test_stress_preemption_cancellation_never_hangs(model):
     from inference import GenerationRequest, SamplingParams
 
     rng = random.Random(7)
-    eng = Engine(model, EngineConfig(kv_cache_tokens=192, block_size=16,
-                                     max_num_batched_tokens=96, max_num_seqs=6))
+    eng = Engine(
+        model, EngineConfig(kv_cache_tokens=192, block_size=16, max_num_batched_tokens=96, max_num_seqs=6)
+    )
     await eng.start()
     try:
+
         async def one(i: int):
             ids = chat(model, QUESTIONS[i % 3] + " " * (i % 4))
-            req = GenerationRequest(f"x{i}", ids, SamplingParams(
-                temperature=0.8, seed=i, max_tokens=rng.randint(5, 60)), cache_salt=b"%d" % (i % 2))
+            req = GenerationRequest(
+                f"x{i}",
+                ids,
+                SamplingParams(temperature=0.8, seed=i, max_tokens=rng.randint(5, 60)),
+                cache_salt=b"%d" % (i % 2),
+            )
             cancel_after = rng.choice([None, None, 1, 3, 10])
             n = 0
             it = eng.generate(req)
@@ -257,7 +283,8 @@ async def test_stress_preemption_cancellation_never_hangs(model):
 async def test_reasoning_never_exceeds_max_tokens(model, engine):
     p = chat(model, "Is 17 a prime number?")
     for budget, max_tokens in ((3, 5), (2, 4), (6, 8), (1, 2)):
-        _, _, _, fin = await collect(engine, p, f"m{budget}", reasoning_budget=budget,
-                                     temperature=0, max_tokens=max_tokens)
+        _, _, _, fin = await collect(
+            engine, p, f"m{budget}", reasoning_budget=budget, temperature=0, max_tokens=max_tokens
+        )
         assert fin.usage.completion_tokens <= max_tokens
         assert fin.usage.reasoning_tokens <= fin.usage.completion_tokens

@@ -61,9 +61,7 @@ def test_chat_template_matches_jinja(model):
 
 
 async def test_paris_greedy(model, engine):
-    text, _, deltas, fin = await collect(
-        engine, model.encode_chat(FRANCE), temperature=0, max_tokens=32
-    )
+    text, _, deltas, fin = await collect(engine, model.encode_chat(FRANCE), temperature=0, max_tokens=32)
     assert "Paris" in text
     assert fin.finish_reason == "stop"
     u = fin.usage
