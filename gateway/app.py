@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -83,7 +84,8 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
             retention = asyncio.create_task(
                 retention_loop(sessions, audit_key, purge_after_days=settings.audit_retention_days or None)
             )
-            stack.callback(retention.cancel)
+            # Awaited, not just cancelled: the database closes only after the loop stopped.
+            stack.push_async_callback(_cancel_and_wait, retention)
             metering = await start_metering(settings, sessions, stack)
             completions: CompletionService | None = None
             if settings.load_model:
@@ -134,6 +136,12 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
         logging_config=None,
         debug=False,
     )
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _start_engine(
