@@ -11,7 +11,21 @@ from sqlalchemy.orm import Mapped, mapped_column
 from billing.db import Base, UTCDateTime, utcnow
 
 
-class UsageHourly(Base):
+class UsageSums:
+    """The summed columns shared by the rollup levels (tokens and exact cost units)."""
+
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_hit_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_miss_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_cache_hit: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_cache_miss: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_output: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_total: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageHourly(UsageSums, Base):
     """Usage summed per tenant, key, UTC hour (by request start), variant and mode.
 
     Rebuilt hour by hour from usage_records by the rollup job (idempotent); a tenant's
@@ -26,18 +40,9 @@ class UsageHourly(Base):
     api_key_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     variant: Mapped[str] = mapped_column(String(16), primary_key=True)
     mode: Mapped[str] = mapped_column(String(16), primary_key=True)
-    requests: Mapped[int] = mapped_column(BigInteger, default=0)
-    cache_hit_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cache_miss_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cost_cache_hit: Mapped[int] = mapped_column(BigInteger, default=0)
-    cost_cache_miss: Mapped[int] = mapped_column(BigInteger, default=0)
-    cost_output: Mapped[int] = mapped_column(BigInteger, default=0)
-    cost_total: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class UsageDaily(Base):
+class UsageDaily(UsageSums, Base):
     """usage_hourly summed per tenant, UTC day, variant and mode (all keys together):
     a tenant's month is at most 31 x 6 rows. Rebuilt from usage_hourly with it."""
 
@@ -47,15 +52,6 @@ class UsageDaily(Base):
     day: Mapped[dt.datetime] = mapped_column(UTCDateTime, primary_key=True)  # 00:00 UTC
     variant: Mapped[str] = mapped_column(String(16), primary_key=True)
     mode: Mapped[str] = mapped_column(String(16), primary_key=True)
-    requests: Mapped[int] = mapped_column(BigInteger, default=0)
-    cache_hit_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cache_miss_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cost_cache_hit: Mapped[int] = mapped_column(BigInteger, default=0)
-    cost_cache_miss: Mapped[int] = mapped_column(BigInteger, default=0)
-    cost_output: Mapped[int] = mapped_column(BigInteger, default=0)
-    cost_total: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Invoice(Base):
