@@ -30,7 +30,7 @@ from gateway.compliance.service import ComplianceCache, TenantCompliance
 from gateway.errors import InvalidRequestError, RateLimitedError
 from gateway.service.catalog import check_model
 from gateway.service.metering import Metering
-from gateway.service.recording import AttemptRecord, audit_attempt, prompt_digest, record_billing_events
+from gateway.service.recording import AttemptRecord, audit_attempt, record_billing_events
 from gateway.service.tenant_policies import PolicyCache
 from gateway.telemetry import Telemetry
 from inference.types import (
@@ -85,10 +85,9 @@ class PreparedCompletion:
     quotes: dict[str, PriceQuote]
     generation: GenerationRequest
     started_at: dt.datetime
-    prompt_sha256: str
-    compliance: TenantCompliance | None = None
-    deployment: Candidate | None = None
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    compliance: TenantCompliance
+    deployment: Candidate
+    messages: list[dict[str, Any]]
     use_case: str | None = None
     reservation: Reservation | None = None
     client_logprobs: bool = False  # the client asked for them (the cascade may need them anyway)
@@ -242,7 +241,6 @@ class CompletionService:
             quotes=quotes,
             generation=self._generation(request_id, principal, request, decision, prompt_ids, max_tokens),
             started_at=started_at,
-            prompt_sha256=prompt_digest(messages),
             compliance=tc,
             deployment=deployment,
             messages=messages,
@@ -382,9 +380,7 @@ class CompletionService:
             prepared.generation.prompt_token_ids,
             prepared.generation.sampling.max_tokens or 1,
         )
-        deployment = prepared.deployment
-        if prepared.compliance is not None:
-            deployment = prepared.compliance.deployment_for(decision, prepared.use_case)
+        deployment = prepared.compliance.deployment_for(decision, prepared.use_case)
         return replace(prepared, decision=decision, generation=generation, deployment=deployment)
 
     async def _collect(
@@ -480,10 +476,8 @@ class CompletionService:
             finish_reason=outcome.finish_reason,
             stream=prepared.request.stream,
             started_at=prepared.started_at,
-            prompt_sha256=prepared.prompt_sha256,
-            compliance=None
-            if prepared.compliance is None or prepared.deployment is None
-            else prepared.compliance.audit_fields(
+            # The deployment, profile version and prompt/answer fields the retention allows.
+            compliance=prepared.compliance.audit_fields(
                 prepared.deployment, prepared.messages, "".join(outcome.answer_parts)
             ),
             escalation=None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -37,10 +36,9 @@ class AttemptRecord:
     finish_reason: str | None
     stream: bool
     started_at: dt.datetime
-    prompt_sha256: str
+    # deployment, compliance_profile_version, retention fields (gateway.compliance.service)
+    compliance: dict[str, Any]
     escalation: dict[str, Any] | None = None
-    # deployment, compliance_profile_version, retention (gateway.compliance.service)
-    compliance: dict[str, Any] | None = None
 
     @property
     def cost(self) -> Cost:
@@ -96,19 +94,8 @@ class AttemptRecord:
             "cost": {"price_version": self.cost.price_version, **self.cost.as_usd_str()},
             "escalation": self.escalation,
             # The prompt (and answer) as the tenant's retention allows; the default keeps hashes.
-            **(self.compliance if self.compliance is not None else {"prompt_sha256": self.prompt_sha256}),
+            **self.compliance,
         }
-
-
-def prompt_digest(messages: list[dict[str, Any]]) -> str:
-    """A hash of the prompt for the audit log: proves what was asked without storing it."""
-    digest = hashlib.sha256()
-    for message in messages:
-        digest.update(str(message.get("role", "")).encode())
-        digest.update(b"\x00")
-        digest.update(str(message.get("content", "")).encode())
-        digest.update(b"\x01")
-    return digest.hexdigest()
 
 
 async def audit_attempt(sessions: async_sessionmaker[AsyncSession], record: AttemptRecord) -> None:
