@@ -36,6 +36,7 @@ test: install-test
 	$(BIN)/pytest
 
 test-fast: install-test
+	$(GATEWAY) models fetch
 	$(BIN)/pytest -m "not slow"
 
 lint: install-test
