@@ -31,6 +31,7 @@ from gateway.auth.keys import load_or_create_pepper
 from gateway.auth.service import Authenticator
 from gateway.compliance.admin_api import compliance_router
 from gateway.compliance.service import ComplianceCache
+from gateway.console import console_router
 from gateway.service.completions import CompletionService
 from gateway.service.metering import Metering
 from gateway.service.tenant_policies import PolicyCache
@@ -123,6 +124,8 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
     ]
     if settings.metrics == "prometheus":
         handlers.append(prometheus_metrics)
+    if settings.console:
+        handlers.append(console_router())
     return Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],

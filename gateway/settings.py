@@ -62,6 +62,9 @@ class Settings:
     otel_service_name: str = "deepseek-gateway"
     otel_metric_interval_s: int = 60
     metrics: str = "none"
+    # The operators' web console at /console (docs/console.md): static pages, no data of
+    # their own; every figure comes from the admin API with the operator's key.
+    console: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,605 @@
+// The operators' console (docs/console.md). Plain script, no build step, no dependencies.
+// Security rules kept by every line here: API data reaches the page only as text nodes
+// (textContent / createTextNode, never HTML parsing); the operator key lives in
+// sessionStorage only and leaves the page only as a Bearer header to this origin.
+"use strict";
+
+(() => {
+  const KEY_STORE = "gateway.console.operatorKey";
+  const ADMIN_PREFIX = "sk-gwa-";
+  const $ = (selector) => document.querySelector(selector);
+  const enc = encodeURIComponent;
+  const tenantPath = (name) => "/admin/tenants/" + enc(name);
+
+  // ----- DOM: elements from properties and text children only -----
+
+  function h(tag, props, ...children) {
+    const el = document.createElement(tag);
+    for (const [name, value] of Object.entries(props || {})) {
+      if (value === undefined || value === null) continue;
+      if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+      else if (name === "class") el.className = value;
+      else if (name === "for") el.htmlFor = value;
+      else if (name === "href") {
+        if (!String(value).startsWith("#/")) throw new Error("console links stay inside the console");
+        el.setAttribute("href", value);
+      } else if (name in el) el[name] = value;
+      else el.setAttribute(name, String(value));
+    }
+    for (const child of children.flat(Infinity)) {
+      if (child === undefined || child === null || child === false) continue;
+      el.append(child instanceof Node ? child : String(child)); // strings become text nodes
+    }
+    return el;
+  }
+
+  const text = (value) => {
+    if (value === undefined || value === null) return "";
+    if (typeof value === "object") return JSON.stringify(value);
+    return String(value);
+  };
+
+  function table(columns, rows, props) {
+    const head = h("tr", {}, columns.map(([label]) => h("th", { scope: "col" }, label)));
+    const body = rows.map((row) =>
+      h("tr", {}, columns.map(([, cell]) => {
+        const value = cell(row);
+        return h("td", {}, value instanceof Node ? value : text(value));
+      })),
+    );
+    return h("table", props || {}, h("thead", {}, head), h("tbody", {}, body));
+  }
+
+  // A table of plain objects: one column per key seen.
+  function autoTable(rows, props) {
+    if (!rows.length) return h("p", { class: "muted" }, "None.");
+    const keys = [...new Set(rows.flatMap((row) => Object.keys(row)))];
+    return table(keys.map((key) => [key, (row) => row[key]]), rows, props);
+  }
+
+  function pairs(object, props) {
+    const list = h("dl", props || {});
+    for (const [key, value] of Object.entries(object)) list.append(h("dt", {}, key), h("dd", {}, text(value)));
+    return list;
+  }
+
+  const pre = (value, props) => h("pre", props || {}, JSON.stringify(value, null, 2));
+  const section = (title, ...children) => h("section", { class: "card" }, h("h2", {}, title), children);
+  const field = (label, input) => h("label", { class: "field" }, h("span", {}, label), input);
+  const submitButton = (label) => h("button", { type: "submit" }, label);
+
+  // ----- messages: every API error is shown, none is swallowed -----
+
+  function notify(message, kind) {
+    const level = kind || "info";
+    const item = h("div", { class: "msg " + level, role: level === "error" ? "alert" : "status" }, h("span", {}, message));
+    item.append(h("button", { type: "button", class: "close", title: "Dismiss", onclick: () => item.remove() }, "×"));
+    $("#messages").append(item);
+  }
+
+  class ApiError extends Error {
+    constructor(status, body, fallback) {
+      const error = body && typeof body === "object" && body.error && typeof body.error === "object" ? body.error : {};
+      super(text(error.message) || fallback || "HTTP " + status);
+      this.status = status;
+      this.type = text(error.type);
+      this.code = text(error.code);
+      this.param = text(error.param);
+      this.signedOut = false;
+    }
+
+    describe() {
+      const label = [this.status || "network", this.type, this.code].filter(Boolean).join(" ");
+      return label + ": " + this.message + (this.param ? " (param: " + this.param + ")" : "");
+    }
+  }
+
+  function report(error) {
+    if (error instanceof ApiError) {
+      if (!error.signedOut) notify(error.describe(), "error");
+    } else {
+      notify("Console error: " + (error && error.message ? error.message : text(error)), "error");
+    }
+  }
+
+  // Replace `box` with what `work` builds; an error is shown in its place.
+  async function fill(box, work) {
+    box.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    try {
+      box.replaceChildren(...[].concat(await work()));
+    } catch (error) {
+      if (error instanceof ApiError && error.signedOut) return;
+      box.replaceChildren(h("p", { class: "error", role: "alert" }, error instanceof ApiError ? error.describe() : text(error && error.message)));
+    }
+  }
+
+  // An event handler that runs `work`, shows any error, and keeps the form from submitting.
+  function act(work) {
+    return async (event) => {
+      event.preventDefault();
+      const control = event.submitter || event.currentTarget;
+      if (control && "disabled" in control) control.disabled = true;
+      try {
+        await work(event);
+      } catch (error) {
+        report(error);
+      } finally {
+        if (control && "disabled" in control) control.disabled = false;
+      }
+    };
+  }
+
+  // ----- the API client -----
+
+  const operatorKey = () => sessionStorage.getItem(KEY_STORE);
+
+  async function api(method, path, options) {
+    const opts = options || {};
+    const ownKey = opts.key === undefined; // the operator key: a 401/403 signs out
+    const token = ownKey ? operatorKey() : opts.key;
+    if (!token) {
+      signOut("Sign in with an operator key.");
+      const error = new ApiError(401, null, "not signed in");
+      error.signedOut = true;
+      throw error;
+    }
+    let url = path;
+    const query = new URLSearchParams();
+    for (const [name, value] of Object.entries(opts.query || {})) {
+      if (value !== undefined && value !== null && value !== "") query.set(name, String(value));
+    }
+    if (query.toString()) url += "?" + query.toString();
+    const headers = { authorization: "Bearer " + token, accept: "application/json" };
+    let body;
+    if (opts.json !== undefined) {
+      headers["content-type"] = "application/json";
+      body = JSON.stringify(opts.json);
+    } else if (opts.text !== undefined) {
+      headers["content-type"] = "text/plain; charset=utf-8";
+      body = opts.text;
+    }
+    let response;
+    try {
+      response = await fetch(url, { method, headers, body, cache: "no-store", credentials: "omit", redirect: "error" });
+    } catch (error) {
+      throw new ApiError(0, null, "the gateway could not be reached (" + error.message + ")");
+    }
+    const raw = await response.text();
+    let data = null;
+    try {
+      data = raw ? JSON.parse(raw) : null;
+    } catch (_) {
+      data = null;
+    }
+    if (!response.ok) {
+      const error = new ApiError(response.status, data, raw.slice(0, 300) || response.statusText);
+      if (ownKey && (response.status === 401 || response.status === 403)) {
+        error.signedOut = true;
+        signOut("The gateway refused the operator key (" + error.describe() + "). Sign in again.");
+      }
+      throw error;
+    }
+    if (data === null) throw new ApiError(response.status, null, "the gateway's answer was not JSON");
+    return data;
+  }
+
+  // ----- sign-in and sign-out -----
+
+  function showSignIn() {
+    $("#top").hidden = true;
+    $("#app").replaceChildren();
+    $("#sign-in").hidden = false;
+    $("#admin-key").focus();
+  }
+
+  function signOut(message) {
+    sessionStorage.removeItem(KEY_STORE);
+    $("#messages").replaceChildren();
+    showSignIn();
+    if (message) notify(message, "error");
+  }
+
+  async function signIn(event) {
+    event.preventDefault();
+    const input = $("#admin-key");
+    const key = input.value.trim();
+    input.value = "";
+    $("#messages").replaceChildren();
+    if (!key.startsWith(ADMIN_PREFIX)) {
+      notify("An operator key starts with " + ADMIN_PREFIX + " (tenant keys do not open the admin API).", "error");
+      return;
+    }
+    try {
+      await api("GET", "/admin/tenants", { key }); // checks the key before keeping it
+    } catch (error) {
+      notify("Sign-in failed: " + (error instanceof ApiError ? error.describe() : text(error)), "error");
+      return;
+    }
+    sessionStorage.setItem(KEY_STORE, key);
+    if (location.hash.startsWith("#/")) route();
+    else location.hash = "#/tenants";
+  }
+
+  // ----- pages -----
+
+  function pageTenants(main) {
+    const list = h("div", { id: "tenant-list" });
+    const name = h("input", { id: "tenant-name", required: true, maxLength: 200, autocomplete: "off" });
+    const refresh = () =>
+      fill(list, async () => {
+        const { data } = await api("GET", "/admin/tenants");
+        if (!data.length) return h("p", { class: "muted" }, "No tenants yet.");
+        return table(
+          [
+            ["Name", (t) => h("a", { href: "#/tenants/" + enc(t.name) }, t.name)],
+            ["Active", (t) => (t.active ? "yes" : "no")],
+            ["Created", (t) => t.created_at],
+            ["Id", (t) => t.id],
+          ],
+          data,
+          { id: "tenants" },
+        );
+      });
+    const create = act(async () => {
+      const tenant = await api("POST", "/admin/tenants", { json: { name: name.value } });
+      name.value = "";
+      notify("Tenant " + tenant.name + " created.", "ok");
+      await refresh();
+    });
+    main.append(
+      h("h1", {}, "Tenants"),
+      h("form", { id: "create-tenant", class: "inline", method: "post", onsubmit: create },
+        field("New tenant", name), submitButton("Create tenant")),
+      list,
+    );
+    refresh();
+  }
+
+  function pageTenant(main, name) {
+    main.append(
+      h("p", {}, h("a", { href: "#/tenants" }, "← Tenants")),
+      h("h1", { id: "tenant-title" }, "Tenant ", h("span", { class: "name" }, name)),
+      keysCard(name),
+      usageCard(name),
+      budgetCard(name),
+      policyCard(name),
+      profileCard(name),
+    );
+  }
+
+  function keysCard(name) {
+    const list = h("div", { id: "key-list" });
+    const secret = h("div", { id: "new-key", class: "secret-box", hidden: true });
+    const label = h("input", { id: "key-name", maxLength: 200, autocomplete: "off" });
+    const days = h("input", { id: "key-days", type: "number", min: 1, max: 3650 });
+    const refresh = () =>
+      fill(list, async () => {
+        const { data } = await api("GET", tenantPath(name) + "/keys");
+        if (!data.length) return h("p", { class: "muted" }, "No keys.");
+        return table(
+          [
+            ["Prefix", (k) => k.prefix],
+            ["Name", (k) => k.name],
+            ["Created", (k) => k.created_at],
+            ["Expires", (k) => k.expires_at || "never"],
+            ["Last used", (k) => k.last_used_at || "never"],
+            ["Revoked", (k) => k.revoked_at || revokeButton(k)],
+          ],
+          data,
+          { id: "keys" },
+        );
+      });
+    // Two clicks revoke a key: the first arms the button, the second revokes.
+    const revokeButton = (key) => {
+      const button = h("button", { type: "button", class: "danger" }, "Revoke");
+      button.addEventListener("click", act(async () => {
+        if (button.dataset.armed !== "yes") {
+          button.dataset.armed = "yes";
+          button.textContent = "Confirm revoke";
+          return;
+        }
+        await api("POST", "/admin/keys/" + enc(key.id) + "/revoke");
+        notify("Key " + key.prefix + " revoked.", "ok");
+        await refresh();
+      }));
+      return button;
+    };
+    const create = act(async () => {
+      const body = { name: label.value };
+      if (days.value) body.expires_in_days = Number(days.value);
+      const issued = await api("POST", tenantPath(name) + "/keys", { json: body });
+      label.value = "";
+      days.value = "";
+      const hide = () => {
+        secret.replaceChildren();
+        secret.hidden = true;
+      };
+      const copy = act(async () => {
+        await navigator.clipboard.writeText(issued.key);
+        notify("Copied.", "ok");
+      });
+      secret.replaceChildren(
+        h("p", {}, "New key " + issued.id + " for " + issued.tenant + ". Copy it now: this is the only time it is shown."),
+        h("code", { id: "new-key-secret", class: "secret" }, issued.key),
+        h("div", { class: "actions" },
+          h("button", { type: "button", onclick: copy }, "Copy"),
+          h("button", { type: "button", id: "hide-secret", onclick: hide }, "Done, hide it")),
+      );
+      secret.hidden = false;
+      await refresh();
+    });
+    refresh();
+    return section("API keys",
+      h("form", { id: "create-key", class: "inline", method: "post", onsubmit: create },
+        field("Label", label), field("Expires in days (empty: never)", days), submitButton("Create key")),
+      secret, list);
+  }
+
+  function usageCard(name) {
+    const today = new Date().toISOString().slice(0, 10);
+    const start = h("input", { id: "usage-start", type: "date", value: today.slice(0, 8) + "01" });
+    const end = h("input", { id: "usage-end", type: "date", value: today });
+    const month = h("input", { id: "invoice-month", type: "month", value: today.slice(0, 7) });
+    const usage = h("div", { id: "usage" });
+    const savings = h("div", { id: "savings" });
+    const invoice = h("div", { id: "invoice" });
+    const load = () => {
+      const period = { start: start.value, end: end.value };
+      fill(usage, async () => renderUsage(await api("GET", tenantPath(name) + "/usage", { query: { ...period, format: "json" } })));
+      fill(savings, async () => renderSavings(await api("GET", tenantPath(name) + "/savings", { query: period })));
+    };
+    const rollup = act(async () => {
+      const done = await api("POST", "/admin/jobs/billing.hourly_rollup");
+      notify("Rollup ran: " + text(done.result), "ok");
+      load();
+    });
+    const showInvoice = act(async () => {
+      await fill(invoice, async () => renderInvoice(await api("GET", tenantPath(name) + "/invoices/" + enc(month.value))));
+    });
+    load();
+    return section("Usage and cost",
+      h("form", { id: "usage-form", class: "inline", method: "post", onsubmit: act(async () => load()) },
+        field("From", start), field("To", end), submitButton("Show usage"),
+        h("button", { type: "button", onclick: rollup }, "Refresh rollup now")),
+      h("p", { class: "muted" }, "Figures come from the hourly rollup, which the billing jobs refresh every 5 minutes."),
+      usage, h("h3", {}, "Savings against comparator list prices"), savings,
+      h("h3", {}, "Invoice"),
+      h("form", { id: "invoice-form", class: "inline", method: "post", onsubmit: showInvoice },
+        field("Month", month), submitButton("Show invoice")),
+      invoice);
+  }
+
+  function renderUsage(report) {
+    const items = (day) => day.line_items.map((li) => li.token_class + ": " + li.tokens + " tokens, $" + li.cost_usd).join("; ");
+    return [
+      h("p", {}, report.start + " to " + report.end + ": total ", h("strong", { id: "usage-total" }, "$" + report.total_cost_usd)),
+      report.data.length
+        ? table(
+          [["Date", (d) => d.date], ["Variant", (d) => d.variant], ["Mode", (d) => d.mode], ["Requests", (d) => d.requests],
+            ["Reasoning tokens", (d) => d.reasoning_tokens], ["Line items", items], ["Cost (USD)", (d) => d.cost_usd]],
+          report.data, { id: "usage-table" })
+        : h("p", { class: "muted" }, "No usage in this period."),
+    ];
+  }
+
+  function renderSavings(report) {
+    return [
+      h("p", {}, "Actual cost $" + report.actual_cost_usd + " for " + report.input_tokens + " input and " + report.output_tokens + " output tokens."),
+      table([["Comparator", (c) => c.name], ["Would cost (USD)", (c) => c.cost_usd], ["Saved (USD)", (c) => c.savings_usd], ["Saved %", (c) => c.savings_pct]],
+        report.comparators),
+    ];
+  }
+
+  function renderInvoice(doc) {
+    const { lines, ...summary } = doc;
+    return [pairs(summary), autoTable(lines)];
+  }
+
+  function budgetCard(name) {
+    const limit = h("input", { id: "budget-limit", required: true, pattern: "\\d+(\\.\\d+)?", inputMode: "decimal", placeholder: "100" });
+    const period = h("select", { id: "budget-period" }, ["month", "day", "none"].map((p) => h("option", { value: p }, p)));
+    const mode = h("select", { id: "budget-mode" }, h("option", { value: "hard" }, "hard: reject what it cannot cover"), h("option", { value: "soft" }, "soft: alert only"));
+    const thresholds = h("input", { id: "budget-alerts", value: "50, 80, 100" });
+    const saved = h("div", { id: "budget-saved" });
+    const save = act(async () => {
+      const alerts = thresholds.value.split(/[\s,]+/).filter(Boolean).map(Number);
+      if (alerts.some((n) => !Number.isInteger(n))) throw new Error("alert thresholds are whole percentages, e.g. 50, 80, 100");
+      const body = { limit_usd: limit.value.trim(), period: period.value, mode: mode.value, alert_thresholds: alerts };
+      const stored = await api("PUT", tenantPath(name) + "/budget", { json: body });
+      saved.replaceChildren(h("p", {}, "Saved:"), pairs(stored));
+      notify("Budget of " + name + " set to $" + stored.limit_usd + " per " + stored.period + " (" + stored.mode + ").", "ok");
+    });
+    return section("Budget and rate limits",
+      h("p", { class: "muted" },
+        "The admin API sets a budget but has no call that reads the current one back, nor one for rate limits: " +
+        "the result of a change is shown here, and rate limits are set with `gateway tenant limits NAME --rpm N --tpm N`."),
+      h("form", { id: "budget-form", class: "inline", method: "post", onsubmit: save },
+        field("Limit (USD)", limit), field("Period", period), field("Mode", mode), field("Alerts at % of limit", thresholds),
+        submitButton("Set budget")),
+      saved);
+  }
+
+  // A versioned document (policy or compliance profile): view, edit as JSON text, activate.
+  function documentEditor(id, initial, onSave) {
+    const editor = h("textarea", { id: id + "-editor", rows: 14, spellcheck: false, value: initial });
+    return [
+      field("Document (JSON; YAML is accepted too)", editor),
+      h("button", { type: "button", id: id + "-format", onclick: act(async () => {
+        editor.value = JSON.stringify(JSON.parse(editor.value), null, 2);
+      }) }, "Check and format JSON"),
+      h("button", { type: "button", id: id + "-save", onclick: act(async () => onSave(editor.value)) }, "Activate as new version"),
+    ];
+  }
+
+  function policyCard(name) {
+    const box = h("div", { id: "policy" });
+    const comment = h("input", { id: "policy-comment", maxLength: 500 });
+    const render = async () => {
+      let active = null;
+      try {
+        active = await api("GET", tenantPath(name) + "/policy");
+      } catch (error) {
+        if (!(error instanceof ApiError && error.status === 404 && error.code === "not_found")) throw error;
+      }
+      const { data } = await api("GET", tenantPath(name) + "/policy/versions");
+      const rollbackTo = (v) => h("button", { type: "button", onclick: act(async () => {
+        const now = await api("POST", tenantPath(name) + "/policy/rollback", { query: { to: v.version } });
+        notify("Policy version " + now.version + " is active.", "ok");
+        await fill(box, render);
+      }) }, "Activate");
+      const activate = async (source) => {
+        const stored = await api("PUT", tenantPath(name) + "/policy", { text: source, query: { comment: comment.value } });
+        notify("Policy version " + stored.version + " is active.", "ok");
+        await fill(box, render);
+      };
+      return [
+        active
+          ? pairs({ "active version": active.version, digest: active.digest, comment: active.comment, by: active.created_by, at: active.created_at }, { id: "policy-active" })
+          : h("p", { id: "policy-active" }, "No policy of its own: the default policy applies (docs/policy.md)."),
+        ...documentEditor("policy", active ? JSON.stringify(active.document, null, 2) : "{}", activate),
+        field("Comment", comment),
+        h("h3", {}, "Versions"),
+        data.length
+          ? table([["Version", (v) => v.version], ["Active", (v) => (v.active ? "yes" : "")], ["Comment", (v) => v.comment], ["By", (v) => v.created_by],
+            ["At", (v) => v.created_at], ["Digest", (v) => v.digest], ["", (v) => (v.active ? "" : rollbackTo(v))]], data, { id: "policy-versions" })
+          : h("p", { class: "muted" }, "No versions."),
+      ];
+    };
+    fill(box, render);
+    return section("Policy", box);
+  }
+
+  function profileCard(name) {
+    const box = h("div", { id: "profile" });
+    const render = async () => {
+      const profile = await api("GET", tenantPath(name) + "/compliance/profile");
+      const save = async (source) => {
+        const stored = await api("PUT", tenantPath(name) + "/compliance/profile", { text: source });
+        notify("Compliance profile version " + stored.version + " is active.", "ok");
+        await fill(box, render);
+      };
+      return [
+        pairs({ version: profile.version, digest: profile.digest, source: profile.source }),
+        ...documentEditor("profile", JSON.stringify(profile.document, null, 2), save),
+        h("h3", {}, "Versions"),
+        Array.isArray(profile.versions) ? autoTable(profile.versions) : pre(profile.versions),
+      ];
+    };
+    fill(box, render);
+    return section("Compliance profile", box);
+  }
+
+  function pagePrices(main) {
+    const box = h("div", { id: "prices" });
+    fill(box, async () => {
+      const catalog = await api("GET", "/admin/prices");
+      const prices = (v) => Object.entries(v.prices).map(([variant, p]) => variant + ": " + p.cache_hit + " / " + p.cache_miss + " / " + p.output).join("; ");
+      return [
+        h("p", { class: "muted" }, "USD per 1M tokens: cache hit / cache miss / output. Change the catalog with `gateway prices import FILE`."),
+        section("Versions", table([["Id", (v) => v.id], ["Effective from", (v) => v.effective_from], ["Prices", prices],
+          ["Time of day", (v) => v.time_of_day || "flat"], ["Note", (v) => v.note]], catalog.versions, { id: "price-versions" })),
+        section("Promotions", autoTable(catalog.promotions)),
+        section("Comparators", autoTable(catalog.comparators)),
+      ];
+    });
+    main.append(h("h1", {}, "Prices"), box);
+  }
+
+  function pageCompliance(main) {
+    const list = (path) => async () => autoTable((await api("GET", path)).data);
+    const boxes = ["artifacts", "pools"].map((kind) => {
+      const box = h("div", { id: "compliance-" + kind });
+      fill(box, list("/admin/compliance/" + kind));
+      return section(kind === "pools" ? "Device pools" : "Artifacts", box);
+    });
+    const deployments = h("div", { id: "compliance-deployments" });
+    fill(deployments, async () => {
+      const { data } = await api("GET", "/admin/compliance/deployments");
+      if (!data.length) return h("p", { class: "muted" }, "None.");
+      return table([["Name", (d) => d.name], ["Model", (d) => d.model_id], ["Variant", (d) => d.variant],
+        ["Pool", (d) => d.pool.name + " (" + d.pool.device_kind + ", " + d.pool.vendor + ", " + d.pool.region + ")"],
+        ["Artifacts", (d) => d.artifacts.map((a) => a.name + " [" + a.license + "]").join(", ")]], data);
+    });
+    const verify = h("div", { id: "audit-verify" });
+    const runVerify = act(async () => fill(verify, async () => {
+      const result = await api("GET", "/admin/audit/verify");
+      const { problems, ...summary } = result;
+      return [h("p", { class: result.ok ? "ok" : "error" }, result.ok ? "The audit chain verifies." : "The audit chain has problems."),
+        pairs(summary), problems.length ? autoTable(problems) : ""];
+    }));
+    main.append(h("h1", {}, "Compliance registry"), ...boxes, section("Deployments", deployments),
+      section("Audit log", h("button", { type: "button", id: "run-verify", onclick: runVerify }, "Verify the audit chain"), verify));
+  }
+
+  function pageModels(main) {
+    const served = h("div", { id: "models-deployments" });
+    fill(served, async () => {
+      const { data } = await api("GET", "/admin/compliance/deployments");
+      if (!data.length) return h("p", { class: "muted" }, "No deployments registered.");
+      return table([["Model", (d) => d.model_id], ["Variant", (d) => d.variant], ["Deployment", (d) => d.name], ["Pool", (d) => d.pool.name],
+        ["Weights", (d) => d.artifacts.filter((a) => a.kind === "model_weights").map((a) => a.name + " (" + a.license + ", sha256 " + a.sha256 + ")").join(", ")]], data);
+    });
+    // /v1/models is the tenant API: it takes a tenant key, used for this one call and not kept.
+    const tenantKey = h("input", { id: "tenant-key", type: "password", autocomplete: "off", spellcheck: false });
+    const listed = h("div", { id: "models-list" });
+    const check = act(async () => {
+      const key = tenantKey.value.trim();
+      tenantKey.value = "";
+      await fill(listed, async () => autoTable((await api("GET", "/v1/models", { key })).data));
+    });
+    main.append(h("h1", {}, "Models"), section("Deployments by model", served),
+      section("What a tenant sees (GET /v1/models)",
+        h("p", { class: "muted" }, "The model list is part of the tenant API: paste a tenant key (sk-gw-...). It is used for this one request and not stored."),
+        h("form", { id: "models-form", class: "inline", method: "post", onsubmit: check }, field("Tenant key", tenantKey), submitButton("List models")),
+        listed));
+  }
+
+  // ----- routing (the hash holds the page, never a secret) -----
+
+  const ROUTES = [
+    [/^#\/tenants$/, (main) => pageTenants(main)],
+    [/^#\/tenants\/(.+)$/, (main, m) => pageTenant(main, decodeURIComponent(m[1]))],
+    [/^#\/prices$/, (main) => pagePrices(main)],
+    [/^#\/compliance$/, (main) => pageCompliance(main)],
+    [/^#\/models$/, (main) => pageModels(main)],
+  ];
+
+  function route() {
+    if (!operatorKey()) {
+      showSignIn();
+      return;
+    }
+    $("#sign-in").hidden = true;
+    $("#top").hidden = false;
+    const main = $("#app");
+    main.replaceChildren();
+    const hash = location.hash || "#/tenants";
+    for (const [pattern, page] of ROUTES) {
+      const match = hash.match(pattern);
+      if (!match) continue;
+      try {
+        page(main, match);
+      } catch (error) {
+        report(error);
+      }
+      for (const link of document.querySelectorAll("#top nav a")) {
+        link.classList.toggle("current", hash.startsWith(link.getAttribute("href")));
+      }
+      return;
+    }
+    location.hash = "#/tenants";
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("#sign-in-form").addEventListener("submit", signIn);
+    $("#sign-out").addEventListener("click", () => {
+      signOut();
+      notify("Signed out.", "info");
+    });
+    window.addEventListener("hashchange", () => {
+      $("#messages").replaceChildren();
+      route();
+    });
+    route();
+  });
+})();
