@@ -102,7 +102,7 @@ class LlamaModel:
         self.embed = w("token_embd.weight")
         head = _as_tensor(tensors.get("output.weight", tensors["token_embd.weight"]))
         # Q8_0 in the file; a per-row int8 copy flips near-tied logits, so it stays dense
-        self.lm_head = QLinear(head, dtype, device, 0)
+        self.lm_head = QLinear(head, dtype, device, 0, keep_dense=True)
         self.final_norm = norm_w("output_norm.weight")
         self.layers = []
         for i in range(cfg.n_layers):
@@ -217,6 +217,7 @@ class LlamaModel:
         top-k logits of each row exactly (fp32 dot products of the same bf16 values)."""
         k = min(REFINE_TOP_K, logits.shape[-1])
         top = logits.topk(k, dim=-1).indices  # [S, k]
+        assert self.lm_head.dense is not None
         w = self.lm_head.dense[top].float()  # [S, k, dim]
         exact = torch.bmm(w, x.float().unsqueeze(-1)).squeeze(-1)
         logits.scatter_(1, top, exact)
