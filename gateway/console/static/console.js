@@ -59,7 +59,9 @@
 
   function pairs(object, props) {
     const list = h("dl", props || {});
-    for (const [key, value] of Object.entries(object)) list.append(h("dt", {}, key), h("dd", {}, text(value)));
+    for (const [key, value] of Object.entries(object)) {
+      list.append(h("dt", {}, key), h("dd", {}, value === null || value === undefined ? "none" : text(value)));
+    }
     return list;
   }
 
@@ -372,7 +374,8 @@
   function renderUsage(report) {
     const items = (day) => day.line_items.map((li) => li.token_class + ": " + li.tokens + " tokens, $" + li.cost_usd).join("; ");
     return [
-      h("p", {}, report.start + " to " + report.end + ": total ", h("strong", { id: "usage-total" }, "$" + report.total_cost_usd)),
+      h("p", {}, "From " + report.start + " up to (not including) " + report.end + ": total ",
+        h("strong", { id: "usage-total" }, "$" + report.total_cost_usd)),
       report.data.length
         ? table(
           [["Date", (d) => d.date], ["Variant", (d) => d.variant], ["Mode", (d) => d.mode], ["Requests", (d) => d.requests],
@@ -420,10 +423,11 @@
   }
 
   // A versioned document (policy or compliance profile): view, edit as JSON text, activate.
-  function documentEditor(id, initial, onSave) {
+  function documentEditor(id, initial, onSave, ...extra) {
     const editor = h("textarea", { id: id + "-editor", rows: 14, spellcheck: false, value: initial });
     return [
       field("Document (JSON; YAML is accepted too)", editor),
+      ...extra,
       h("button", { type: "button", id: id + "-format", onclick: act(async () => {
         editor.value = JSON.stringify(JSON.parse(editor.value), null, 2);
       }) }, "Check and format JSON"),
@@ -456,8 +460,8 @@
         active
           ? pairs({ "active version": active.version, digest: active.digest, comment: active.comment, by: active.created_by, at: active.created_at }, { id: "policy-active" })
           : h("p", { id: "policy-active" }, "No policy of its own: the default policy applies (docs/policy.md)."),
-        ...documentEditor("policy", active ? JSON.stringify(active.document, null, 2) : "{}", activate),
-        field("Comment", comment),
+        ...documentEditor("policy", active ? JSON.stringify(active.document, null, 2) : "{}", activate,
+          field("Comment (optional)", comment)),
         h("h3", {}, "Versions"),
         data.length
           ? table([["Version", (v) => v.version], ["Active", (v) => (v.active ? "yes" : "")], ["Comment", (v) => v.comment], ["By", (v) => v.created_by],
@@ -479,8 +483,8 @@
         await fill(box, render);
       };
       return [
-        pairs({ version: profile.version, digest: profile.digest, source: profile.source }),
-        ...documentEditor("profile", JSON.stringify(profile.document, null, 2), save),
+        pairs({ "active version": profile.version, digest: profile.digest }, { id: "profile-active" }),
+        ...documentEditor("profile", profile.source || JSON.stringify(profile.document, null, 2), save),
         h("h3", {}, "Versions"),
         Array.isArray(profile.versions) ? autoTable(profile.versions) : pre(profile.versions),
       ];
@@ -493,11 +497,19 @@
     const box = h("div", { id: "prices" });
     fill(box, async () => {
       const catalog = await api("GET", "/admin/prices");
-      const prices = (v) => Object.entries(v.prices).map(([variant, p]) => variant + ": " + p.cache_hit + " / " + p.cache_miss + " / " + p.output).join("; ");
+      const prices = (v) => h("div", {}, Object.entries(v.prices).map(([variant, p]) =>
+        h("div", {}, variant + ": " + p.cache_hit + " / " + p.cache_miss + " / " + p.output)));
+      const days = ["", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+      const timeOfDay = (v) => {
+        const t = v.time_of_day;
+        if (!t) return "flat";
+        const windows = t.peak.map((w) => w.weekdays.map((d) => days[d] || d).join(",") + " " + w.start.slice(0, 5) + "-" + w.end.slice(0, 5));
+        return h("div", {}, windows.map((w) => h("div", {}, "peak " + w + " UTC")), h("div", {}, "off-peak: x" + t.off_peak_multiplier));
+      };
       return [
         h("p", { class: "muted" }, "USD per 1M tokens: cache hit / cache miss / output. Change the catalog with `gateway prices import FILE`."),
         section("Versions", table([["Id", (v) => v.id], ["Effective from", (v) => v.effective_from], ["Prices", prices],
-          ["Time of day", (v) => v.time_of_day || "flat"], ["Note", (v) => v.note]], catalog.versions, { id: "price-versions" })),
+          ["Time of day", timeOfDay], ["Note", (v) => v.note]], catalog.versions, { id: "price-versions" })),
         section("Promotions", autoTable(catalog.promotions)),
         section("Comparators", autoTable(catalog.comparators)),
       ];
@@ -593,6 +605,7 @@
   document.addEventListener("DOMContentLoaded", () => {
     $("#sign-in-form").addEventListener("submit", signIn);
     $("#sign-out").addEventListener("click", () => {
+      history.replaceState(null, "", location.pathname); // the next operator starts afresh
       signOut();
       notify("Signed out.", "info");
     });
