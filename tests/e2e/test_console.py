@@ -77,6 +77,14 @@ def _storage(page) -> dict[str, object]:
     )
 
 
+def last_error(page):
+    return page.locator("#messages .msg.error").last
+
+
+def last_ok(page):
+    return page.locator("#messages .msg.ok").last
+
+
 def _sign_in(page, key: str) -> None:
     page.fill("#admin-key", key)
     page.click("#sign-in-form button[type=submit]")
@@ -94,9 +102,9 @@ def test_console_in_a_browser(console_server: RunningGateway, browser_page, uniq
     expect(page.locator("#sign-in")).to_be_visible()
     expect(page.locator("#top")).to_be_hidden()
     _sign_in(page, "sk-gw-not-an-operator-key")
-    expect(page.locator("#messages .msg.error").last).to_contain_text("starts with sk-gwa-")
+    expect(last_error(page)).to_contain_text("starts with sk-gwa-")
     _sign_in(page, "sk-gwa-" + "x" * 43)
-    expect(page.locator("#messages .msg.error").last).to_contain_text("Sign-in failed: 401 authentication_error")
+    expect(last_error(page)).to_contain_text("Sign-in failed: 401 authentication_error")
     expect(page.locator("#sign-in")).to_be_visible()
 
     _sign_in(page, operator)
@@ -116,8 +124,8 @@ def test_console_in_a_browser(console_server: RunningGateway, browser_page, uniq
     # Creating one twice shows the API's error, not nothing.
     page.fill("#tenant-name", tenant)
     page.click("#create-tenant button[type=submit]")
-    expect(page.locator("#messages .msg.error").last).to_contain_text("409")
-    expect(page.locator("#messages .msg.error").last).to_contain_text("conflict")
+    expect(last_error(page)).to_contain_text("409")
+    expect(last_error(page)).to_contain_text("conflict")
 
     xss_link = page.locator("#tenants a", has_text=XSS_NAME)
     assert xss_link.text_content() == XSS_NAME
@@ -161,7 +169,7 @@ def test_console_in_a_browser(console_server: RunningGateway, browser_page, uniq
     page.fill("#budget-alerts", "50, 90")
     page.click("#budget-form button[type=submit]")
     expect(page.locator("#budget-saved")).to_contain_text("25.5")
-    expect(page.locator("#messages .msg.ok").last).to_contain_text("set to $25.5 per day (soft)")
+    expect(last_ok(page)).to_contain_text("set to $25.5 per day (soft)")
     with sqlite3.connect(console_server.data_dir / "gateway.db") as db:
         row = db.execute(
             "SELECT b.limit_units, b.period, b.mode, b.alert_thresholds FROM budgets b "
@@ -173,15 +181,15 @@ def test_console_in_a_browser(console_server: RunningGateway, browser_page, uniq
     page.fill("#budget-limit", "-3")
     page.evaluate("() => document.querySelector('#budget-limit').removeAttribute('pattern')")
     page.click("#budget-form button[type=submit]")
-    expect(page.locator("#messages .msg.error").last).to_contain_text("400 invalid_request_error")
+    expect(last_error(page)).to_contain_text("400 invalid_request_error")
 
     # Policy: an invalid document is refused with the API's reasons; a valid one activates.
     page.fill("#policy-editor", '{"modes": {"allowed": ["warp-speed"]}}')
     page.click("#policy-save")
-    expect(page.locator("#messages .msg.error").last).to_contain_text("400 invalid_request_error")
+    expect(last_error(page)).to_contain_text("400 invalid_request_error")
     page.fill("#policy-editor", '{"modes": {"allowed": ["non-think", "think-high"], "default": "non-think"}}')
     page.click("#policy-save")
-    expect(page.locator("#messages .msg.ok").last).to_contain_text("Policy version 1 is active")
+    expect(last_ok(page)).to_contain_text("Policy version 1 is active")
     expect(page.locator("#policy-versions tbody tr")).to_have_count(1)
     expect(page.locator("#profile")).to_contain_text("version")
 
@@ -222,7 +230,7 @@ def test_console_in_a_browser(console_server: RunningGateway, browser_page, uniq
     console_server.cli("admin", "key", "revoke", f"ops2-{unique}")
     page.click("#top nav a[href='#/prices']")
     expect(page.locator("#sign-in")).to_be_visible()
-    expect(page.locator("#messages .msg.error").last).to_contain_text("refused the operator key (401")
+    expect(last_error(page)).to_contain_text("refused the operator key (401")
     assert _storage(page)["session"] == {}
 
     assert seen["dialogs"] == []
