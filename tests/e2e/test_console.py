@@ -191,7 +191,30 @@ def test_console_in_a_browser(console_server: RunningGateway, browser_page, uniq
     page.click("#policy-save")
     expect(last_ok(page)).to_contain_text("Policy version 1 is active")
     expect(page.locator("#policy-versions tbody tr")).to_have_count(1)
-    expect(page.locator("#profile")).to_contain_text("version")
+    page.fill("#policy-editor", '{"modes": {"allowed": ["non-think"], "default": "non-think"}}')
+    page.fill("#policy-comment", "flash only")
+    page.click("#policy-save")
+    expect(last_ok(page)).to_contain_text("Policy version 2 is active")
+    expect(page.locator("#policy-active")).to_contain_text("flash only")
+    page.locator("#policy-versions button", has_text="Activate").click()  # roll back to version 1
+    expect(last_ok(page)).to_contain_text("Policy version 1 is active")
+    expect(page.locator("#policy-active dd").first).to_have_text("1")
+    expect(page.locator("#policy-versions tbody tr")).to_have_count(2)
+    assert '"think-high"' in page.input_value("#policy-editor")
+
+    # Compliance profile: the default, then a version of our own.
+    expect(page.locator("#profile-active")).to_contain_text("none")
+    page.fill("#profile-editor", '{"allowed_regions": ["local"], "retention": {"mode": "hash"}}')
+    page.click("#profile-save")
+    expect(last_ok(page)).to_contain_text("Compliance profile version 1 is active")
+    expect(page.locator("#profile-editor")).to_have_value(re.compile("allowed_regions"))
+
+    # Usage: the rollup runs on demand; the month's invoice is a draft with no lines.
+    page.locator("#usage-form button", has_text="Refresh rollup now").click()
+    expect(last_ok(page)).to_contain_text("Rollup ran")
+    expect(page.locator("#usage-total")).to_have_text("$0")
+    page.click("#invoice-form button[type=submit]")
+    expect(page.locator("#invoice")).to_contain_text("draft")
 
     # Revoke the key: two clicks; the key stops working.
     revoke = page.locator("#keys button", has_text="Revoke")
