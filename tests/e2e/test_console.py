@@ -90,7 +90,7 @@ def _sign_in(page, key: str) -> None:
     page.click("#sign-in-form button[type=submit]")
 
 
-def test_console_in_a_browser(console_server: RunningGateway, browser_page, unique: str) -> None:
+def test_console_in_a_browser(browser_page, console_server: RunningGateway, unique: str) -> None:
     from playwright.sync_api import expect
 
     page, seen = browser_page
