@@ -130,6 +130,12 @@ class BudgetStore:
             ).one_or_none()
             return _budget(row) if row else None
 
+    async def of_tenant(self, tenant_id: str) -> list[Budget]:
+        """Every budget of a tenant (read-only): its own first, then its keys' by key id."""
+        async with self._sessions() as session:
+            rows = (await session.scalars(select(BudgetRow).where(BudgetRow.tenant_id == tenant_id))).all()
+        return sorted((_budget(r) for r in rows), key=lambda b: (b.scope != BudgetScope.TENANT, b.scope_id))
+
     async def budgets_for(self, tenant_id: str, api_key_id: str | None) -> list[Budget]:
         """The budgets a request must reserve against: the tenant's, then the key's."""
         conds = [(BudgetRow.scope == "tenant") & (BudgetRow.scope_id == tenant_id)]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing.budgets.store import BudgetStore, spent_in_period
-from billing.budgets.types import Budget, BudgetAlert, BudgetBackend, Reservation
+from billing.budgets.types import Budget, BudgetAlert, BudgetBackend, BudgetStatus, Reservation
 from billing.catalog.model import PriceCatalog, PriceQuote
 from billing.catalog.store import CatalogStore
 from billing.ledger.entry import UsageEntry
@@ -86,6 +86,13 @@ class Metering:
         return await self._budgets.get(
             (tenant_id, key_id), lambda: self.budget_store.budgets_for(tenant_id, key_id)
         )
+
+    async def budget_status(self, budget: Budget, at: dt.datetime) -> BudgetStatus:
+        """Spent and reserved in the budget's period containing `at`, from the live counters.
+        A counter this process has not used yet is first seeded from the ledger, exactly as
+        the next reservation would seed it, so the figures survive a restart."""
+        await self._seed_from_ledger([budget], at)
+        return await self.budgets.status(budget, at)
 
     def forget_budgets(self, tenant_id: str) -> None:
         self._budgets.forget(lambda key: key[0] == tenant_id)

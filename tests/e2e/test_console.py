@@ -2,9 +2,9 @@
 
 The gateway runs as a `gateway serve` subprocess without the model: the console only needs
 the admin API. What it checks: sign-in with an operator key kept in sessionStorage only,
-tenants and keys (the secret shown once), a tenant's budget and policy, API errors shown,
-a tenant name full of HTML rendered as text (no dialog fires, no CSP violation), the other
-pages, a refused key returning to sign-in, and sign-out.
+tenants and keys (the secret shown once), a tenant's budget (set and read back), rate limits
+and policy, API errors shown, a tenant name full of HTML rendered as text (no dialog fires, no
+CSP violation), the other pages, a refused key returning to sign-in, and sign-out.
 """
 
 from __future__ import annotations
@@ -162,13 +162,14 @@ def test_console_in_a_browser(browser_page, console_server: RunningGateway, uniq
     expect(page.locator("#keys tbody tr")).to_have_count(1)
     assert secret not in page.content()
 
-    # Budget: change it; the stored values come back from the API.
+    # Budget: none yet; change it; the stored values come back from the API.
+    expect(page.locator("#budget-summary")).to_contain_text("No budget")
     page.fill("#budget-limit", "25.50")
     page.select_option("#budget-period", "day")
     page.select_option("#budget-mode", "soft")
     page.fill("#budget-alerts", "50, 90")
     page.click("#budget-form button[type=submit]")
-    expect(page.locator("#budget-saved")).to_contain_text("25.5")
+    expect(page.locator("#budget-summary")).to_contain_text("$25.5 per day")
     expect(last_ok(page)).to_contain_text("set to $25.5 per day (soft)")
     with sqlite3.connect(console_server.data_dir / "gateway.db") as db:
         row = db.execute(
@@ -182,6 +183,25 @@ def test_console_in_a_browser(browser_page, console_server: RunningGateway, uniq
     page.evaluate("() => document.querySelector('#budget-limit').removeAttribute('pattern')")
     page.click("#budget-form button[type=submit]")
     expect(last_error(page)).to_contain_text("400 invalid_request_error")
+    # Read back with GET after a reload: the stored budget, this period's spend, the form filled.
+    page.reload()
+    expect(page.locator("#budget-summary")).to_contain_text("$25.5 per day")
+    expect(page.locator("#budget-summary")).to_contain_text("soft")
+    expect(page.locator("#budget-summary dd", has_text="$0")).not_to_have_count(0)
+    expect(page.locator("#budget-limit")).to_have_value("25.5")
+
+    # Rate limits: set both, read them back after a reload, clear one.
+    expect(page.locator("#limits-summary")).to_contain_text("no limit")
+    page.fill("#limits-rpm", "120")
+    page.fill("#limits-tpm", "50000")
+    page.click("#limits-form button[type=submit]")
+    expect(last_ok(page)).to_contain_text("120 requests and 50000 tokens per minute")
+    page.reload()
+    expect(page.locator("#limits-summary dd").first).to_have_text("120")
+    expect(page.locator("#limits-summary dd").last).to_have_text("50000")
+    page.fill("#limits-tpm", "")
+    page.click("#limits-form button[type=submit]")
+    expect(page.locator("#limits-summary dd").last).to_have_text("no limit")
 
     # Policy: an invalid document is refused with the API's reasons; a valid one activates.
     page.fill("#policy-editor", '{"modes": {"allowed": ["warp-speed"]}}')

@@ -8,7 +8,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Request, Response, Router, get, post, put
 
+from billing.budgets.types import BudgetScope, BudgetStatus
 from billing.catalog.io import render_catalog
+from billing.cost import units_to_usd_str
+from billing.db import utcnow
 from billing.jobs import TASKS, JobContext
 from billing.ledger.invoices import generate_invoice
 from billing.ledger.savings import savings_report
@@ -17,6 +20,7 @@ from gateway.api.auth import require_admin
 from gateway.api.periods import day_range, parse_month
 from gateway.api.schemas import decode_body
 from gateway.api.usage import FormatParam, usage_report
+from gateway.auth import service as auth
 from gateway.errors import InvalidRequestError, NotFoundError
 from gateway.service.recording import record_billing_events
 
@@ -66,6 +70,56 @@ async def tenant_savings(
     async with services.sessions() as session:
         report = await savings_report(session, services.metering.catalog, tenant_id, first, last)
     return report.to_json()
+
+
+def _budget_json(status: BudgetStatus) -> dict[str, Any]:
+    """A budget in the PUT's shape, plus its current period's counters (1e-12 USD units,
+    and the same amounts as exact USD decimal strings)."""
+    b = status.budget
+    return {
+        "scope": str(b.scope),
+        "scope_id": b.scope_id,
+        "limit_usd": units_to_usd_str(b.limit_units),
+        "period": str(b.period),
+        "mode": str(b.mode),
+        "alert_thresholds": list(b.alert_thresholds),
+        "limit_units": b.limit_units,
+        "current_period": status.period,
+        "spent_usd": units_to_usd_str(status.spent_units),
+        "spent_units": status.spent_units,
+        "reserved_usd": units_to_usd_str(status.reserved_units),
+        "reserved_units": status.reserved_units,
+        "remaining_usd": units_to_usd_str(status.remaining_units),
+        "remaining_units": status.remaining_units,
+    }
+
+
+@get("/tenants/{name:str}/budget")
+async def show_budget(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
+    """The tenant's budget (`budget` is null when it has none) and its keys' budgets, each
+    with what is spent and held by requests in flight in the current period."""
+    await require_admin(request)
+    services = request.app.state.services
+    async with services.sessions() as session:
+        tenant = await auth.get_tenant_by_name(session, name)
+        prefixes = {k.id: k.display_prefix for k in await auth.list_keys(session, tenant.id)}
+    metering = services.metering
+    at = utcnow()
+    own: dict[str, Any] | None = None
+    keys: list[dict[str, Any]] = []
+    for budget in await metering.budget_store.of_tenant(tenant.id):
+        shown = _budget_json(await metering.budget_status(budget, at))
+        if budget.scope is BudgetScope.TENANT:
+            own = shown
+        else:
+            keys.append({**shown, "key_prefix": prefixes.get(budget.scope_id)})
+    return {
+        "tenant": tenant.name,
+        "tenant_id": tenant.id,
+        "as_of": at.isoformat(),
+        "budget": own,
+        "key_budgets": keys,
+    }
 
 
 @put("/tenants/{name:str}/budget")
@@ -128,6 +182,7 @@ billing_router = Router(
         tenant_usage,
         tenant_invoice,
         tenant_savings,
+        show_budget,
         set_budget,
         export_prices,
         import_prices,

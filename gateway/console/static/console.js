@@ -264,6 +264,7 @@
       keysCard(name),
       usageCard(name),
       budgetCard(name),
+      limitsCard(name),
       policyCard(name),
       profileCard(name),
     );
@@ -403,23 +404,77 @@
     const period = h("select", { id: "budget-period" }, ["month", "day", "none"].map((p) => h("option", { value: p }, p)));
     const mode = h("select", { id: "budget-mode" }, h("option", { value: "hard" }, "hard: reject what it cannot cover"), h("option", { value: "soft" }, "soft: alert only"));
     const thresholds = h("input", { id: "budget-alerts", value: "50, 80, 100" });
-    const saved = h("div", { id: "budget-saved" });
+    const current = h("div", { id: "budget-current" });
+    const usd = (amount) => "$" + text(amount);
+    const render = (data) => {
+      const own = data.budget;
+      if (own) { // the form starts from the stored budget
+        limit.value = text(own.limit_usd);
+        period.value = text(own.period);
+        mode.value = text(own.mode);
+        thresholds.value = own.alert_thresholds.join(", ");
+      }
+      const keyBudgets = data.key_budgets.length
+        ? [h("h3", {}, "Key budgets"), table([["Key", (b) => b.key_prefix || b.scope_id], ["Limit (USD)", (b) => b.limit_usd], ["Period", (b) => b.period],
+          ["Mode", (b) => b.mode], ["Current period", (b) => b.current_period], ["Spent (USD)", (b) => b.spent_usd],
+          ["In flight (USD)", (b) => b.reserved_usd], ["Remaining (USD)", (b) => b.remaining_usd]], data.key_budgets, { id: "key-budgets" })]
+        : [];
+      return [
+        own
+          ? pairs({ limit: usd(own.limit_usd) + " per " + text(own.period), mode: own.mode, "alerts at % of limit": own.alert_thresholds.join(", "),
+            "current period": own.current_period, spent: usd(own.spent_usd), "in flight (reserved)": usd(own.reserved_usd),
+            remaining: usd(own.remaining_usd) }, { id: "budget-summary" })
+          : h("p", { id: "budget-summary" }, "No budget: the tenant's requests are not limited by cost."),
+        h("p", { class: "muted" }, "As of " + text(data.as_of) + ". Spent is settled cost in the current period; in flight is the worst case held by requests still running."),
+        ...keyBudgets,
+      ];
+    };
+    const load = () => fill(current, async () => render(await api("GET", tenantPath(name) + "/budget")));
     const save = act(async () => {
       const alerts = thresholds.value.split(/[\s,]+/).filter(Boolean).map(Number);
       if (alerts.some((n) => !Number.isInteger(n))) throw new Error("alert thresholds are whole percentages, e.g. 50, 80, 100");
       const body = { limit_usd: limit.value.trim(), period: period.value, mode: mode.value, alert_thresholds: alerts };
       const stored = await api("PUT", tenantPath(name) + "/budget", { json: body });
-      saved.replaceChildren(h("p", {}, "Saved:"), pairs(stored));
       notify("Budget of " + name + " set to $" + stored.limit_usd + " per " + stored.period + " (" + stored.mode + ").", "ok");
+      await load();
     });
-    return section("Budget and rate limits",
-      h("p", { class: "muted" },
-        "The admin API sets a budget but has no call that reads the current one back, nor one for rate limits: " +
-        "the result of a change is shown here, and rate limits are set with `gateway tenant limits NAME --rpm N --tpm N`."),
+    load();
+    return section("Budget",
+      current,
       h("form", { id: "budget-form", class: "inline", method: "post", onsubmit: save },
         field("Limit (USD)", limit), field("Period", period), field("Mode", mode), field("Alerts at % of limit", thresholds),
-        submitButton("Set budget")),
-      saved);
+        submitButton("Set budget")));
+  }
+
+  function limitsCard(name) {
+    const rpm = h("input", { id: "limits-rpm", type: "number", min: 0, step: 1, placeholder: "no limit" });
+    const tpm = h("input", { id: "limits-tpm", type: "number", min: 0, step: 1, placeholder: "no limit" });
+    const current = h("div", { id: "limits-current" });
+    const shown = (value) => (value === null || value === undefined ? "no limit" : text(value));
+    const render = (limits) => {
+      rpm.value = limits.rpm === null ? "" : text(limits.rpm);
+      tpm.value = limits.tpm === null ? "" : text(limits.tpm);
+      return pairs({ "requests per minute": shown(limits.rpm), "tokens per minute": shown(limits.tpm) }, { id: "limits-summary" });
+    };
+    // Empty means no limit (null); anything else goes to the API as a number, which checks it.
+    const perMinute = (input, label) => {
+      if (input.validity.badInput) throw new Error(label + " must be a whole number (empty: no limit)");
+      const raw = input.value.trim();
+      return raw === "" ? null : Number(raw);
+    };
+    const save = act(async () => {
+      const body = { rpm: perMinute(rpm, "Requests per minute"), tpm: perMinute(tpm, "Tokens per minute") };
+      const stored = await api("PUT", tenantPath(name) + "/limits", { json: body });
+      current.replaceChildren(render(stored));
+      notify("Rate limits of " + name + ": " + shown(stored.rpm) + " requests and " + shown(stored.tpm) + " tokens per minute.", "ok");
+    });
+    fill(current, async () => render(await api("GET", tenantPath(name) + "/limits")));
+    return section("Rate limits",
+      h("p", { class: "muted" }, "Across all the tenant's keys (a key's own limits, set with `gateway key create --rpm N --tpm N`, apply as well). A change applies to the next request."),
+      current,
+      h("form", { id: "limits-form", class: "inline", method: "post", onsubmit: save },
+        field("Requests per minute (empty: no limit)", rpm), field("Tokens per minute (empty: no limit)", tpm),
+        submitButton("Set rate limits")));
   }
 
   // A versioned document (policy or compliance profile): view, edit as JSON text, activate.
