@@ -271,7 +271,8 @@ class Engine:
         sched.step_done(out)
         to_sample = [s.seq for s in out.items if s.sample]
         if logits is not None and to_sample:
-            for seq, res in zip(to_sample, sample(logits, to_sample), strict=True):
+            results = sample(logits.values, to_sample, logits.exact_top)
+            for seq, res in zip(to_sample, results, strict=True):
                 events, reason = self.processor.append(seq, res)
                 out_events.extend((seq.sink, ev) for ev in events)
                 if reason is not None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -21,8 +20,16 @@ from .decode_buffer import DecodeBuffer
 from .gguf_loader import LlamaConfig
 from .quant import Q4_1Weight, QLinear
 
-ROPE_MATMUL_MAX_TOKENS = 32  # small steps: rope as one batched matmul per layer
 REFINE_TOP_K = 16  # logits recomputed exactly (fp32) per row after the bf16 output GEMM
+
+
+@dataclass
+class StepLogits:
+    values: torch.Tensor  # [S, V] float32
+    # [S, k] ids per row whose values were recomputed exactly (bf16 compute only): the row's
+    # top-k by the bf16 GEMM, so the row's maximum is among them (a greedy step reads k
+    # values instead of the whole vocabulary)
+    exact_top: torch.Tensor | None = None
 
 
 @dataclass
@@ -101,7 +108,8 @@ class LlamaModel:
 
         self.embed = w("token_embd.weight")
         head = _as_tensor(tensors.get("output.weight", tensors["token_embd.weight"]))
-        # Q8_0 in the file; a per-row int8 copy flips near-tied logits, so it stays dense
+        # Q8_0 in the file; a per-row int8 copy moved tail logits by up to ~0.5 (sampling
+        # quality), so it stays dense
         self.lm_head = QLinear(head, dtype, device, 0, keep_dense=True)
         self.final_norm = norm_w("output_norm.weight")
         self.layers = []
@@ -125,15 +133,11 @@ class LlamaModel:
         t = torch.arange(cfg.context_length, dtype=torch.float64)
         freqs = torch.outer(t, inv)
         emb = torch.cat([freqs, freqs], dim=-1)
-        self.cos = emb.cos().to(device=device, dtype=dtype)
-        self.sin = emb.sin().to(device=device, dtype=dtype)
-        # rotate_half as a matrix: (x @ P) == cat(-x[h:], x[:h])
-        h = hd // 2
-        pm = np.zeros((hd, hd), dtype=np.float32)
-        for j in range(h):
-            pm[j + h, j] = -1.0
-            pm[j, j + h] = 1.0
-        self.rot_p = torch.from_numpy(pm).to(device=device, dtype=dtype)
+        # fp32 tables: rope is computed in fp32 and rounded once, like a matmul would
+        self.cos = emb.cos().to(device=device, dtype=torch.float32)
+        # rotate_half(x) = cat(-x2, x1) = swap(x) * [-1, +1]: the sign is folded into sin
+        sign = torch.cat([-torch.ones(hd // 2), torch.ones(hd // 2)]).to(torch.float64)
+        self.sin_signed = (emb.sin() * sign).to(device=device, dtype=torch.float32)
 
     def forward(
         self,
@@ -142,7 +146,7 @@ class LlamaModel:
         meta: AttnMetadata,
         kv: KVCache,
         logits_rows: torch.Tensor | None,  # [S] flat rows whose logits are wanted; None = all
-    ) -> torch.Tensor:
+    ) -> StepLogits:
         cfg = self.cfg
         nh, nkv, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         g = nh // nkv
@@ -153,14 +157,8 @@ class LlamaModel:
         # top tokens); matmul inputs are rounded to the compute dtype
         dt = self.dtype
         x = F.embedding(input_ids, self.embed).float()
-        cos = self.cos[positions]
-        sin = self.sin[positions]
-        small = T <= ROPE_MATMUL_MAX_TOKENS
-        if small:  # R[t] = diag(cos_t) + P diag(sin_t): rope is one bmm per layer
-            rope = torch.diag_embed(cos) + self.rot_p * sin[:, None, :]
-        else:
-            cos = cos[:, None, :]
-            sin = sin[:, None, :]
+        cos = self.cos[positions][:, None, :]
+        sin = self.sin_signed[positions][:, None, :]
         half = hd // 2
         qk_heads = nh + nkv
         slots = meta.slot_mapping
@@ -174,10 +172,11 @@ class LlamaModel:
             h = F.rms_norm(x, dim, attn_norm, eps).to(dt)
             qkv = wqkv(h).view(T, qk_heads + nkv, hd)
             qk = qkv[:, :qk_heads]
-            if small:
-                qk = torch.bmm(qk, rope)
-            else:
-                qk = qk * cos + torch.cat([-qk[..., half:], qk[..., :half]], dim=-1) * sin
+            # rope: x * cos + rotate_half(x) * sin, the halves swapped by a flipped view; in
+            # fp32, rounded once (two bf16 roundings moved the fp32 reference's answers)
+            qkf = qk.float()
+            swapped = qkf.unflatten(-1, (2, half)).flip(-2).flatten(-2)
+            qk = torch.addcmul(qkf * cos, swapped, sin).to(dt)
             q = qk[:, :nh]
             k = qk[:, nh:]
             v = qkv[:, qk_heads:]
@@ -206,21 +205,23 @@ class LlamaModel:
         if logits_rows is not None:
             x = x[logits_rows]
         x = F.rms_norm(x, dim, self.final_norm, eps).to(dt)
-        logits = self.lm_head(x).float()
-        if self.dtype != torch.float32:
-            self._refine_top(logits, x)
-        return logits
+        raw = self.lm_head(x)
+        logits = raw.float()
+        if self.dtype == torch.float32:
+            return StepLogits(logits)
+        return StepLogits(logits, self._refine_top(logits, raw, x))
 
-    def _refine_top(self, logits: torch.Tensor, x: torch.Tensor) -> None:
+    def _refine_top(self, logits: torch.Tensor, raw: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """A bf16 GEMM rounds its output to bf16: logits near 25 land on a 0.125 grid, which
         ties or swaps the top tokens (greedy then depends on kernel choice). Recompute the
         top-k logits of each row exactly (fp32 dot products of the same bf16 values)."""
         k = min(REFINE_TOP_K, logits.shape[-1])
-        top = logits.topk(k, dim=-1).indices  # [S, k]
+        top = raw.topk(k, dim=-1).indices  # [S, k]; on the GEMM's own output: half the bytes
         assert self.lm_head.dense is not None
         w = self.lm_head.dense[top].float()  # [S, k, dim]
         exact = torch.bmm(w, x.float().unsqueeze(-1)).squeeze(-1)
         logits.scatter_(1, top, exact)
+        return top
 
     @staticmethod
     def _prefill_attn(q, k, v, cache, seg: PrefillSegment, nkv: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .decode_buffer import DecodeBuffer
-from .model import AttnMetadata, KVCache, LlamaModel, PrefillSegment
+from .model import AttnMetadata, KVCache, LlamaModel, PrefillSegment, StepLogits
 from .scheduler import SchedulerOutput
 
 
@@ -38,7 +38,7 @@ class ModelRunner:
         return slots[off : off + end - start]
 
     @torch.inference_mode()
-    def execute(self, out: SchedulerOutput) -> torch.Tensor | None:
+    def execute(self, out: SchedulerOutput) -> StepLogits | None:
         """Run one step; returns [S, V] float32 logits for the items with sample=True
         (in out.items order, which this call may reorder), or None when nothing is sampled."""
         dev = self.device
@@ -81,7 +81,10 @@ class ModelRunner:
             meta.buf.advance(list(range(len(out.decodes))))
         if not logit_rows:
             return None
-        return logits.cpu() if dev.type != "cpu" else logits
+        if dev.type != "cpu":
+            top = logits.exact_top
+            return StepLogits(logits.values.cpu(), top.cpu() if top is not None else None)
+        return logits
 
     def _decode_inputs(self, out: SchedulerOutput, meta: AttnMetadata, ids, pos, slot_parts):
         dev = self.device

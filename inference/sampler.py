@@ -1,8 +1,9 @@
 """Token sampling with per-request parameters: greedy, temperature, top-k, top-p, seeds,
 frequency/presence penalties, logprobs and top_logprobs.
 
-Greedy rows without penalties or logprobs are done in one vectorised argmax; other rows are
-processed one by one (they carry their own parameters and random generators).
+Greedy rows without penalties or logprobs are done together, reading only the model's
+exactly recomputed top-k of each row when it provides them; other rows are processed one by
+one (they carry their own parameters and random generators).
 """
 
 from __future__ import annotations
@@ -62,8 +63,20 @@ def sample_row(logits: torch.Tensor, seq: Sequence) -> int:
     return int(torch.multinomial(probs, 1, generator=seq.generator))
 
 
-def sample(logits: torch.Tensor, seqs: Seq[Sequence]) -> list[SampleResult]:
-    """logits: [S, V] float32, one row per sequence to sample."""
+def greedy(logits: torch.Tensor, exact_top: torch.Tensor | None) -> list[int]:
+    """Argmax of each row (lowest id among equal maxima). With `exact_top` ([S, k] ids holding
+    each row's maximum) only those k values are read, not the whole vocabulary."""
+    if exact_top is None:
+        return torch.argmax(logits, dim=-1).tolist()
+    vals = logits.gather(1, exact_top)
+    best = vals == vals.amax(dim=1, keepdim=True)
+    return torch.where(best, exact_top, logits.shape[1]).amin(dim=1).tolist()
+
+
+def sample(
+    logits: torch.Tensor, seqs: Seq[Sequence], exact_top: torch.Tensor | None = None
+) -> list[SampleResult]:
+    """logits: [S, V] float32, one row per sequence to sample; exact_top: see `greedy`."""
     results: list[SampleResult | None] = [None] * len(seqs)
     simple = [
         i
@@ -73,8 +86,10 @@ def sample(logits: torch.Tensor, seqs: Seq[Sequence]) -> list[SampleResult]:
         and not (s.request.sampling.frequency_penalty or s.request.sampling.presence_penalty)
     ]
     if simple:
-        rows = logits if len(simple) == len(seqs) else logits[simple]
-        for i, t in zip(simple, torch.argmax(rows, dim=-1).tolist(), strict=True):
+        every = len(simple) == len(seqs)
+        rows = logits if every else logits[simple]
+        top = exact_top if exact_top is None or every else exact_top[simple]
+        for i, t in zip(simple, greedy(rows, top), strict=True):
             results[i] = SampleResult(t)
     for i, seq in enumerate(seqs):
         if results[i] is not None:

@@ -2,7 +2,7 @@
 
 import torch
 
-from inference.sampler import apply_penalties, make_generator, sample, sample_row
+from inference.sampler import apply_penalties, greedy, make_generator, sample, sample_row
 from inference.sequence import Sequence
 from inference.types import GenerationRequest, SamplingParams
 
@@ -18,6 +18,19 @@ def test_greedy_vectorised():
     logits = torch.tensor([[0.0, 3.0, 1.0], [5.0, 0.0, 1.0]])
     res = sample(logits, [seq(temperature=0), seq(temperature=0)])
     assert [r.token_id for r in res] == [1, 0]
+
+
+def test_greedy_from_exact_top_matches_full_argmax():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 5000) * 4
+    logits[2, [40, 7]] = 99.0  # a tie: the lowest id wins, as with torch.argmax
+    top = logits.topk(16, dim=-1).indices
+    assert greedy(logits, top) == greedy(logits, None) == torch.argmax(logits, -1).tolist()
+    assert greedy(logits, top)[2] == 7
+    # mixed batch: only the greedy rows read the candidates, in their own row order
+    seqs = [seq(temperature=0), seq(temperature=1.0, seed=1), seq(temperature=0)]
+    res = sample(logits[:3], seqs, top[:3])
+    assert [res[0].token_id, res[2].token_id] == torch.argmax(logits[[0, 2]], -1).tolist()
 
 
 def test_top_k_one_is_greedy():
