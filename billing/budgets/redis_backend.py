@@ -1,5 +1,5 @@
-"""Budgets shared by every gateway replica, in Redis (standalone or Sentinel, not Cluster:
-the reaper touches keys that the script cannot declare up front)."""
+"""Budgets shared by every gateway replica, in Redis (one Redis address; not Cluster: the
+reaper touches keys that the script cannot declare up front)."""
 
 from __future__ import annotations
 
