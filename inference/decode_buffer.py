@@ -29,13 +29,15 @@ class DecodeBuffer:
         dtype: torch.dtype,
         device: torch.device,
         max_bytes: int,
-        block: int = 64,
+        # capacity grows in these steps: the transposed layout attends over the whole
+        # capacity, so smaller steps waste less attention work; a growth copies the rows
+        block: int = 16,
     ) -> None:
         self.cfg = cfg
         self.dtype = dtype
         self.device = device
         self.max_bytes = max_bytes
-        self.block = block  # capacity grows in these steps
+        self.block = block
         self.rows = 0
         self.cap = 0
         self.transposed = False
