@@ -11,13 +11,13 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from billing.db import make_engine, make_sessionmaker, transaction
-from billing.models import UsageRecord
 from gateway import migrate
 from gateway.app import create_app
 from gateway.auth import admin as admin_keys
 from gateway.auth import service as auth
 from gateway.auth.keys import load_or_create_pepper
 from gateway.settings import Settings
+from tests.usage_rows import add_usage_row
 
 
 @pytest.fixture
@@ -43,39 +43,11 @@ async def env(tmp_path: Path) -> AsyncIterator[dict]:
     await engine.dispose()
 
 
-async def _usage_row(sessions, tenant_id: str, when: dt.datetime, cost_total: int, request_id: str) -> None:
-    async with transaction(sessions) as s:
-        s.add(
-            UsageRecord(
-                request_id=request_id,
-                attempt=1,
-                tenant_id=tenant_id,
-                api_key_id=None,
-                model="deepseek-v4-flash",
-                variant="flash",
-                mode="non-think",
-                artifact_id="smollm2",
-                status="completed",
-                stream=False,
-                prompt_tokens=1000,
-                prompt_cache_hit_tokens=400,
-                prompt_cache_miss_tokens=600,
-                completion_tokens=200,
-                reasoning_tokens=0,
-                price_version="v",
-                cost_cache_hit=cost_total // 4,
-                cost_cache_miss=cost_total // 4,
-                cost_output=cost_total // 2,
-                cost_total=cost_total,
-                started_at=when,
-                finished_at=when,
-            )
-        )
-
-
 async def test_usage_after_rollup_for_tenant_and_admin(env) -> None:
     client, today = env["client"], dt.datetime.now(dt.UTC)
-    await _usage_row(env["sessions"], env["tenant_id"], today, 4_000_000_000, "req-1")
+    await add_usage_row(
+        env["sessions"], env["tenant_id"], when=today, cost_total=4_000_000_000, request_id="req-1"
+    )
     job = await client.post("/admin/jobs/billing.hourly_rollup", headers=env["admin"])
     assert job.status_code == 200, job.text
     mine = await client.get("/v1/usage", headers=env["tenant"])
@@ -96,7 +68,13 @@ async def test_usage_after_rollup_for_tenant_and_admin(env) -> None:
 async def test_invoice_savings_and_budget(env) -> None:
     client = env["client"]
     month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
-    await _usage_row(env["sessions"], env["tenant_id"], dt.datetime.now(dt.UTC), 8_000_000_000, "req-2")
+    await add_usage_row(
+        env["sessions"],
+        env["tenant_id"],
+        when=dt.datetime.now(dt.UTC),
+        cost_total=8_000_000_000,
+        request_id="req-2",
+    )
     await client.post("/admin/jobs/billing.hourly_rollup", headers=env["admin"])
     invoice = (await client.get(f"/admin/tenants/acme/invoices/{month}", headers=env["admin"])).json()
     assert invoice["status"] == "draft" and invoice["subtotal_exact_usd"] == "0.008"

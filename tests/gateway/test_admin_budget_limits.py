@@ -17,13 +17,13 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
 from billing.db import transaction, utcnow
-from billing.models import UsageRecord
 from gateway.app import create_app
 from gateway.audit.models import AuditEvent
 from gateway.auth import admin as admin_keys
 from gateway.auth import service as auth
 from gateway.auth.models import Tenant
 from gateway.settings import Settings
+from tests.usage_rows import add_usage_row
 
 T = TypeVar("T")
 
@@ -105,34 +105,14 @@ async def _audit(services: Any, tenant_id: str, kind: str) -> list[AuditEvent]:
 
 
 async def _usage(services: Any, tenant_id: str, key_id: str | None, cost_total: int, request_id: str) -> None:
-    now = utcnow()
-    async with transaction(services.sessions) as s:
-        s.add(
-            UsageRecord(
-                request_id=request_id,
-                attempt=1,
-                tenant_id=tenant_id,
-                api_key_id=key_id,
-                model="deepseek-v4-flash",
-                variant="flash",
-                mode="non-think",
-                artifact_id="smollm2",
-                status="completed",
-                stream=False,
-                prompt_tokens=1000,
-                prompt_cache_hit_tokens=400,
-                prompt_cache_miss_tokens=600,
-                completion_tokens=200,
-                reasoning_tokens=0,
-                price_version="v",
-                cost_cache_hit=cost_total // 4,
-                cost_cache_miss=cost_total // 4,
-                cost_output=cost_total - 2 * (cost_total // 4),
-                cost_total=cost_total,
-                started_at=now,
-                finished_at=now,
-            )
-        )
+    await add_usage_row(
+        services.sessions,
+        tenant_id,
+        when=utcnow(),
+        cost_total=cost_total,
+        request_id=request_id,
+        key_id=key_id,
+    )
 
 
 # ----- budget -----
