@@ -32,10 +32,11 @@ SECURITY_HEADERS = {
     "cross-origin-resource-policy": "same-origin",
 }
 
-# name -> media type; nothing else under /console is served.
+# name -> media type (Litestar appends "; charset=utf-8" to text types); nothing else under
+# /console is served.
 ASSETS = {
-    "console.js": "text/javascript; charset=utf-8",
-    "console.css": "text/css; charset=utf-8",
+    "console.js": "text/javascript",
+    "console.css": "text/css",
 }
 INDEX = "index.html"
 
@@ -53,7 +54,7 @@ class ConsoleFile:
 
 def load_files() -> dict[str, ConsoleFile]:
     static = resources.files("gateway.console").joinpath("static")
-    files = {INDEX: ConsoleFile(static.joinpath(INDEX).read_bytes(), "text/html; charset=utf-8", "no-store")}
+    files = {INDEX: ConsoleFile(static.joinpath(INDEX).read_bytes(), "text/html", "no-store")}
     for name, media_type in ASSETS.items():
         files[name] = ConsoleFile(static.joinpath(name).read_bytes(), media_type, "no-cache")
     return files
