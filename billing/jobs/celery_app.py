@@ -53,7 +53,9 @@ def create_celery_app(
                 return asyncio.run(_run(task_name, settings, kwargs))
 
             run.__name__ = task_name.rsplit(".", 1)[-1]
-            return app.task(name=task_name)(run)
+            # shared=False: another app in the same process (tests) must not pick up this
+            # app's tasks, which carry its own settings
+            return app.task(name=task_name, shared=False)(run)
 
         _make(name)
     return app

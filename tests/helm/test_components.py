@@ -43,8 +43,8 @@ def test_worker_and_beat_run_the_celery_app(render) -> None:
     beat = one(objects, "Deployment", "beat")
     (w,) = worker["spec"]["template"]["spec"]["containers"]
     (b,) = beat["spec"]["template"]["spec"]["containers"]
-    assert w["command"] == ["celery"] and w["args"][:3] == ["-A", "billing.jobs.celery_app", "worker"]
-    assert b["command"] == ["celery"] and b["args"][:3] == ["-A", "billing.jobs.celery_app", "beat"]
+    assert w["command"] == ["celery"] and w["args"][:3] == ["-A", "gateway.worker", "worker"]
+    assert b["command"] == ["celery"] and b["args"][:3] == ["-A", "gateway.worker", "beat"]
     # beat's schedule file is written under the writable /tmp, not the read-only root
     assert any(a.startswith("--schedule=/tmp/") for a in b["args"])
     assert beat["spec"]["replicas"] == 1 and beat["spec"]["strategy"] == {"type": "Recreate"}
