@@ -42,6 +42,15 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
     if service is None:
         raise ServiceUnavailableError("This gateway process serves no models (GATEWAY_LOAD_MODEL=false).")
     prepared = await service.prepare(principal, body, use_case=request.headers.get(USE_CASE_HEADER))
+    if body.stream and prepared.decision.cascade is not None:
+        # The first answer is judged whole before anything is sent (the escalation headers
+        # too): run the cascade, then stream the answer that stands as one burst of chunks.
+        answer = await service.complete(prepared)
+        return Stream(
+            _sse_answer(answer),
+            media_type="text/event-stream",
+            headers={**_answer_headers(answer), "cache-control": "no-cache"},
+        )
     if body.stream:
         return Stream(
             _sse(service, prepared),
@@ -74,6 +83,21 @@ def _answer_body(answer: Answer) -> dict[str, Any]:
 
 def _sse_event(payload: dict[str, Any]) -> bytes:
     return b"data: " + _encode(payload) + b"\n\n"
+
+
+async def _sse_answer(answer: Answer) -> AsyncIterator[bytes]:
+    """A finished answer as the chunks a stream of it would have carried."""
+    prepared = answer.prepared
+    yield _sse_event(chunk_body(prepared, {"role": "assistant", "content": ""}))
+    if answer.reasoning:
+        yield _sse_event(chunk_body(prepared, {"reasoning_content": answer.reasoning}))
+    if answer.content:
+        logprobs = answer.logprobs if prepared.client_logprobs else None
+        yield _sse_event(chunk_body(prepared, {"content": answer.content}, logprobs=logprobs))
+    yield _sse_event(chunk_body(prepared, {}, finish_reason=answer.finish_reason))
+    if prepared.request.include_usage:
+        yield _sse_event(usage_chunk_body(prepared, answer.usage, answer.cost))
+    yield b"data: [DONE]\n\n"
 
 
 async def _sse(service: CompletionService, prepared: PreparedCompletion) -> AsyncIterator[bytes]:

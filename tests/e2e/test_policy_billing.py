@@ -181,6 +181,47 @@ def test_cascade_escalates_and_meters_both_attempts(
     assert any(p["escalation"] and "escalate" in p["escalation"]["reason"] for p in audited)
 
 
+def test_cascade_on_a_stream_sends_the_answer_that_stands(
+    gateway_server: RunningGateway, tmp_path: Path, unique: str
+) -> None:
+    tenant = f"cascade-stream-{unique}"
+    issued = gateway_server.create_key(tenant)
+    policy = tmp_path / "cascade.yaml"
+    policy.write_text(CASCADE_POLICY)
+    gateway_server.cli("policy", "set", "--tenant", tenant, str(policy))
+    api = openai.OpenAI(api_key=issued["key"], base_url=f"{gateway_server.base_url}/v1", max_retries=0)
+    with api.chat.completions.with_streaming_response.create(
+        model="deepseek-v4-flash",
+        messages=[{"role": "user", "content": "Name a colour."}],
+        max_tokens=8,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    ) as raw:
+        headers = raw.headers
+        chunks = list(raw.parse())
+    assert headers["x-gateway-escalated"] == "true" and headers["x-gateway-variant"] == "pro"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    assert all(c.model == "deepseek-v4-pro" for c in chunks)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+    usage = chunks[-1].usage
+    request_id = chunks[0].id
+    rows: list[tuple] = []
+    deadline = time.monotonic() + 30
+    while len(rows) < 2 and time.monotonic() < deadline:
+        with sqlite3.connect(gateway_server.data_dir / "gateway.db") as conn:
+            rows = conn.execute(
+                "SELECT attempt, variant, completion_tokens, cost_total FROM usage_records "
+                "WHERE request_id = ? ORDER BY attempt",
+                (request_id,),
+            ).fetchall()
+        time.sleep(0.1)
+    assert [(r[0], r[1]) for r in rows] == [(1, "flash"), (2, "pro")]
+    assert usage.completion_tokens == rows[0][2] + rows[1][2]
+    assert Decimal((usage.model_extra or {})["cost_usd"]) == Decimal(rows[0][3] + rows[1][3]) / 10**12
+
+
 def test_streaming_and_non_streaming_meter_the_same(gateway_server: RunningGateway, unique: str) -> None:
     records = []
     for stream in (False, True):
