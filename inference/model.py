@@ -47,6 +47,7 @@ class AttnMetadata:
     prefills: list[PrefillSegment] = field(default_factory=list)
     decode_start: int = 0  # flat rows decode_start: are decode tokens (one per sequence)
     decode_slots: torch.Tensor | None = None  # [B, Lmax] gathered slots (padded), no buffer
+    decode_lens: torch.Tensor | None = None  # [B] int32 context lengths, no buffer
     decode_bias: torch.Tensor | None = None  # 0 / -inf over Lmax, model dtype (see runner)
     # decode through the DecodeBuffer: rows [0, B) hold the decoding sequences in order
     buf: DecodeBuffer | None = None
@@ -89,8 +90,16 @@ class LlamaModel:
         dtype: torch.dtype,
         device: torch.device,
         int4_max_rows: int = 4,
+        decode_kernel: bool | None = None,
     ) -> None:
         self.cfg = cfg
+        # Decode attention straight from the pages with the Triton kernel (kernels/): on by
+        # default on CUDA when triton is importable; the CPU reads its decode buffer instead.
+        if decode_kernel is None and device.type == "cuda":
+            from kernels.decode_attention import available  # imports triton: CUDA only
+
+            decode_kernel = available(device)
+        self.decode_kernel = bool(decode_kernel)
         self.dtype = dtype
         self.device = device
         self.int4_max_rows = int4_max_rows
@@ -268,6 +277,12 @@ class LlamaModel:
             L = meta.buf_len
             keys = buf.k[li, :B, :, :L]  # [B, nkv, L, hd], strided view
             values = buf.v[li, :B, :, :L]
+        elif meta.decode_lens is not None:
+            from kernels.decode_attention import paged_decode_attention
+
+            assert meta.decode_slots is not None
+            o = paged_decode_attention(q, cache[:nkv], cache[nkv:], meta.decode_slots, meta.decode_lens, 1.0)
+            return o.reshape(B, nh * hd)
         else:
             slots = meta.decode_slots
             assert slots is not None

@@ -21,9 +21,9 @@ class ModelRunner:
         self.block_size = block_size
         self.device = model.device
         self.kv = KVCache(model.cfg, num_blocks * block_size, model.dtype, model.device)
-        self.buf = (
+        self.buf = (  # a copy of the pages for the CPU; the decode kernel reads the pages
             DecodeBuffer(model.cfg, model.dtype, model.device, decode_buffer_bytes)
-            if decode_buffer_bytes > 0
+            if decode_buffer_bytes > 0 and not model.decode_kernel
             else None
         )
         self._arange_bs = torch.arange(block_size, dtype=torch.long)
@@ -150,6 +150,9 @@ class ModelRunner:
             bt = torch.tensor([t + [0] * (max_blocks - len(t)) for t in tables], dtype=torch.long)
             meta.decode_slots = (bt[:, :, None] * bs + self._arange_bs).reshape(B, -1).to(dev)
             L = meta.decode_slots.shape[1]
+            if self.model.decode_kernel:  # reads the pages itself: no padding bias needed
+                meta.decode_lens = lens_t.to(device=dev, dtype=torch.int32)
+                return
         valid = torch.arange(L)[None, :] < lens_t[:, None]
         bias_dtype = meta.buf.key_dtype if meta.buf is not None else self.model.dtype
         bias = torch.zeros(valid.shape, dtype=bias_dtype)

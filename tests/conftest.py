@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+
+# Triton kernels (kernels/) run on the CPU through Triton's interpreter; it is read when a
+# kernel module is imported, so it is set before any test module imports one.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
