@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from billing.db import make_engine, make_sessionmaker
 from gateway.api.admin.billing import billing_router
+from gateway.api.admin.keys import keys_router
 from gateway.api.admin.limits import limits_router
 from gateway.api.admin.policy import policy_router
 from gateway.api.admin.tenants import tenants_router
@@ -122,6 +123,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
         policy_router,
         billing_router,
         limits_router,
+        keys_router,
         compliance_router,
     ]
     if settings.metrics == "prometheus":

@@ -161,10 +161,35 @@ class Authenticator:
             await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
 
 
-async def set_tenant_limits(
-    session: AsyncSession, tenant: Tenant, *, requests_per_minute: int | None, tokens_per_minute: int | None
+async def set_rate_limits(
+    session: AsyncSession,
+    row: Tenant | ApiKey,
+    *,
+    requests_per_minute: int | None,
+    tokens_per_minute: int | None,
 ) -> None:
-    """Set the tenant-wide limits (None or 0 removes a limit)."""
-    tenant.requests_per_minute = requests_per_minute or None
-    tenant.tokens_per_minute = tokens_per_minute or None
+    """Set a tenant's limits (across all its keys) or one key's own (None or 0 removes a
+    limit). Authentication reads both on every request, so a change applies to the next."""
+    row.requests_per_minute = requests_per_minute or None
+    row.tokens_per_minute = tokens_per_minute or None
     await session.flush()
+
+
+async def get_key(session: AsyncSession, key_id: str) -> ApiKey:
+    """The key with this id, revoked or not, or NotFoundError (404)."""
+    row = await session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFoundError(f"no API key with id {key_id!r}", param="key_id")
+    return row
+
+
+def require_unrevoked(key: ApiKey) -> ApiKey:
+    """A revoked key's limits and budget may be read but not changed (ConflictError, 409)."""
+    if key.revoked_at is not None:
+        raise ConflictError(
+            f"API key {key.id} was revoked at {key.revoked_at.isoformat()}; "
+            "its limits and budget can no longer be changed",
+            param="key_id",
+            code="key_revoked",
+        )
+    return key

@@ -113,3 +113,75 @@ def list_(tenant_name: str, as_json: bool) -> None:
 
 
 list_.name = "list"
+
+
+def _per_minute(value: int | None) -> str:
+    return str(value) if value else "no limit"
+
+
+@key.command("limits")
+@click.argument("key_id")
+@limits.rpm
+@limits.tpm
+def set_limits(key_id: str, rpm: int | None, tpm: int | None) -> None:
+    """Set a key's own rate limits (0 removes a limit); the tenant's apply as well."""
+    if rpm is None and tpm is None:
+        raise click.UsageError("give --rpm and/or --tpm (0 removes a limit)")
+    settings = load_settings()
+
+    async def go() -> tuple[int | None, int | None]:
+        async with db_transaction(settings) as session:
+            row = auth.require_unrevoked(await auth.get_key(session, key_id))
+            await auth.set_rate_limits(
+                session,
+                row,
+                requests_per_minute=rpm if rpm is not None else row.requests_per_minute,
+                tokens_per_minute=tpm if tpm is not None else row.tokens_per_minute,
+            )
+            await append_event(
+                session,
+                kind="key.limits_set",
+                actor="cli",
+                tenant_id=row.tenant_id,
+                payload={
+                    "key_id": row.id,
+                    "requests_per_minute": row.requests_per_minute,
+                    "tokens_per_minute": row.tokens_per_minute,
+                },
+            )
+            return row.requests_per_minute, row.tokens_per_minute
+
+    now_rpm, now_tpm = run_async(go)
+    click.echo(f"key {key_id}: {_per_minute(now_rpm)} requests and {_per_minute(now_tpm)} tokens per minute")
+
+
+set_limits.name = "limits"
+
+
+@key.command("budget")
+@click.argument("key_id")
+@click.option("--budget-usd", default=None, help="Budget amount in USD.")
+@limits.budget_period
+@limits.budget_mode
+@click.option("--clear", is_flag=True, help="Remove the key's own budget (the tenant's still applies).")
+def budget(key_id: str, budget_usd: str | None, budget_period: str, budget_mode: str, clear: bool) -> None:
+    """Set, change or remove a key's own budget; the tenant's applies as well."""
+    if clear == (budget_usd is not None):
+        raise click.UsageError("give either --budget-usd or --clear")
+    settings = load_settings()
+    amount = limits.parse_usd(budget_usd)
+
+    async def go() -> dict[str, object] | bool:
+        async with db_transaction(settings) as session:
+            row = auth.require_unrevoked(await auth.get_key(session, key_id))
+        if amount is None:
+            return await limits.clear_budget(settings, row.id)
+        return await limits.set_budget(
+            settings, "key", row.id, row.tenant_id, amount, budget_period, budget_mode
+        )
+
+    done = run_async(go)
+    if isinstance(done, dict):
+        click.echo(f"key {key_id}: {done['mode']} budget {done['limit_usd']} USD per {done['period']}")
+    else:
+        click.echo(f"key {key_id}: budget removed" if done else f"key {key_id}: had no budget of its own")

@@ -1,10 +1,16 @@
-"""Shared click options for budgets and rate limits."""
+"""Shared click options for budgets and rate limits, and the budget changes of
+`gateway tenant` and `gateway key`."""
 
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
 import click
+
+from billing.budgets.store import BudgetStore
+from billing.db import make_engine, make_sessionmaker
+from gateway.auth import budgets
+from gateway.settings import Settings
 
 
 def parse_usd(value: str | None) -> Decimal | None:
@@ -32,3 +38,37 @@ budget_mode = click.option(
 )
 rpm = click.option("--rpm", type=click.IntRange(min=0), default=None, help="Requests per minute (0: none).")
 tpm = click.option("--tpm", type=click.IntRange(min=0), default=None, help="Tokens per minute (0: none).")
+
+
+async def set_budget(
+    settings: Settings, scope: str, scope_id: str, tenant_id: str, amount: Decimal, period: str, mode: str
+) -> dict[str, object]:
+    """A tenant's or a key's budget (`gateway tenant budget`, `gateway key budget`), audited."""
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        sessions = make_sessionmaker(engine)
+        return await budgets.set_budget(
+            BudgetStore(sessions),
+            sessions,
+            scope=scope,
+            scope_id=scope_id,
+            tenant_id=tenant_id,
+            limit_usd=amount,
+            period=period,
+            mode=mode,
+            actor="cli",
+        )
+    finally:
+        await engine.dispose()
+
+
+async def clear_budget(settings: Settings, key_id: str) -> bool:
+    """Remove a key's own budget (audited); False when it had none."""
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        sessions = make_sessionmaker(engine)
+        return await budgets.clear_budget(
+            BudgetStore(sessions), sessions, scope="key", scope_id=key_id, actor="cli"
+        )
+    finally:
+        await engine.dispose()

@@ -2,44 +2,17 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import click
 
-from billing.budgets.store import BudgetStore
-from billing.db import make_engine, make_sessionmaker
 from gateway.audit.log import append_event
 from gateway.auth import service as auth
 from gateway.cli import limits
 from gateway.cli.common import db_transaction, emit_json, load_settings, run_async
-from gateway.service.recording import record_billing_events
-from gateway.settings import Settings
 
 
 @click.group()
 def tenant() -> None:
     """Manage tenants."""
-
-
-async def _set_budget(
-    settings: Settings, tenant_id: str, amount: Decimal, period: str, mode: str
-) -> dict[str, object]:
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        sessions = make_sessionmaker(engine)
-        budget, event = await BudgetStore(sessions).set_budget(
-            scope="tenant",
-            scope_id=tenant_id,
-            tenant_id=tenant_id,
-            limit_usd=amount,
-            period=period,
-            mode=mode,
-            actor="cli",
-        )
-        await record_billing_events(sessions, [event])
-        return dict(event["payload"])
-    finally:
-        await engine.dispose()
 
 
 @tenant.command("create")
@@ -66,7 +39,7 @@ def create(
     async def go() -> dict[str, object]:
         async with db_transaction(settings) as session:
             row = await auth.create_tenant(session, name)
-            await auth.set_tenant_limits(session, row, requests_per_minute=rpm, tokens_per_minute=tpm)
+            await auth.set_rate_limits(session, row, requests_per_minute=rpm, tokens_per_minute=tpm)
             await append_event(
                 session,
                 kind="tenant.created",
@@ -76,8 +49,9 @@ def create(
             )
             created: dict[str, object] = {"id": row.id, "name": row.name}
         if amount is not None:
-            created["budget"] = await _set_budget(
-                settings, str(created["id"]), amount, budget_period, budget_mode
+            tenant_id = str(created["id"])
+            created["budget"] = await limits.set_budget(
+                settings, "tenant", tenant_id, tenant_id, amount, budget_period, budget_mode
             )
         return created
 
@@ -102,7 +76,9 @@ def budget(name: str, budget_usd: str, budget_period: str, budget_mode: str) -> 
     async def go() -> dict[str, object]:
         async with db_transaction(settings) as session:
             tenant_id = (await auth.get_tenant_by_name(session, name)).id
-        return await _set_budget(settings, tenant_id, amount, budget_period, budget_mode)
+        return await limits.set_budget(
+            settings, "tenant", tenant_id, tenant_id, amount, budget_period, budget_mode
+        )
 
     payload = run_async(go)
     click.echo(f"tenant {name}: {payload['mode']} budget {payload['limit_usd']} USD per {payload['period']}")
@@ -119,7 +95,7 @@ def set_limits(name: str, rpm: int | None, tpm: int | None) -> None:
     async def go() -> None:
         async with db_transaction(settings) as session:
             row = await auth.get_tenant_by_name(session, name)
-            await auth.set_tenant_limits(
+            await auth.set_rate_limits(
                 session,
                 row,
                 requests_per_minute=rpm if rpm is not None else row.requests_per_minute,

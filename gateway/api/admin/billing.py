@@ -20,6 +20,7 @@ from gateway.api.auth import require_admin
 from gateway.api.periods import day_range, parse_month
 from gateway.api.schemas import decode_body
 from gateway.api.usage import FormatParam, usage_report
+from gateway.auth import budgets
 from gateway.auth import service as auth
 from gateway.errors import InvalidRequestError, NotFoundError
 from gateway.service.recording import record_billing_events
@@ -72,7 +73,7 @@ async def tenant_savings(
     return report.to_json()
 
 
-def _budget_json(status: BudgetStatus) -> dict[str, Any]:
+def budget_json(status: BudgetStatus) -> dict[str, Any]:
     """A budget in the PUT's shape, plus its current period's counters (1e-12 USD units,
     and the same amounts as exact USD decimal strings)."""
     b = status.budget
@@ -108,7 +109,7 @@ async def show_budget(request: Request[Any, Any, Any], name: str) -> dict[str, A
     own: dict[str, Any] | None = None
     keys: list[dict[str, Any]] = []
     for budget in await metering.budget_store.of_tenant(tenant.id):
-        shown = _budget_json(await metering.budget_status(budget, at))
+        shown = budget_json(await metering.budget_status(budget, at))
         if budget.scope is BudgetScope.TENANT:
             own = shown
         else:
@@ -128,7 +129,9 @@ async def set_budget(request: Request[Any, Any, Any], name: str) -> dict[str, An
     body = decode_body(await request.body(), BudgetBody)
     services = request.app.state.services
     tenant_id = await tenant_id_of(services, name)
-    _, event = await services.metering.budget_store.set_budget(
+    payload = await budgets.set_budget(
+        services.metering.budget_store,
+        services.sessions,
         scope="tenant",
         scope_id=tenant_id,
         tenant_id=tenant_id,
@@ -139,8 +142,7 @@ async def set_budget(request: Request[Any, Any, Any], name: str) -> dict[str, An
         actor=admin.actor,
     )
     services.metering.forget_budgets(tenant_id)
-    await record_billing_events(services.sessions, [event])
-    return dict(event["payload"])
+    return payload
 
 
 @get("/prices")

@@ -1,6 +1,6 @@
 """Admin API: a tenant's rate limits (requests and tokens per minute, across all its keys).
 
-The same change as `gateway tenant limits NAME --rpm N --tpm N`: `auth.set_tenant_limits`
+The same change as `gateway tenant limits NAME --rpm N --tpm N`: `auth.set_rate_limits`
 in one transaction with a `tenant.limits_set` audit event. Authentication reads the limits
 from the tenant row on every request, so a change applies to the next request.
 """
@@ -58,7 +58,7 @@ async def set_limits(request: Request[Any, Any, Any], name: str) -> dict[str, An
         raise InvalidRequestError("Give rpm and/or tpm (an integer >= 0, or null for no limit).")
     async with transaction(request.app.state.services.sessions) as session:
         tenant = await auth.get_tenant_by_name(session, name)
-        await auth.set_tenant_limits(
+        await auth.set_rate_limits(
             session,
             tenant,
             requests_per_minute=tenant.requests_per_minute if body.rpm is msgspec.UNSET else body.rpm,
