@@ -39,8 +39,9 @@ class ModelRunner:
 
     @torch.inference_mode()
     def execute(self, out: SchedulerOutput) -> StepLogits | None:
-        """Run one step; returns [S, V] float32 logits for the items with sample=True
-        (in out.items order, which this call may reorder), or None when nothing is sampled."""
+        """Run one step; returns the [S, V] float32 logits (and each row's exact top-k) for the
+        items with sample=True (in out.items order, which this call may reorder), or None when
+        nothing is sampled."""
         dev = self.device
         ids: list[int] = []
         pos: list[torch.Tensor] = []
