@@ -8,7 +8,9 @@ from decimal import Decimal, InvalidOperation
 import click
 
 from billing.budgets.store import BudgetStore
+from billing.cost import usd_to_units
 from billing.db import make_engine, make_sessionmaker
+from billing.errors import CatalogError
 from gateway.auth import budgets
 from gateway.settings import Settings
 
@@ -22,6 +24,10 @@ def parse_usd(value: str | None) -> Decimal | None:
         raise click.BadParameter(f"{value!r} is not a decimal amount") from None
     if not amount.is_finite() or amount < 0:
         raise click.BadParameter("the amount must be a non-negative number")
+    try:
+        usd_to_units(amount)
+    except CatalogError as exc:  # finer than the budgets' unit
+        raise click.BadParameter(str(exc)) from None
     return amount
 
 
