@@ -2,9 +2,10 @@
 
 The gateway runs as a `gateway serve` subprocess without the model: the console only needs
 the admin API. What it checks: sign-in with an operator key kept in sessionStorage only,
-tenants and keys (the secret shown once), a tenant's budget (set and read back), rate limits
-and policy, API errors shown, a tenant name full of HTML rendered as text (no dialog fires, no
-CSP violation), the other pages, a refused key returning to sign-in, and sign-out.
+tenants and keys (the secret shown once), a tenant's budget (set and read back), rate limits,
+a key's own limits and budget, and policy, API errors shown, a tenant name full of HTML
+rendered as text (no dialog fires, no CSP violation), the other pages, a refused key
+returning to sign-in, and sign-out.
 """
 
 from __future__ import annotations
@@ -236,11 +237,38 @@ def test_console_in_a_browser(browser_page, console_server: RunningGateway, uniq
     page.click("#invoice-form button[type=submit]")
     expect(page.locator("#invoice")).to_contain_text("draft")
 
+    # The key's own limits and budget, from the keys table; the API's 400 is shown.
+    page.locator("#keys button.key-settings").click()
+    expect(page.locator("#key-budget-summary")).to_have_text("No budget of its own.")
+    expect(page.locator("#key-limits-summary dd").first).to_have_text("no limit")
+    page.fill("#key-limits-rpm", "7")
+    page.click("#key-limits-form button[type=submit]")
+    expect(last_ok(page)).to_contain_text("7 requests and no limit tokens per minute")
+    page.fill("#key-budget-limit", "0.0000000000001")  # finer than the 1e-12 USD unit
+    page.click("#key-budget-form button[type=submit]")
+    expect(last_error(page)).to_contain_text("400 invalid_request_error")
+    page.fill("#key-budget-limit", "2")
+    page.click("#key-budget-form button[type=submit]")
+    expect(page.locator("#key-budget-summary")).to_contain_text("$2 per month")
+    with sqlite3.connect(console_server.data_dir / "gateway.db") as db:
+        key_row = db.execute(
+            "SELECT k.requests_per_minute, b.limit_units FROM api_keys k "
+            "JOIN budgets b ON b.scope = 'key' AND b.scope_id = k.id "
+            "JOIN tenants t ON t.id = k.tenant_id WHERE t.name = ?",
+            (tenant,),
+        ).fetchone()
+    assert key_row == (7, 2_000_000_000_000)
+
     # Revoke the key: two clicks; the key stops working.
     revoke = page.locator("#keys button", has_text="Revoke")
     revoke.click()
     page.locator("#keys button", has_text="Confirm revoke").click()
-    expect(page.locator("#keys button")).to_have_count(0)
+    expect(page.locator("#keys button", has_text="Revoke")).to_have_count(0)
+    # A revoked key's settings are shown, not editable.
+    page.locator("#keys button.key-settings", has_text="View").click()
+    expect(page.locator("#key-limits-summary dd").first).to_have_text("7")
+    expect(page.locator("#key-limits-form")).to_have_count(0)
+    expect(page.locator("#key-budget-form")).to_have_count(0)
     assert httpx.get(f"{base}/v1/models", headers=tenant_auth, timeout=30).status_code == 401
 
     # The other pages render from the admin API.

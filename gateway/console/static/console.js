@@ -272,6 +272,7 @@
 
   function keysCard(name) {
     const list = h("div", { id: "key-list" });
+    const settings = h("div", { id: "key-settings", class: "card", hidden: true });
     const secret = h("div", { id: "new-key", class: "secret-box", hidden: true });
     const label = h("input", { id: "key-name", maxLength: 200, autocomplete: "off" });
     const days = h("input", { id: "key-days", type: "number", min: 1, max: 3650 });
@@ -287,6 +288,8 @@
             ["Expires", (k) => k.expires_at || "never"],
             ["Last used", (k) => k.last_used_at || "never"],
             ["Revoked", (k) => k.revoked_at || revokeButton(k)],
+            ["Limits and budget", (k) => h("button", { type: "button", class: "key-settings", onclick: () => showKeySettings(settings, k) },
+              k.revoked_at ? "View" : "Edit")],
           ],
           data,
           { id: "keys" },
@@ -335,7 +338,7 @@
     return section("API keys",
       h("form", { id: "create-key", class: "inline", method: "post", onsubmit: create },
         field("Label", label), field("Expires in days (empty: never)", days), submitButton("Create key")),
-      secret, list);
+      secret, list, settings);
   }
 
   function usageCard(name) {
@@ -399,12 +402,15 @@
     return [pairs(summary), autoTable(lines)];
   }
 
-  function budgetCard(name) {
-    const limit = h("input", { id: "budget-limit", required: true, pattern: "\\d+(\\.\\d+)?", inputMode: "decimal", placeholder: "100" });
-    const period = h("select", { id: "budget-period" }, ["month", "day", "none"].map((p) => h("option", { value: p }, p)));
-    const mode = h("select", { id: "budget-mode" }, h("option", { value: "hard" }, "hard: reject what it cannot cover"), h("option", { value: "soft" }, "soft: alert only"));
-    const thresholds = h("input", { id: "budget-alerts", value: "50, 80, 100" });
-    const current = h("div", { id: "budget-current" });
+  // A budget (the tenant's or one key's): the stored budget with this period's figures, and a
+  // form that starts from it. `opts`: none (text when there is none), extra(data) (more
+  // elements), readOnly (no form), removable (a button that deletes it).
+  function budgetEditor(prefix, path, who, opts) {
+    const limit = h("input", { id: prefix + "-limit", required: true, pattern: "\\d+(\\.\\d+)?", inputMode: "decimal", placeholder: "100" });
+    const period = h("select", { id: prefix + "-period" }, ["month", "day", "none"].map((p) => h("option", { value: p }, p)));
+    const mode = h("select", { id: prefix + "-mode" }, h("option", { value: "hard" }, "hard: reject what it cannot cover"), h("option", { value: "soft" }, "soft: alert only"));
+    const thresholds = h("input", { id: prefix + "-alerts", value: "50, 80, 100" });
+    const current = h("div", { id: prefix + "-current" });
     const usd = (amount) => "$" + text(amount);
     const render = (data) => {
       const own = data.budget;
@@ -414,47 +420,57 @@
         mode.value = text(own.mode);
         thresholds.value = own.alert_thresholds.join(", ");
       }
-      const keyBudgets = data.key_budgets.length
-        ? [h("h3", {}, "Key budgets"), table([["Key", (b) => b.key_prefix || b.scope_id], ["Limit (USD)", (b) => b.limit_usd], ["Period", (b) => b.period],
-          ["Mode", (b) => b.mode], ["Current period", (b) => b.current_period], ["Spent (USD)", (b) => b.spent_usd],
-          ["In flight (USD)", (b) => b.reserved_usd], ["Remaining (USD)", (b) => b.remaining_usd]], data.key_budgets, { id: "key-budgets" })]
-        : [];
       return [
         own
           ? pairs({ limit: usd(own.limit_usd) + " per " + text(own.period), mode: own.mode, "alerts at % of limit": own.alert_thresholds.join(", "),
             "current period": own.current_period, spent: usd(own.spent_usd), "in flight (reserved)": usd(own.reserved_usd),
-            remaining: usd(own.remaining_usd) }, { id: "budget-summary" })
-          : h("p", { id: "budget-summary" }, "No budget: the tenant's requests are not limited by cost."),
+            remaining: usd(own.remaining_usd) }, { id: prefix + "-summary" })
+          : h("p", { id: prefix + "-summary" }, opts.none),
         h("p", { class: "muted" }, "As of " + text(data.as_of) + ". Spent is settled cost in the current period; in flight is the worst case held by requests still running."),
-        ...keyBudgets,
+        ...(opts.extra ? opts.extra(data) : []),
       ];
     };
-    const load = () => fill(current, async () => render(await api("GET", tenantPath(name) + "/budget")));
+    const load = () => fill(current, async () => render(await api("GET", path)));
     const save = act(async () => {
       const alerts = thresholds.value.split(/[\s,]+/).filter(Boolean).map(Number);
       if (alerts.some((n) => !Number.isInteger(n))) throw new Error("alert thresholds are whole percentages, e.g. 50, 80, 100");
       const body = { limit_usd: limit.value.trim(), period: period.value, mode: mode.value, alert_thresholds: alerts };
-      const stored = await api("PUT", tenantPath(name) + "/budget", { json: body });
-      notify("Budget of " + name + " set to $" + stored.limit_usd + " per " + stored.period + " (" + stored.mode + ").", "ok");
+      const stored = await api("PUT", path, { json: body });
+      notify("Budget of " + who + " set to $" + stored.limit_usd + " per " + stored.period + " (" + stored.mode + ").", "ok");
+      await load();
+    });
+    const remove = act(async () => {
+      const done = await api("DELETE", path);
+      notify(done.removed ? "Budget of " + who + " removed." : who + " had no budget of its own.", "ok");
       await load();
     });
     load();
-    return section("Budget",
-      current,
-      h("form", { id: "budget-form", class: "inline", method: "post", onsubmit: save },
-        field("Limit (USD)", limit), field("Period", period), field("Mode", mode), field("Alerts at % of limit", thresholds),
-        submitButton("Set budget")));
+    return [current, opts.readOnly ? null : h("form", { id: prefix + "-form", class: "inline", method: "post", onsubmit: save },
+      field("Limit (USD)", limit), field("Period", period), field("Mode", mode), field("Alerts at % of limit", thresholds),
+      submitButton("Set budget"),
+      opts.removable ? h("button", { type: "button", id: prefix + "-remove", class: "danger", onclick: remove }, "Remove budget") : null)];
   }
 
-  function limitsCard(name) {
-    const rpm = h("input", { id: "limits-rpm", type: "number", min: 0, step: 1, placeholder: "no limit" });
-    const tpm = h("input", { id: "limits-tpm", type: "number", min: 0, step: 1, placeholder: "no limit" });
-    const current = h("div", { id: "limits-current" });
+  function budgetCard(name) {
+    const keyBudgets = (data) => (data.key_budgets.length
+      ? [h("h3", {}, "Key budgets"), table([["Key", (b) => b.key_prefix || b.scope_id], ["Limit (USD)", (b) => b.limit_usd], ["Period", (b) => b.period],
+        ["Mode", (b) => b.mode], ["Current period", (b) => b.current_period], ["Spent (USD)", (b) => b.spent_usd],
+        ["In flight (USD)", (b) => b.reserved_usd], ["Remaining (USD)", (b) => b.remaining_usd]], data.key_budgets, { id: "key-budgets" })]
+      : []);
+    return section("Budget", budgetEditor("budget", tenantPath(name) + "/budget", name,
+      { none: "No budget: the tenant's requests are not limited by cost.", extra: keyBudgets }));
+  }
+
+  // Rate limits (the tenant's or one key's): requests and tokens per minute, empty = none.
+  function limitsEditor(prefix, path, who, readOnly) {
+    const rpm = h("input", { id: prefix + "-rpm", type: "number", min: 0, step: 1, placeholder: "no limit" });
+    const tpm = h("input", { id: prefix + "-tpm", type: "number", min: 0, step: 1, placeholder: "no limit" });
+    const current = h("div", { id: prefix + "-current" });
     const shown = (value) => (value === null || value === undefined ? "no limit" : text(value));
     const render = (limits) => {
       rpm.value = limits.rpm === null ? "" : text(limits.rpm);
       tpm.value = limits.tpm === null ? "" : text(limits.tpm);
-      return pairs({ "requests per minute": shown(limits.rpm), "tokens per minute": shown(limits.tpm) }, { id: "limits-summary" });
+      return pairs({ "requests per minute": shown(limits.rpm), "tokens per minute": shown(limits.tpm) }, { id: prefix + "-summary" });
     };
     // Empty means no limit (null); anything else goes to the API as a number, which checks it.
     const perMinute = (input, label) => {
@@ -464,17 +480,37 @@
     };
     const save = act(async () => {
       const body = { rpm: perMinute(rpm, "Requests per minute"), tpm: perMinute(tpm, "Tokens per minute") };
-      const stored = await api("PUT", tenantPath(name) + "/limits", { json: body });
+      const stored = await api("PUT", path, { json: body });
       current.replaceChildren(render(stored));
-      notify("Rate limits of " + name + ": " + shown(stored.rpm) + " requests and " + shown(stored.tpm) + " tokens per minute.", "ok");
+      notify("Rate limits of " + who + ": " + shown(stored.rpm) + " requests and " + shown(stored.tpm) + " tokens per minute.", "ok");
     });
-    fill(current, async () => render(await api("GET", tenantPath(name) + "/limits")));
+    fill(current, async () => render(await api("GET", path)));
+    return [current, readOnly ? null : h("form", { id: prefix + "-form", class: "inline", method: "post", onsubmit: save },
+      field("Requests per minute (empty: no limit)", rpm), field("Tokens per minute (empty: no limit)", tpm),
+      submitButton("Set rate limits"))];
+  }
+
+  function limitsCard(name) {
     return section("Rate limits",
-      h("p", { class: "muted" }, "Across all the tenant's keys (a key's own limits, set with `gateway key create --rpm N --tpm N`, apply as well). A change applies to the next request."),
-      current,
-      h("form", { id: "limits-form", class: "inline", method: "post", onsubmit: save },
-        field("Requests per minute (empty: no limit)", rpm), field("Tokens per minute (empty: no limit)", tpm),
-        submitButton("Set rate limits")));
+      h("p", { class: "muted" }, "Across all the tenant's keys (a key's own limits, set from the keys table, apply as well). A change applies to the next request."),
+      limitsEditor("limits", tenantPath(name) + "/limits", name, false));
+  }
+
+  // One key's own limits and budget, on top of the tenant's; a revoked key's are read only.
+  function showKeySettings(panel, key) {
+    const path = "/admin/keys/" + enc(key.id);
+    const who = "key " + key.prefix;
+    const readOnly = Boolean(key.revoked_at);
+    panel.replaceChildren(h("div", {},
+      h("h3", {}, "Key " + key.prefix + "… (" + key.id + ")"),
+      h("p", { class: "muted" }, readOnly
+        ? "Revoked: its settings are shown, not changed."
+        : "The key's own limits and budget; the tenant's apply as well. A change applies to the next request."),
+      h("h4", {}, "Rate limits"), limitsEditor("key-limits", path + "/limits", who, readOnly),
+      h("h4", {}, "Budget"), budgetEditor("key-budget", path + "/budget", who,
+        { none: "No budget of its own.", readOnly, removable: true }),
+      h("button", { type: "button", id: "key-settings-close", onclick: () => { panel.hidden = true; panel.replaceChildren(); } }, "Close")));
+    panel.hidden = false;
   }
 
   // A versioned document (policy or compliance profile): view, edit as JSON text, activate.
