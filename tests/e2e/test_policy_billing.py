@@ -117,6 +117,31 @@ def test_hard_budget_refuses_what_it_cannot_cover(gateway_server: RunningGateway
     assert rows == (0,)  # refused before dispatch: nothing served, nothing billed
 
 
+def test_a_keys_own_rate_limit_and_budget_apply_apart_from_its_tenant(
+    gateway_server: RunningGateway, unique: str
+) -> None:
+    tenant = f"keylimits-{unique}"
+    limited, budgeted, free = (gateway_server.create_key(tenant) for _ in range(3))
+    gateway_server.cli("key", "limits", limited["id"], "--rpm", "1")
+    gateway_server.cli("key", "budget", budgeted["id"], "--budget-usd", "0.000001")
+
+    def ask(issued: dict[str, str]) -> openai.types.chat.ChatCompletion:
+        api = openai.OpenAI(api_key=issued["key"], base_url=f"{gateway_server.base_url}/v1", max_retries=0)
+        return api.chat.completions.create(
+            model="deepseek-v4-flash", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
+
+    ask(limited)
+    with pytest.raises(openai.RateLimitError) as limit:
+        ask(limited)
+    assert int(limit.value.response.headers["retry-after"]) >= 1
+    with pytest.raises(openai.RateLimitError) as budget:
+        ask(budgeted)
+    assert budget.value.code == "budget_exceeded"
+    for _ in range(2):  # the tenant's third key has neither limit
+        assert ask(free).choices[0].finish_reason in ("stop", "length")
+
+
 def test_auto_model_is_routed_and_the_score_is_audited(gateway_server: RunningGateway, unique: str) -> None:
     issued = gateway_server.create_key(f"auto-{unique}")
     api = openai.OpenAI(api_key=issued["key"], base_url=f"{gateway_server.base_url}/v1", max_retries=0)

@@ -1,11 +1,10 @@
-"""One API key's own limits and budget: GET/PUT /admin/keys/{key_id}/limits,
-GET/PUT/DELETE /admin/keys/{key_id}/budget, and their enforcement on /v1/chat/completions.
+"""One API key's own limits and budget: GET/PUT /admin/keys/{key_id}/limits and
+GET/PUT/DELETE /admin/keys/{key_id}/budget.
 
 In-process, on SQLite and on PostgreSQL when GATEWAY_TEST_DATABASE_URL is set (the shared
 `database_url` fixture); budget counters and rate limits in process, and in Redis when
-GATEWAY_TEST_REDIS_URL is set. The request-path tests replace the model and the engine
-with a tokenizer-free stand-in (`FakeModel`, `FakeEngine`): everything from authentication
-through rate limits, budget reservation, settlement and the usage record is the real code.
+GATEWAY_TEST_REDIS_URL is set. Their enforcement on /v1/chat/completions is tested against
+a real server in tests/e2e/test_policy_billing.py.
 """
 
 from __future__ import annotations
@@ -15,15 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient
 
 from billing.db import transaction, utcnow
 from gateway.auth import service as auth
 from gateway.auth.models import Tenant
-from gateway.compliance.seed import ensure_embedded_registry
-from gateway.service.completions import CompletionService
-from inference.types import Finished, GenerationRequest, ModelArtifact, TokenDelta, Usage
-from tests.compliance.test_registry import MODEL as GGUF
 from tests.gateway.test_admin_budget_limits import _assert_error, _audit, _env, _usage, in_app
 
 
@@ -283,125 +277,3 @@ async def test_key_budget_shows_spent_and_reserved(counters_env: dict) -> None:
     await in_app(client, services.metering.settle, held, 100_000_000_000)
     shown = (await client.get(path, headers=admin)).json()["budget"]
     assert (shown["spent_usd"], shown["reserved_usd"], shown["remaining_usd"]) == ("0.6", "0", "1.4")
-
-
-# ----- enforcement on /v1/chat/completions -----
-
-
-class FakeModel:
-    """Stands in for the embedded model: one token per word, a small context."""
-
-    context_length = 2048
-
-    def __init__(self) -> None:
-        self.artifact = ModelArtifact(
-            name="SmolLM2-135M-Instruct.Q4_1",
-            path=GGUF,
-            sha256="0" * 64,
-            license="Apache-2.0",
-            architecture="llama",
-            quantization="Q4_1",
-            parameter_count=135_000_000,
-            context_length=self.context_length,
-        )
-
-    def encode(self, text: str) -> list[int]:
-        return [1 + len(word) for word in text.split()] or [1]
-
-    def encode_chat(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True) -> list[int]:
-        return [2, *(t for m in messages for t in self.encode(str(m["content"]))), 3]
-
-
-class FakeEngine:
-    """Answers every request with "Paris." in two tokens."""
-
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenDelta | Finished]:
-        prompt = len(request.prompt_token_ids)
-        yield TokenDelta(text="Paris", token_ids=[7])
-        yield TokenDelta(text=".", token_ids=[8])
-        yield Finished("stop", Usage(prompt, 0, prompt, 2))
-
-
-async def _serve_fake_model(services: Any) -> None:
-    async with transaction(services.sessions) as s:  # what the embedded engine registers at start
-        await ensure_embedded_registry(s, GGUF, "local")
-    services.completions = CompletionService(
-        model=FakeModel(),
-        engine=FakeEngine(),
-        sessions=services.sessions,
-        policies=services.policies,
-        compliance=services.compliance,
-        metering=services.metering,
-    )
-
-
-CHAT = {
-    "model": "deepseek-v4-flash",
-    "messages": [{"role": "user", "content": "What is the capital of France?"}],
-    "max_tokens": 4,
-}
-
-
-async def _chat(client: AsyncTestClient, secret: str, model: str = "deepseek-v4-flash") -> Any:
-    body = {**CHAT, "model": model}
-    return await client.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {secret}"})
-
-
-async def test_key_rpm_is_enforced_apart_from_the_tenant(counters_env: dict) -> None:
-    env = counters_env
-    client, admin, services = env["client"], env["admin"], env["services"]
-    await in_app(client, _serve_fake_model, services)
-    other = await in_app(client, _new_key, services, env["tenant_id"])
-    assert (
-        await client.put(f"/admin/keys/{env['key_id']}/limits", json={"rpm": 1}, headers=admin)
-    ).is_success
-
-    first = await _chat(client, env["secret"])
-    assert first.status_code == 200, first.text
-    assert first.json()["choices"][0]["message"]["content"] == "Paris."
-    assert first.headers["x-ratelimit-limit-requests"] == "1"
-    second = await _chat(client, env["secret"])
-    error = _assert_error(second, 429, "rate_limit_error")
-    assert int(second.headers["retry-after"]) >= 1
-    assert second.headers["x-ratelimit-remaining-requests"] == "0"
-    assert error["message"]
-    # Another key of the same tenant has no limit of its own, and the tenant none either.
-    for _ in range(3):
-        fine = await _chat(client, other.secret)
-        assert fine.status_code == 200, fine.text
-        assert "x-ratelimit-limit-requests" not in fine.headers
-
-    # Clearing the key's limit lets it through again at once.
-    assert (
-        await client.put(f"/admin/keys/{env['key_id']}/limits", json={"rpm": None}, headers=admin)
-    ).is_success
-    assert (await _chat(client, env["secret"])).status_code == 200
-
-
-async def test_key_hard_budget_is_enforced_apart_from_the_tenant(counters_env: dict) -> None:
-    env = counters_env
-    client, admin, services = env["client"], env["admin"], env["services"]
-    await in_app(client, _serve_fake_model, services)
-    other = await in_app(client, _new_key, services, env["tenant_id"])
-    # The tenant could pay for plenty; this key alone may spend a millionth of a dollar.
-    assert (
-        await client.put(f"/admin/tenants/{env['name']}/budget", json={"limit_usd": "100"}, headers=admin)
-    ).is_success
-    put = await client.put(
-        f"/admin/keys/{env['key_id']}/budget", json={"limit_usd": "0.000001"}, headers=admin
-    )
-    assert put.is_success, put.text
-
-    refused = await _chat(client, env["secret"], model="deepseek-v4-pro")
-    error = _assert_error(refused, 429, "insufficient_quota", "budget_exceeded")
-    assert "budget" in error["message"]
-    served = await _chat(client, other.secret, model="deepseek-v4-pro")
-    assert served.status_code == 200, served.text
-
-    # Nothing was held or spent for the refused request; the tenant's budget carries the other.
-    shown = (await client.get(f"/admin/keys/{env['key_id']}/budget", headers=admin)).json()["budget"]
-    assert (shown["spent_units"], shown["reserved_units"]) == (0, 0)
-    # A soft budget of the same size only alerts: the key is served.
-    soft = {"limit_usd": "0.000001", "mode": "soft"}
-    assert (await client.put(f"/admin/keys/{env['key_id']}/budget", json=soft, headers=admin)).is_success
-    assert (await _chat(client, env["secret"], model="deepseek-v4-pro")).status_code == 200
