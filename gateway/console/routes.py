@@ -1,4 +1,4 @@
-"""Serves the operators' web console: one HTML page, one script, one stylesheet.
+"""Serves the operators' web console: one HTML page, two scripts, one stylesheet.
 
 The files are package data (gateway/console/static/), read once when the app is built.
 They carry no data: the page calls the admin API with the operator's key, so serving them
@@ -35,6 +35,7 @@ SECURITY_HEADERS = {
 # name -> media type (Litestar appends "; charset=utf-8" to text types); nothing else under
 # /console is served.
 ASSETS = {
+    "console-core.js": "text/javascript",
     "console.js": "text/javascript",
     "console.css": "text/css",
 }

@@ -50,13 +50,18 @@ async def test_console_page_is_html_with_security_headers(client: AsyncTestClien
     assert response.headers["content-type"] == "text/html; charset=utf-8"
     assert response.headers["cache-control"] == "no-store"
     _assert_secure(response)
+    assert '<script src="/console/console-core.js" defer></script>' in response.text
     assert '<script src="/console/console.js" defer></script>' in response.text
     assert '<link rel="stylesheet" href="/console/console.css">' in response.text
 
 
 @pytest.mark.parametrize(
     ("name", "media_type", "marker"),
-    [("console.js", "text/javascript", '"use strict"'), ("console.css", "text/css", ":root")],
+    [
+        ("console-core.js", "text/javascript", "const GatewayConsole"),
+        ("console.js", "text/javascript", '"use strict"'),
+        ("console.css", "text/css", ":root"),
+    ],
 )
 async def test_assets_have_their_content_types(
     client: AsyncTestClient, name: str, media_type: str, marker: str
@@ -86,7 +91,7 @@ async def test_console_needs_no_key_but_the_admin_api_does(client: AsyncTestClie
 
 async def test_console_off_is_404(tmp_path: Path) -> None:
     async for client in _client(tmp_path, console=False):
-        for path in ("/console", "/console/", "/console/console.js", "/console/console.css"):
+        for path in ("/console", "/console/", "/console/console-core.js", "/console/console.js"):
             assert (await client.get(path)).status_code == 404, path
         assert (await client.get("/healthz")).status_code == 200
 

@@ -12,7 +12,8 @@ from importlib import resources
 import pytest
 
 STATIC = resources.files("gateway.console").joinpath("static")
-JS = STATIC.joinpath("console.js").read_text("utf-8")
+SCRIPTS = ("console-core.js", "console.js")
+JS = "\n".join(STATIC.joinpath(name).read_text("utf-8") for name in SCRIPTS)
 HTML = STATIC.joinpath("index.html").read_text("utf-8")
 CSS = STATIC.joinpath("console.css").read_text("utf-8")
 
@@ -84,7 +85,7 @@ class _Collector(HTMLParser):
 def test_page_has_no_inline_script_or_style() -> None:
     page = _Collector()
     page.feed(HTML)
-    assert page.scripts == [{"src": "/console/console.js", "defer": None}]
+    assert page.scripts == [{"src": f"/console/{name}", "defer": None} for name in SCRIPTS]
     assert page.script_text.strip() == ""
     assert page.styles == 0 and page.style_attrs == 0
     assert page.inline_handlers == []
