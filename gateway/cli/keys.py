@@ -175,7 +175,7 @@ def budget(key_id: str, budget_usd: str | None, budget_period: str, budget_mode:
         async with db_transaction(settings) as session:
             row = auth.require_unrevoked(await auth.get_key(session, key_id))
         if amount is None:
-            return await limits.clear_budget(settings, row.id)
+            return await limits.clear_budget(settings, "key", row.id)
         return await limits.set_budget(
             settings, "key", row.id, row.tenant_id, amount, budget_period, budget_mode
         )

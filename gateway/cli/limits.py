@@ -68,13 +68,13 @@ async def set_budget(
         await engine.dispose()
 
 
-async def clear_budget(settings: Settings, key_id: str) -> bool:
-    """Remove a key's own budget (audited); False when it had none."""
+async def clear_budget(settings: Settings, scope: str, scope_id: str) -> bool:
+    """Remove a tenant's or a key's own budget (audited); False when there was none."""
     engine = make_engine(settings.resolved_database_url)
     try:
         sessions = make_sessionmaker(engine)
         return await budgets.clear_budget(
-            BudgetStore(sessions), sessions, scope="key", scope_id=key_id, actor="cli"
+            BudgetStore(sessions), sessions, scope=scope, scope_id=scope_id, actor="cli"
         )
     finally:
         await engine.dispose()

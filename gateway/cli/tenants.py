@@ -64,24 +64,31 @@ def create(
 
 @tenant.command("budget")
 @click.argument("name")
-@click.option("--budget-usd", required=True, help="Budget amount in USD.")
+@click.option("--budget-usd", default=None, help="Budget amount in USD.")
 @limits.budget_period
 @limits.budget_mode
-def budget(name: str, budget_usd: str, budget_period: str, budget_mode: str) -> None:
-    """Set or change a tenant's budget."""
+@click.option("--clear", is_flag=True, help="Remove the tenant's budget (its keys' own budgets stay).")
+def budget(name: str, budget_usd: str | None, budget_period: str, budget_mode: str, clear: bool) -> None:
+    """Set, change or remove a tenant's budget."""
+    if clear == (budget_usd is not None):
+        raise click.UsageError("give either --budget-usd or --clear")
     settings = load_settings()
     amount = limits.parse_usd(budget_usd)
-    assert amount is not None
 
-    async def go() -> dict[str, object]:
+    async def go() -> dict[str, object] | bool:
         async with db_transaction(settings) as session:
             tenant_id = (await auth.get_tenant_by_name(session, name)).id
+        if amount is None:
+            return await limits.clear_budget(settings, "tenant", tenant_id)
         return await limits.set_budget(
             settings, "tenant", tenant_id, tenant_id, amount, budget_period, budget_mode
         )
 
-    payload = run_async(go)
-    click.echo(f"tenant {name}: {payload['mode']} budget {payload['limit_usd']} USD per {payload['period']}")
+    done = run_async(go)
+    if isinstance(done, dict):
+        click.echo(f"tenant {name}: {done['mode']} budget {done['limit_usd']} USD per {done['period']}")
+    else:
+        click.echo(f"tenant {name}: budget removed" if done else f"tenant {name}: had no budget")
 
 
 @tenant.command("limits")

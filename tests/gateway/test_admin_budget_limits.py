@@ -157,6 +157,15 @@ async def test_budget_without_one_then_after_put(env: dict) -> None:
     )
     assert again["current_period"] == "all"
 
+    # DELETE removes it (audited); a second DELETE finds none.
+    gone = await client.delete(path, headers=admin)
+    assert gone.status_code == 200 and gone.json()["removed"] is True, gone.text
+    assert (await client.get(path, headers=admin)).json()["budget"] is None
+    assert (await client.delete(path, headers=admin)).json()["removed"] is False
+    services = client.app.state.services
+    removed = await in_app(client, _audit, services, env["tenant_id"], "billing.budget.removed")
+    assert [e.actor for e in removed] == [env["actor"]]
+
 
 async def test_budget_get_errors(env: dict) -> None:
     client, admin = env["client"], env["admin"]

@@ -97,6 +97,9 @@ def test_tenant_budget_and_limits(run) -> None:
     out = run("tenant", "budget", "payg", "--budget-usd", "100", "--budget-mode", "soft").output
     assert "soft budget 100" in out and "month" in out
     assert "not a decimal" in run("tenant", "budget", "payg", "--budget-usd", "lots", ok=False).output
+    assert "budget removed" in run("tenant", "budget", "payg", "--clear").output
+    assert "had no budget" in run("tenant", "budget", "payg", "--clear").output
+    assert "either --budget-usd or --clear" in run("tenant", "budget", "payg", ok=False).output
     run("tenant", "limits", "payg", "--tpm", "1000")
     assert "no tenant named" in run("tenant", "limits", "nobody", "--rpm", "1", ok=False).output
 

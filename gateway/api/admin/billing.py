@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Request, Response, Router, get, post, put
+from litestar import Request, Response, Router, delete, get, post, put
 
 from billing.budgets.types import BudgetScope, BudgetStatus
 from billing.catalog.io import render_catalog
@@ -145,6 +145,24 @@ async def set_budget(request: Request[Any, Any, Any], name: str) -> dict[str, An
     return payload
 
 
+@delete("/tenants/{name:str}/budget", status_code=200)
+async def clear_budget(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
+    """Remove the tenant's budget (its keys' own budgets stay); `removed` is false when it
+    had none."""
+    admin = await require_admin(request)
+    services = request.app.state.services
+    tenant_id = await tenant_id_of(services, name)
+    removed = await budgets.clear_budget(
+        services.metering.budget_store,
+        services.sessions,
+        scope="tenant",
+        scope_id=tenant_id,
+        actor=admin.actor,
+    )
+    services.metering.forget_budgets(tenant_id)
+    return {"tenant": name, "tenant_id": tenant_id, "removed": removed}
+
+
 @get("/prices")
 async def export_prices(request: Request[Any, Any, Any]) -> dict[str, Any]:
     await require_admin(request)
@@ -186,6 +204,7 @@ billing_router = Router(
         tenant_savings,
         show_budget,
         set_budget,
+        clear_budget,
         export_prices,
         import_prices,
         run_job,

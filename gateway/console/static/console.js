@@ -284,7 +284,7 @@
         ["In flight (USD)", (b) => b.reserved_usd], ["Remaining (USD)", (b) => b.remaining_usd]], data.key_budgets, { id: "key-budgets" })]
       : []);
     return section("Budget", budgetEditor("budget", tenantPath(name) + "/budget", name,
-      { none: "No budget: the tenant's requests are not limited by cost.", extra: keyBudgets }));
+      { none: "No budget: the tenant's requests are not limited by cost.", extra: keyBudgets, removable: true }));
   }
 
   // Rate limits (the tenant's or one key's): requests and tokens per minute, empty = none.
