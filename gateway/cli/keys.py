@@ -99,6 +99,8 @@ def list_(tenant_name: str, as_json: bool) -> None:
                     "expires_at": k.expires_at,
                     "revoked_at": k.revoked_at,
                     "last_used_at": k.last_used_at,
+                    "rpm": k.requests_per_minute,
+                    "tpm": k.tokens_per_minute,
                 }
                 for k in await auth.list_keys(session, tenant.id)
             ]
@@ -109,7 +111,8 @@ def list_(tenant_name: str, as_json: bool) -> None:
         return
     for row in rows:
         state = "revoked" if row["revoked_at"] else "active"
-        click.echo(f"{row['id']}  {row['prefix']}...  {state}  last used {row['last_used_at'] or '-'}")
+        own = "".join(f"  {k} {row[k]}" for k in ("rpm", "tpm") if row[k])
+        click.echo(f"{row['id']}  {row['prefix']}...  {state}  last used {row['last_used_at'] or '-'}{own}")
 
 
 list_.name = "list"

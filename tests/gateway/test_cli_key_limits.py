@@ -54,6 +54,9 @@ def test_key_limits_set_keep_clear_and_audit(run, tmp_path: Path) -> None:
         tmp_path, "SELECT requests_per_minute, tokens_per_minute FROM api_keys WHERE id = ?", key_id
     )
     assert stored == [(7, None)]
+    listed = json.loads(run("key", "list", "--tenant", "acme", "--json").output)
+    assert [(k["rpm"], k["tpm"]) for k in listed] == [(7, None)]
+    assert run("key", "list", "--tenant", "acme").output.rstrip().endswith("rpm 7")
     # The tenant's own limits are not touched.
     assert _query(tmp_path, "SELECT requests_per_minute FROM tenants WHERE name = 'acme'") == [(600,)]
     assert _audit(tmp_path, "key.limits_set") == [
