@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import click
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.db import utcnow
 from gateway.audit.log import append_event
@@ -169,22 +170,18 @@ set_limits.name = "limits"
 @click.option("--clear", is_flag=True, help="Remove the key's own budget (the tenant's still applies).")
 def budget(key_id: str, budget_usd: str | None, budget_period: str, budget_mode: str, clear: bool) -> None:
     """Set, change or remove a key's own budget; the tenant's applies as well."""
-    if clear == (budget_usd is not None):
-        raise click.UsageError("give either --budget-usd or --clear")
-    settings = load_settings()
-    amount = limits.parse_usd(budget_usd)
 
-    async def go() -> dict[str, object] | bool:
-        async with db_transaction(settings) as session:
-            row = auth.require_unrevoked(await auth.get_key(session, key_id))
-        if amount is None:
-            return await limits.clear_budget(settings, "key", row.id)
-        return await limits.set_budget(
-            settings, "key", row.id, row.tenant_id, amount, budget_period, budget_mode
-        )
+    async def locate(session: AsyncSession) -> tuple[str, str]:
+        row = auth.require_unrevoked(await auth.get_key(session, key_id))
+        return row.id, row.tenant_id
 
-    done = run_async(go)
-    if isinstance(done, dict):
-        click.echo(f"key {key_id}: {done['mode']} budget {done['limit_usd']} USD per {done['period']}")
-    else:
-        click.echo(f"key {key_id}: budget removed" if done else f"key {key_id}: had no budget of its own")
+    limits.change_budget(
+        f"key {key_id}",
+        "key",
+        locate,
+        budget_usd,
+        clear,
+        budget_period,
+        budget_mode,
+        no_budget="had no budget of its own",
+    )

@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 
 import click
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.budgets.store import BudgetStore
 from billing.cost import usd_to_units
 from billing.db import make_engine, make_sessionmaker
 from billing.errors import CatalogError
 from gateway.auth import budgets
+from gateway.cli.common import db_transaction, load_settings, run_async
 from gateway.settings import Settings
 
 
@@ -78,3 +81,35 @@ async def clear_budget(settings: Settings, scope: str, scope_id: str) -> bool:
         )
     finally:
         await engine.dispose()
+
+
+def change_budget(
+    who: str,
+    scope: str,
+    locate: Callable[[AsyncSession], Awaitable[tuple[str, str]]],
+    budget_usd: str | None,
+    clear: bool,
+    period: str,
+    mode: str,
+    *,
+    no_budget: str,
+) -> None:
+    """`gateway tenant budget` / `gateway key budget`: set the budget, or remove it with
+    --clear, and say what happened. `locate` finds (scope id, tenant id) in the database."""
+    if clear == (budget_usd is not None):
+        raise click.UsageError("give either --budget-usd or --clear")
+    settings = load_settings()
+    amount = parse_usd(budget_usd)
+
+    async def go() -> dict[str, object] | bool:
+        async with db_transaction(settings) as session:
+            scope_id, tenant_id = await locate(session)
+        if amount is None:
+            return await clear_budget(settings, scope, scope_id)
+        return await set_budget(settings, scope, scope_id, tenant_id, amount, period, mode)
+
+    done = run_async(go)
+    if isinstance(done, dict):
+        click.echo(f"{who}: {done['mode']} budget {done['limit_usd']} USD per {done['period']}")
+    else:
+        click.echo(f"{who}: budget removed" if done else f"{who}: {no_budget}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.log import append_event
 from gateway.auth import service as auth
@@ -70,25 +71,21 @@ def create(
 @click.option("--clear", is_flag=True, help="Remove the tenant's budget (its keys' own budgets stay).")
 def budget(name: str, budget_usd: str | None, budget_period: str, budget_mode: str, clear: bool) -> None:
     """Set, change or remove a tenant's budget."""
-    if clear == (budget_usd is not None):
-        raise click.UsageError("give either --budget-usd or --clear")
-    settings = load_settings()
-    amount = limits.parse_usd(budget_usd)
 
-    async def go() -> dict[str, object] | bool:
-        async with db_transaction(settings) as session:
-            tenant_id = (await auth.get_tenant_by_name(session, name)).id
-        if amount is None:
-            return await limits.clear_budget(settings, "tenant", tenant_id)
-        return await limits.set_budget(
-            settings, "tenant", tenant_id, tenant_id, amount, budget_period, budget_mode
-        )
+    async def locate(session: AsyncSession) -> tuple[str, str]:
+        tenant_id = (await auth.get_tenant_by_name(session, name)).id
+        return tenant_id, tenant_id
 
-    done = run_async(go)
-    if isinstance(done, dict):
-        click.echo(f"tenant {name}: {done['mode']} budget {done['limit_usd']} USD per {done['period']}")
-    else:
-        click.echo(f"tenant {name}: budget removed" if done else f"tenant {name}: had no budget")
+    limits.change_budget(
+        f"tenant {name}",
+        "tenant",
+        locate,
+        budget_usd,
+        clear,
+        budget_period,
+        budget_mode,
+        no_budget="had no budget",
+    )
 
 
 @tenant.command("limits")
