@@ -15,20 +15,18 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-import msgspec
 from litestar import Request, Router, delete, get, put
 
 from billing.budgets.types import BudgetScope
 from billing.db import transaction, utcnow
 from gateway.api.admin.billing import BudgetBody, budget_json
-from gateway.api.admin.limits import LimitsBody
+from gateway.api.admin.limits import LimitsBody, apply_limits
 from gateway.api.auth import require_admin
 from gateway.api.schemas import decode_body
 from gateway.audit.log import append_event
 from gateway.auth import budgets
 from gateway.auth import service as auth
 from gateway.auth.models import ApiKey, Tenant
-from gateway.errors import InvalidRequestError
 
 
 def _key_json(key: ApiKey, tenant: Tenant) -> dict[str, Any]:
@@ -64,18 +62,11 @@ async def show_key_limits(request: Request[Any, Any, Any], key_id: str) -> dict[
 async def set_key_limits(request: Request[Any, Any, Any], key_id: str) -> dict[str, Any]:
     admin = await require_admin(request)
     body = decode_body(await request.body(), LimitsBody)
-    if body.rpm is msgspec.UNSET and body.tpm is msgspec.UNSET:
-        raise InvalidRequestError("Give rpm and/or tpm (an integer >= 0, or null for no limit).")
     async with transaction(request.app.state.services.sessions) as session:
         key = auth.require_unrevoked(await auth.get_key(session, key_id))
         tenant = await session.get(Tenant, key.tenant_id)
         assert tenant is not None
-        await auth.set_rate_limits(
-            session,
-            key,
-            requests_per_minute=key.requests_per_minute if body.rpm is msgspec.UNSET else body.rpm,
-            tokens_per_minute=key.tokens_per_minute if body.tpm is msgspec.UNSET else body.tpm,
-        )
+        await apply_limits(session, key, body)
         await append_event(
             session,
             kind="key.limits_set",

@@ -11,13 +11,14 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Router, get, put
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.db import transaction
 from gateway.api.auth import require_admin
 from gateway.api.schemas import decode_body
 from gateway.audit.log import append_event
 from gateway.auth import service as auth
-from gateway.auth.models import Tenant
+from gateway.auth.models import ApiKey, Tenant
 from gateway.errors import InvalidRequestError
 
 # The columns are INTEGER on PostgreSQL: a larger value would be a database error, not a 400.
@@ -31,6 +32,18 @@ class LimitsBody(msgspec.Struct, forbid_unknown_fields=True):
 
     rpm: PerMinute = msgspec.UNSET
     tpm: PerMinute = msgspec.UNSET
+
+
+async def apply_limits(session: AsyncSession, row: Tenant | ApiKey, body: LimitsBody) -> None:
+    """Set a tenant's or a key's limits from a PUT body: a field left out keeps its value."""
+    if body.rpm is msgspec.UNSET and body.tpm is msgspec.UNSET:
+        raise InvalidRequestError("Give rpm and/or tpm (an integer >= 0, or null for no limit).")
+    await auth.set_rate_limits(
+        session,
+        row,
+        requests_per_minute=row.requests_per_minute if body.rpm is msgspec.UNSET else body.rpm,
+        tokens_per_minute=row.tokens_per_minute if body.tpm is msgspec.UNSET else body.tpm,
+    )
 
 
 def _limits_json(tenant: Tenant) -> dict[str, Any]:
@@ -54,16 +67,9 @@ async def show_limits(request: Request[Any, Any, Any], name: str) -> dict[str, A
 async def set_limits(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
     admin = await require_admin(request)
     body = decode_body(await request.body(), LimitsBody)
-    if body.rpm is msgspec.UNSET and body.tpm is msgspec.UNSET:
-        raise InvalidRequestError("Give rpm and/or tpm (an integer >= 0, or null for no limit).")
     async with transaction(request.app.state.services.sessions) as session:
         tenant = await auth.get_tenant_by_name(session, name)
-        await auth.set_rate_limits(
-            session,
-            tenant,
-            requests_per_minute=tenant.requests_per_minute if body.rpm is msgspec.UNSET else body.rpm,
-            tokens_per_minute=tenant.tokens_per_minute if body.tpm is msgspec.UNSET else body.tpm,
-        )
+        await apply_limits(session, tenant, body)
         await append_event(
             session,
             kind="tenant.limits_set",
