@@ -123,26 +123,43 @@ async def show_budget(request: Request[Any, Any, Any], name: str) -> dict[str, A
     }
 
 
+async def put_budget(
+    services: Any, actor: str, body: BudgetBody, scope: BudgetScope, scope_id: str, tenant_id: str
+) -> dict[str, Any]:
+    """Set a tenant's or a key's budget from a PUT body (audited); this process forgets its
+    cached copy at once."""
+    payload = await budgets.set_budget(
+        services.metering.budget_store,
+        services.sessions,
+        scope=scope,
+        scope_id=scope_id,
+        tenant_id=tenant_id,
+        limit_usd=Decimal(body.limit_usd),
+        period=body.period,
+        mode=body.mode,
+        alert_thresholds=body.alert_thresholds,
+        actor=actor,
+    )
+    services.metering.forget_budgets(tenant_id)
+    return payload
+
+
+async def delete_budget(services: Any, actor: str, scope: BudgetScope, scope_id: str, tenant_id: str) -> bool:
+    """Remove a tenant's or a key's budget (audited); False when there was none."""
+    removed = await budgets.clear_budget(
+        services.metering.budget_store, services.sessions, scope=scope, scope_id=scope_id, actor=actor
+    )
+    services.metering.forget_budgets(tenant_id)
+    return removed
+
+
 @put("/tenants/{name:str}/budget")
 async def set_budget(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
     admin = await require_admin(request)
     body = decode_body(await request.body(), BudgetBody)
     services = request.app.state.services
     tenant_id = await tenant_id_of(services, name)
-    payload = await budgets.set_budget(
-        services.metering.budget_store,
-        services.sessions,
-        scope="tenant",
-        scope_id=tenant_id,
-        tenant_id=tenant_id,
-        limit_usd=Decimal(body.limit_usd),
-        period=body.period,
-        mode=body.mode,
-        alert_thresholds=body.alert_thresholds,
-        actor=admin.actor,
-    )
-    services.metering.forget_budgets(tenant_id)
-    return payload
+    return await put_budget(services, admin.actor, body, BudgetScope.TENANT, tenant_id, tenant_id)
 
 
 @delete("/tenants/{name:str}/budget", status_code=200)
@@ -152,14 +169,7 @@ async def clear_budget(request: Request[Any, Any, Any], name: str) -> dict[str, 
     admin = await require_admin(request)
     services = request.app.state.services
     tenant_id = await tenant_id_of(services, name)
-    removed = await budgets.clear_budget(
-        services.metering.budget_store,
-        services.sessions,
-        scope="tenant",
-        scope_id=tenant_id,
-        actor=admin.actor,
-    )
-    services.metering.forget_budgets(tenant_id)
+    removed = await delete_budget(services, admin.actor, BudgetScope.TENANT, tenant_id, tenant_id)
     return {"tenant": name, "tenant_id": tenant_id, "removed": removed}
 
 

@@ -12,19 +12,17 @@ mislead whoever reads the audit log.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from litestar import Request, Router, delete, get, put
 
 from billing.budgets.types import BudgetScope
 from billing.db import transaction, utcnow
-from gateway.api.admin.billing import BudgetBody, budget_json
+from gateway.api.admin.billing import BudgetBody, budget_json, delete_budget, put_budget
 from gateway.api.admin.limits import LimitsBody, apply_limits
 from gateway.api.auth import require_admin
 from gateway.api.schemas import decode_body
 from gateway.audit.log import append_event
-from gateway.auth import budgets
 from gateway.auth import service as auth
 from gateway.auth.models import ApiKey, Tenant
 
@@ -101,20 +99,7 @@ async def set_key_budget(request: Request[Any, Any, Any], key_id: str) -> dict[s
     services = request.app.state.services
     key, _ = await _key_and_tenant(services, key_id)
     auth.require_unrevoked(key)
-    payload = await budgets.set_budget(
-        services.metering.budget_store,
-        services.sessions,
-        scope=BudgetScope.KEY,
-        scope_id=key.id,
-        tenant_id=key.tenant_id,
-        limit_usd=Decimal(body.limit_usd),
-        period=body.period,
-        mode=body.mode,
-        alert_thresholds=body.alert_thresholds,
-        actor=admin.actor,
-    )
-    services.metering.forget_budgets(key.tenant_id)
-    return payload
+    return await put_budget(services, admin.actor, body, BudgetScope.KEY, key.id, key.tenant_id)
 
 
 @delete("/keys/{key_id:str}/budget", status_code=200)
@@ -125,14 +110,7 @@ async def clear_key_budget(request: Request[Any, Any, Any], key_id: str) -> dict
     services = request.app.state.services
     key, _ = await _key_and_tenant(services, key_id)
     auth.require_unrevoked(key)
-    removed = await budgets.clear_budget(
-        services.metering.budget_store,
-        services.sessions,
-        scope=BudgetScope.KEY,
-        scope_id=key.id,
-        actor=admin.actor,
-    )
-    services.metering.forget_budgets(key.tenant_id)
+    removed = await delete_budget(services, admin.actor, BudgetScope.KEY, key.id, key.tenant_id)
     return {"key_id": key.id, "removed": removed}
 
 
