@@ -31,15 +31,37 @@ def audit_payloads(server: RunningGateway, request_id: str) -> list[dict]:
     return [json.loads(r[0]) for r in rows]
 
 
+def client_with_policy(
+    server: RunningGateway, tenant: str, policy_yaml: str, tmp_path: Path
+) -> openai.OpenAI:
+    """A new tenant with `policy_yaml` active, and an openai client with one of its keys."""
+    issued = server.create_key(tenant)
+    policy = tmp_path / f"{tenant}.yaml"
+    policy.write_text(policy_yaml)
+    server.cli("policy", "set", "--tenant", tenant, str(policy))
+    return openai.OpenAI(api_key=issued["key"], base_url=f"{server.base_url}/v1", max_retries=0)
+
+
+def wait_for_attempts(server: RunningGateway, request_id: str, count: int) -> list[tuple]:
+    """(attempt, variant, completion_tokens, cost_total) of a request's usage records, once
+    `count` of them have landed (the writer batches them)."""
+    rows: list[tuple] = []
+    deadline = time.monotonic() + 30
+    while len(rows) < count and time.monotonic() < deadline:
+        with sqlite3.connect(server.data_dir / "gateway.db") as conn:
+            rows = conn.execute(
+                "SELECT attempt, variant, completion_tokens, cost_total FROM usage_records "
+                "WHERE request_id = ? ORDER BY attempt",
+                (request_id,),
+            ).fetchall()
+        time.sleep(0.1)
+    return rows
+
+
 def test_faq_runs_non_think_and_dispute_runs_think_max(
     gateway_server: RunningGateway, tmp_path: Path, unique: str
 ) -> None:
-    tenant = f"support-{unique}"
-    issued = gateway_server.create_key(tenant)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    gateway_server.cli("policy", "set", "--tenant", tenant, str(policy))
-    api = openai.OpenAI(api_key=issued["key"], base_url=f"{gateway_server.base_url}/v1", max_retries=0)
+    api = client_with_policy(gateway_server, f"support-{unique}", POLICY, tmp_path)
 
     faq = api.chat.completions.with_raw_response.create(
         model="deepseek-v4-flash",
@@ -170,12 +192,7 @@ cascade:
 def test_cascade_escalates_and_meters_both_attempts(
     gateway_server: RunningGateway, tmp_path: Path, unique: str
 ) -> None:
-    tenant = f"cascade-{unique}"
-    issued = gateway_server.create_key(tenant)
-    policy = tmp_path / "cascade.yaml"
-    policy.write_text(CASCADE_POLICY)
-    gateway_server.cli("policy", "set", "--tenant", tenant, str(policy))
-    api = openai.OpenAI(api_key=issued["key"], base_url=f"{gateway_server.base_url}/v1", max_retries=0)
+    api = client_with_policy(gateway_server, f"cascade-{unique}", CASCADE_POLICY, tmp_path)
     raw = api.chat.completions.with_raw_response.create(
         model="deepseek-v4-flash",
         messages=[{"role": "user", "content": "Name a colour."}],
@@ -187,16 +204,7 @@ def test_cascade_escalates_and_meters_both_attempts(
     assert raw.headers["x-gateway-escalated"] == "true"
     assert answer.model == "deepseek-v4-pro" and raw.headers["x-gateway-variant"] == "pro"
     assert answer.choices[0].logprobs is None  # used by the cascade, not asked for by the client
-    rows: list[tuple] = []
-    deadline = time.monotonic() + 30
-    while len(rows) < 2 and time.monotonic() < deadline:
-        with sqlite3.connect(gateway_server.data_dir / "gateway.db") as conn:
-            rows = conn.execute(
-                "SELECT attempt, variant, completion_tokens, cost_total FROM usage_records "
-                "WHERE request_id = ? ORDER BY attempt",
-                (answer.id,),
-            ).fetchall()
-        time.sleep(0.1)
+    rows = wait_for_attempts(gateway_server, answer.id, 2)
     assert [(r[0], r[1]) for r in rows] == [(1, "flash"), (2, "pro")]
     extra = answer.usage.model_extra or {}
     assert answer.usage.completion_tokens == rows[0][2] + rows[1][2]
@@ -209,12 +217,7 @@ def test_cascade_escalates_and_meters_both_attempts(
 def test_cascade_on_a_stream_sends_the_answer_that_stands(
     gateway_server: RunningGateway, tmp_path: Path, unique: str
 ) -> None:
-    tenant = f"cascade-stream-{unique}"
-    issued = gateway_server.create_key(tenant)
-    policy = tmp_path / "cascade.yaml"
-    policy.write_text(CASCADE_POLICY)
-    gateway_server.cli("policy", "set", "--tenant", tenant, str(policy))
-    api = openai.OpenAI(api_key=issued["key"], base_url=f"{gateway_server.base_url}/v1", max_retries=0)
+    api = client_with_policy(gateway_server, f"cascade-stream-{unique}", CASCADE_POLICY, tmp_path)
     with api.chat.completions.with_streaming_response.create(
         model="deepseek-v4-flash",
         messages=[{"role": "user", "content": "Name a colour."}],
@@ -232,16 +235,7 @@ def test_cascade_on_a_stream_sends_the_answer_that_stands(
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
     usage = chunks[-1].usage
     request_id = chunks[0].id
-    rows: list[tuple] = []
-    deadline = time.monotonic() + 30
-    while len(rows) < 2 and time.monotonic() < deadline:
-        with sqlite3.connect(gateway_server.data_dir / "gateway.db") as conn:
-            rows = conn.execute(
-                "SELECT attempt, variant, completion_tokens, cost_total FROM usage_records "
-                "WHERE request_id = ? ORDER BY attempt",
-                (request_id,),
-            ).fetchall()
-        time.sleep(0.1)
+    rows = wait_for_attempts(gateway_server, request_id, 2)
     assert [(r[0], r[1]) for r in rows] == [(1, "flash"), (2, "pro")]
     assert usage.completion_tokens == rows[0][2] + rows[1][2]
     assert Decimal((usage.model_extra or {})["cost_usd"]) == Decimal(rows[0][3] + rows[1][3]) / 10**12
