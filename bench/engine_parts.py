@@ -1,0 +1,93 @@
+"""Engine building blocks side by side, alternating in one run (prints JSON):
+
+    .venv/bin/python bench/engine_parts.py [--threads 2] [--rounds 5]
+
+- linear layers of one decoder layer (qkv, o, gate_up, down of SmolLM2-135M) and the output
+  projection, bf16: `F.linear` on a plain weight vs the weight reordered once into oneDNN's
+  layout (`QLinear`), at 1 and 32 rows;
+- the greedy choice over a 32 x 49,152 logits batch: `argmax` over the vocabulary vs the best
+  of each row's 16 exactly recomputed logits (`inference.sampler.greedy`).
+Medians in milliseconds per call; weights stay hot in cache (the forward pass reads them from
+memory, so its gain is smaller: see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inference.quant import QLinear  # noqa: E402
+from inference.sampler import greedy  # noqa: E402
+
+LAYER = [(960, 576), (576, 576), (3072, 576), (576, 1536)]  # qkv, o, gate_up, down
+HEAD = (49152, 576)
+
+
+def per_call_ms(fn: Callable[[], object], calls: int = 20) -> float:
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) / calls * 1e3
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    cpu = torch.device("cpu")
+    torch.set_num_threads(1)  # build like the engine does (see inference/embedded.py)
+    layer = [torch.randn(n, k, dtype=torch.bfloat16) * 0.05 for n, k in LAYER]
+    head = torch.randn(*HEAD, dtype=torch.bfloat16) * 0.05
+    packed_layer = [QLinear(w, torch.bfloat16, cpu, 0) for w in layer]
+    packed_head = QLinear(head, torch.bfloat16, cpu, 0)
+    torch.set_num_threads(args.threads)
+
+    cases: dict[str, Callable[[], object]] = {}
+    for rows in (1, 32):
+        xs = [torch.randn(rows, k, dtype=torch.bfloat16) for _, k in LAYER]
+        xh = torch.randn(rows, HEAD[1], dtype=torch.bfloat16)
+        cases[f"layer_linear_{rows}_plain"] = lambda xs=xs: [
+            F.linear(x, w) for x, w in zip(xs, layer, strict=True)
+        ]
+        cases[f"layer_linear_{rows}_prepacked"] = lambda xs=xs: [
+            q(x) for x, q in zip(xs, packed_layer, strict=True)
+        ]
+        cases[f"output_projection_{rows}_plain"] = lambda xh=xh: F.linear(xh, head)
+        cases[f"output_projection_{rows}_prepacked"] = lambda xh=xh: packed_head(xh)
+    logits = torch.randn(32, HEAD[0]) * 5
+    top = logits.topk(16, dim=-1).indices
+    cases["greedy_32_full_argmax"] = lambda: greedy(logits, None)
+    cases["greedy_32_exact_top16"] = lambda: greedy(logits, top)
+
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(args.rounds):  # alternate, so drift hits every case alike
+        for name, fn in cases.items():
+            times[name].append(per_call_ms(fn))
+    res: dict[str, object] = {"threads": args.threads, "rounds": args.rounds}
+    res.update({f"{name}_ms": round(statistics.median(v), 4) for name, v in times.items()})
+    for base in ("layer_linear_1", "layer_linear_32", "output_projection_1", "output_projection_32"):
+        res[f"{base}_ratio"] = round(
+            statistics.median(times[f"{base}_prepacked"]) / statistics.median(times[f"{base}_plain"]), 3
+        )
+    res["greedy_32_ratio"] = round(
+        statistics.median(times["greedy_32_exact_top16"]) / statistics.median(times["greedy_32_full_argmax"]),
+        4,
+    )
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
