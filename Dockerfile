@@ -15,7 +15,10 @@ ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    GATEWAY_KERNEL_DIR=/opt/venv/kernels
+# g++ builds the C++ CPU kernel here; the runtime image gets the library, not the compiler
+RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
@@ -32,6 +35,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject
 COPY . /src
 RUN pip install --no-deps /src \
  && gateway models fetch \
+ && python -c "from kernels import cpu_decode_attention as k; assert k.load(), 'kernel build failed'" \
  && gateway --help > /dev/null
 
 # ---- runtime ----------------------------------------------------------------------------------
@@ -58,6 +62,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     GATEWAY_DATA_DIR=/data \
+    GATEWAY_KERNEL_DIR=/opt/venv/kernels \
     GATEWAY_HOST=0.0.0.0 \
     GATEWAY_PORT=8000
 

@@ -11,6 +11,7 @@ gather serves both and the batched matmuls need no copies.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -80,6 +81,25 @@ def _cat(ws: list[torch.Tensor | Q4_1Weight]) -> torch.Tensor | Q4_1Weight:
     return torch.cat([_as_tensor(w) for w in ws])
 
 
+PagedAttention = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor
+]
+
+
+def paged_attention_kernel(device: torch.device) -> PagedAttention | None:
+    """The decode-attention kernel for `device` (contract: kernels.decode_attention_ref), or
+    None where none runs: Triton on CUDA (when importable), C++ on the CPU (when it builds)."""
+    if device.type == "cuda":
+        from kernels import decode_attention
+
+        return decode_attention.paged_decode_attention if decode_attention.available(device) else None
+    if device.type == "cpu":
+        from kernels import cpu_decode_attention
+
+        return cpu_decode_attention.paged_decode_attention if cpu_decode_attention.load() else None
+    return None
+
+
 class LlamaModel:
     """Plain-tensor Llama (no nn.Module bookkeeping: fewer Python calls per token)."""
 
@@ -90,16 +110,12 @@ class LlamaModel:
         dtype: torch.dtype,
         device: torch.device,
         int4_max_rows: int = 4,
-        decode_kernel: bool | None = None,
+        decode_kernel: bool = True,  # False: PyTorch ops even where a kernel runs
     ) -> None:
         self.cfg = cfg
-        # Decode attention straight from the pages with the Triton kernel (kernels/): on by
-        # default on CUDA when triton is importable; the CPU reads its decode buffer instead.
-        if decode_kernel is None and device.type == "cuda":
-            from kernels.decode_attention import available  # imports triton: CUDA only
-
-            decode_kernel = available(device)
-        self.decode_kernel = bool(decode_kernel)
+        # decode attention straight from the KV pages where a kernel runs (see
+        # `paged_attention_kernel`); otherwise PyTorch ops (on the CPU, over a decode buffer)
+        self.decode_attention = paged_attention_kernel(device) if decode_kernel else None
         self.dtype = dtype
         self.device = device
         self.int4_max_rows = int4_max_rows
@@ -260,8 +276,7 @@ class LlamaModel:
             )
         return o[0].transpose(0, 1).reshape(n, -1)
 
-    @staticmethod
-    def _decode(q, cache, meta: AttnMetadata, li: int, nkv: int, g: int) -> torch.Tensor:
+    def _decode(self, q, cache, meta: AttnMetadata, li: int, nkv: int, g: int) -> torch.Tensor:
         B, nh, hd = q.shape
         qd = q.view(B, nkv, g, hd)
         buf = meta.buf
@@ -278,10 +293,8 @@ class LlamaModel:
             keys = buf.k[li, :B, :, :L]  # [B, nkv, L, hd], strided view
             values = buf.v[li, :B, :, :L]
         elif meta.decode_lens is not None:
-            from kernels.decode_attention import paged_decode_attention
-
-            assert meta.decode_slots is not None
-            o = paged_decode_attention(q, cache[:nkv], cache[nkv:], meta.decode_slots, meta.decode_lens, 1.0)
+            assert self.decode_attention is not None and meta.decode_slots is not None
+            o = self.decode_attention(q, cache[:nkv], cache[nkv:], meta.decode_slots, meta.decode_lens, 1.0)
             return o.reshape(B, nh * hd)
         else:
             slots = meta.decode_slots

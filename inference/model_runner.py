@@ -23,7 +23,7 @@ class ModelRunner:
         self.kv = KVCache(model.cfg, num_blocks * block_size, model.dtype, model.device)
         self.buf = (  # a copy of the pages for the CPU; the decode kernel reads the pages
             DecodeBuffer(model.cfg, model.dtype, model.device, decode_buffer_bytes)
-            if decode_buffer_bytes > 0 and not model.decode_kernel
+            if decode_buffer_bytes > 0 and model.decode_attention is None
             else None
         )
         self._arange_bs = torch.arange(block_size, dtype=torch.long)
@@ -151,7 +151,7 @@ class ModelRunner:
             bt = torch.tensor([t + [0] * (max_blocks - len(t)) for t in tables], dtype=torch.long)
             meta.decode_slots = (bt[:, :, None] * bs + self._arange_bs).reshape(B, -1).to(dev)
             L = meta.decode_slots.shape[1]
-            if self.model.decode_kernel:  # reads the pages itself: no padding bias needed
+            if self.model.decode_attention is not None:  # reads the pages itself: no padding bias needed
                 meta.decode_lens = lens_t.to(device=dev, dtype=torch.int32)
                 return
         valid = torch.arange(L)[None, :] < lens_t[:, None]

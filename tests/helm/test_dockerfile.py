@@ -80,3 +80,22 @@ def test_dockerignore_keeps_what_pip_install_needs() -> None:
     packages = {pattern.rstrip("*") for pattern in setuptools["packages"]["find"]["include"]}
     assert not ignored & (packages | {"pyproject.toml", "README.md"})
     assert {".git", ".venv", "var", "tests"} <= ignored
+
+
+def test_cpu_kernel_is_built_into_the_image_where_the_runtime_looks() -> None:
+    steps = instructions()
+    last_from = max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM")
+    build, runtime = steps[:last_from], steps[last_from:]
+
+    def kernel_dir(stage: list[tuple[str, str]]) -> str:
+        env = " ".join(args for keyword, args in stage if keyword == "ENV")
+        found = re.search(r"GATEWAY_KERNEL_DIR=(\S+)", env)
+        assert found, "GATEWAY_KERNEL_DIR is not set"
+        return found.group(1)
+
+    # built where the runtime loads it from, inside the venv that the runtime stage copies
+    assert kernel_dir(build) == kernel_dir(runtime)
+    assert kernel_dir(runtime).startswith("/opt/venv/")
+    runs = [args for keyword, args in build if keyword == "RUN"]
+    assert any("g++" in r and "apt-get install" in r for r in runs)
+    assert any("cpu_decode_attention" in r and "load()" in r for r in runs)

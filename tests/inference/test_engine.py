@@ -213,25 +213,38 @@ async def test_frequency_penalty_reduces_repetition(model, engine):
     assert distinct(pen[2]) > distinct(plain[2])
 
 
-async def test_bf16_matches_fp32_reference_greedy(model):
-    """The fast numerics (int4/bf16 with an fp32 residual) keep the reference's answers."""
+async def _greedy_runs(m, **sampling) -> list[tuple[list[int], list[dict]]]:
+    """Greedy token ids (and their logprob entries when asked) of every question, in turn."""
+    eng = Engine(m, EngineConfig(kv_cache_tokens=2048))
+    await eng.start()
+    runs = []
+    try:
+        for i, q in enumerate(QUESTIONS):
+            deltas = (await collect(eng, chat(m, q), f"q{i}", temperature=0, max_tokens=32, **sampling))[2]
+            runs.append(
+                ([t for d in deltas for t in d.token_ids], [e for d in deltas for e in d.logprobs or []])
+            )
+    finally:
+        await eng.stop()
+    return runs
+
+
+async def test_bf16_follows_fp32_reference_greedy(model):
+    """The fast numerics (int4/bf16 with an fp32 residual) pick the fp32 reference's greedy
+    tokens; the two may part only at a near tie of the reference (its two best tokens within
+    0.1 nats), which rounding decides differently on different CPUs."""
     from inference import EmbeddedModel
 
-    ref_model = EmbeddedModel.load(dtype="float32", threads=2)
-    outs = []
-    for m in (ref_model, model):
-        eng = Engine(m, EngineConfig(kv_cache_tokens=2048))
-        await eng.start()
-        try:
-            outs.append(
-                [
-                    (await collect(eng, chat(m, q), f"q{i}", temperature=0, max_tokens=32))[0]
-                    for i, q in enumerate(QUESTIONS)
-                ]
-            )
-        finally:
-            await eng.stop()
-    assert outs[0] == outs[1]
+    ref = await _greedy_runs(EmbeddedModel.load(dtype="float32", threads=2), logprobs=True, top_logprobs=2)
+    fast = await _greedy_runs(model)
+    for q, (ref_ids, ref_lps), (ids, _) in zip(QUESTIONS, ref, fast, strict=True):
+        split = next((i for i, (a, b) in enumerate(zip(ref_ids, ids, strict=False)) if a != b), None)
+        if split is None:
+            assert len(ids) == len(ref_ids), q
+            continue
+        best, second = ref_lps[split]["top_logprobs"][:2]
+        assert best["logprob"] - second["logprob"] < 0.1, (q, split, best, second)
+    assert "Paris" in model.decode(fast[0][0])
 
 
 async def test_stress_preemption_cancellation_never_hangs(model):

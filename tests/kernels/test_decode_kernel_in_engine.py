@@ -1,5 +1,5 @@
-"""The engine's paged decode path through the Triton kernel (interpreter, fp32 model) gives
-the same greedy answers as its PyTorch path."""
+"""The engine's paged decode path through each kernel (the C++ one, and Triton's in its
+interpreter) gives the same greedy answers as its PyTorch path, with the fp32 model."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import asyncio
 
 import pytest
 
-pytest.importorskip("triton")
-
-from inference import EmbeddedModel, Engine, EngineConfig  # noqa: E402
-from tests.inference.helpers import collect  # noqa: E402
+from inference import EmbeddedModel, Engine, EngineConfig
+from kernels import cpu_decode_attention
+from tests.inference.helpers import collect
 
 pytestmark = pytest.mark.slow
 
@@ -18,8 +17,7 @@ QUESTIONS = ["What is the capital of France?", "Name three primary colors."]
 
 
 async def _answers(model: EmbeddedModel, salt: bytes) -> list[str]:
-    # no decode buffer: decode attention reads the pages (the path the kernel replaces)
-    engine = Engine(model, EngineConfig(kv_cache_tokens=2048, decode_buffer_bytes=0))
+    engine = Engine(model, EngineConfig(kv_cache_tokens=2048))
     await engine.start()
     try:
         outs = await asyncio.gather(
@@ -40,10 +38,30 @@ async def _answers(model: EmbeddedModel, salt: bytes) -> list[str]:
     return [o[0] for o in outs]
 
 
-async def test_kernel_and_pytorch_paths_answer_alike():
-    model = EmbeddedModel.load(dtype="float32", threads=2)  # the interpreter has no bfloat16
-    assert model.model.decode_kernel is False  # CPU default: the PyTorch path
-    reference = await _answers(model, b"torch")
-    model.model.decode_kernel = True
-    assert await _answers(model, b"triton") == reference
+@pytest.fixture(scope="module")
+def fp32_model() -> EmbeddedModel:
+    return EmbeddedModel.load(dtype="float32", threads=2)  # the interpreter has no bfloat16
+
+
+@pytest.fixture(scope="module")
+def reference(fp32_model) -> list[str]:
+    kernel = fp32_model.model.decode_attention
+    fp32_model.model.decode_attention = None  # PyTorch ops over the decode buffer
+    try:
+        return asyncio.run(_answers(fp32_model, b"torch"))
+    finally:
+        fp32_model.model.decode_attention = kernel
+
+
+async def test_cpu_kernel_is_the_default_and_answers_alike(fp32_model, reference):
+    assert fp32_model.model.decode_attention is cpu_decode_attention.paged_decode_attention
+    assert await _answers(fp32_model, b"cpu") == reference
     assert "Paris" in reference[0]
+
+
+async def test_triton_kernel_answers_alike(fp32_model, reference, monkeypatch):
+    pytest.importorskip("triton")
+    from kernels import decode_attention
+
+    monkeypatch.setattr(fp32_model.model, "decode_attention", decode_attention.paged_decode_attention)
+    assert await _answers(fp32_model, b"triton") == reference

@@ -1,0 +1,266 @@
+// Decode attention straight from the paged KV cache, on the CPU.
+//
+// The contract is kernels/decode_attention_ref.py's (also the Triton kernel's): one query
+// token per sequence; keys and values read slot by slot from the cache pages, no gather or
+// padding copies; the query heads of a group share one key/value head. One task per
+// (sequence, kv head): scores, softmax and weighted values in fp32 in the task's scratch,
+// so each cache byte is read once. A hand-vectorised path (AVX-512 with bf16 dot products,
+// head size 64) and a portable one for everything else, chosen at run time.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+constexpr int kMaxGroup = 16;  // query heads per kv head
+constexpr int kMaxHeadDim = 256;
+constexpr int kPrefetchAhead = 16;  // tokens: one page of 16 ahead
+
+// exp for x <= 0 (softmax after subtracting the max): 2^n * p(r), |rel err| < 2e-7
+__attribute__((target("avx512f"))) inline __m512 exp512(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+__attribute__((target("avx512f"))) inline __m512 load_bf16x16(const uint16_t* p) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// r[i] = sum of the 16 lanes of v[i]: a transposing add tree (45 shuffles and adds for 16
+// sums instead of 16 full horizontal reductions)
+__attribute__((target("avx512f"))) inline __m512 hsum16(const float (*v)[16]) {
+  __m512 t[8], u[4];
+  for (int i = 0; i < 8; ++i) {
+    const __m512 a = _mm512_load_ps(v[2 * i]), b = _mm512_load_ps(v[2 * i + 1]);
+    t[i] = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+  }
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[2 * i]), b = _mm512_castps_pd(t[2 * i + 1]);
+    u[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  const __m512 x0 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                  _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512 x1 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                                  _mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(x0, x1, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(x0, x1, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// One (sequence, kv head) task, head_dim 64, AVX-512 with bf16 dot products.
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void attend_group_avx512(
+    const uint16_t* q, int64_t q_head_stride, int g, const uint16_t* k_base, const uint16_t* v_base,
+    int64_t slot_stride, const int64_t* slots, int64_t n, float scale, float* scores, uint16_t* out,
+    int64_t out_head_stride) {
+  constexpr int G_MAX = 8;
+  constexpr int PF = kPrefetchAhead;
+  __m512bh qv[G_MAX][2];
+  for (int j = 0; j < g; ++j)
+    for (int c = 0; c < 2; ++c) {
+      // the query rounded to bf16 after scaling (exact for scale 1 or a power of two)
+      const __m512 lo = _mm512_mul_ps(load_bf16x16(q + j * q_head_stride + 32 * c), _mm512_set1_ps(scale));
+      const __m512 hi = _mm512_mul_ps(load_bf16x16(q + j * q_head_stride + 32 * c + 16), _mm512_set1_ps(scale));
+      qv[j][c] = _mm512_cvtne2ps_pbh(hi, lo);
+    }
+  // scores 16 tokens at a time: per-token partial sums, then one transposing reduction
+  alignas(64) float part[G_MAX][16][16];
+  for (int64_t t0 = 0; t0 < n; t0 += 16) {
+    const int m = n - t0 >= 16 ? 16 : static_cast<int>(n - t0);
+    for (int i = 0; i < m; ++i) {
+      const uint16_t* kr = k_base + slots[t0 + i] * slot_stride;
+      // the cache is far bigger than the caches: fetch the next tile's keys and this
+      // token's values (read by the second pass) ahead of use
+      if (t0 + i + PF < n) {
+        const char* nk = reinterpret_cast<const char*>(k_base + slots[t0 + i + PF] * slot_stride);
+        _mm_prefetch(nk, _MM_HINT_T0);
+        _mm_prefetch(nk + 64, _MM_HINT_T0);
+      }
+      const char* vr = reinterpret_cast<const char*>(v_base + slots[t0 + i] * slot_stride);
+      _mm_prefetch(vr, _MM_HINT_T1);
+      _mm_prefetch(vr + 64, _MM_HINT_T1);
+      const __m512bh k0 = (__m512bh)_mm512_loadu_si512(kr);
+      const __m512bh k1 = (__m512bh)_mm512_loadu_si512(kr + 32);
+      for (int j = 0; j < g; ++j)
+        _mm512_store_ps(part[j][i], _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), qv[j][0], k0), qv[j][1], k1));
+    }
+    for (int j = 0; j < g; ++j) {
+      for (int i = m; i < 16; ++i) _mm512_store_ps(part[j][i], _mm512_setzero_ps());
+      const __mmask16 k = m == 16 ? __mmask16(0xffff) : __mmask16((1u << m) - 1);
+      _mm512_mask_storeu_ps(scores + j * n + t0, k, hsum16(part[j]));
+    }
+  }
+  float sum[G_MAX];
+  for (int j = 0; j < g; ++j) {
+    float* sj = scores + j * n;
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(sj + i));
+    float mx = _mm512_reduce_max_ps(m);
+    for (; i < n; ++i) mx = sj[i] > mx ? sj[i] : mx;
+    const __m512 mv = _mm512_set1_ps(mx);
+    __m512 z = _mm512_setzero_ps();
+    for (i = 0; i < n; i += 16) {
+      const __mmask16 k = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+      const __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, sj + i), mv));
+      _mm512_mask_storeu_ps(sj + i, k, e);
+      z = _mm512_add_ps(z, _mm512_maskz_mov_ps(k, e));
+    }
+    sum[j] = _mm512_reduce_add_ps(z);
+  }
+  __m512 acc[G_MAX][4];
+  for (int j = 0; j < g; ++j)
+    for (int c = 0; c < 4; ++c) acc[j][c] = _mm512_setzero_ps();
+  for (int64_t t = 0; t < n; ++t) {
+    const uint16_t* vr = v_base + slots[t] * slot_stride;
+    __m512 vf[4];
+    for (int c = 0; c < 4; ++c) vf[c] = load_bf16x16(vr + 16 * c);
+    for (int j = 0; j < g; ++j) {
+      const __m512 p = _mm512_set1_ps(scores[j * n + t]);
+      for (int c = 0; c < 4; ++c) acc[j][c] = _mm512_fmadd_ps(p, vf[c], acc[j][c]);
+    }
+  }
+  for (int j = 0; j < g; ++j) {
+    const __m512 inv = _mm512_set1_ps(1.f / sum[j]);
+    for (int c = 0; c < 2; ++c) {
+      const __m512 lo = _mm512_mul_ps(acc[j][2 * c], inv);
+      const __m512 hi = _mm512_mul_ps(acc[j][2 * c + 1], inv);
+      _mm512_storeu_si512(out + j * out_head_stride + 32 * c, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+  }
+}
+
+// Portable path: any head size up to kMaxHeadDim, float32 or bfloat16.
+template <typename T>
+void attend_group_generic(const T* q, int64_t q_head_stride, int g, int D, const T* k_base,
+                          const T* v_base, int64_t slot_stride, const int64_t* slots, int64_t n,
+                          float scale, float* scores, T* out, int64_t out_head_stride) {
+  float qf[kMaxGroup][kMaxHeadDim];
+  float mx[kMaxGroup];
+  for (int j = 0; j < g; ++j) {
+    for (int d = 0; d < D; ++d) qf[j][d] = static_cast<float>(q[j * q_head_stride + d]) * scale;
+    mx[j] = -INFINITY;
+  }
+  float row[kMaxHeadDim];
+  for (int64_t t = 0; t < n; ++t) {
+    const T* kr = k_base + slots[t] * slot_stride;
+    for (int d = 0; d < D; ++d) row[d] = static_cast<float>(kr[d]);
+    for (int j = 0; j < g; ++j) {
+      float s = 0.f;
+#pragma omp simd reduction(+ : s)
+      for (int d = 0; d < D; ++d) s += qf[j][d] * row[d];
+      scores[j * n + t] = s;
+      mx[j] = s > mx[j] ? s : mx[j];
+    }
+  }
+  float sum[kMaxGroup];
+  for (int j = 0; j < g; ++j) {
+    float* sj = scores + j * n;
+    float z = 0.f;
+    for (int64_t t = 0; t < n; ++t) {
+      sj[t] = std::exp(sj[t] - mx[j]);
+      z += sj[t];
+    }
+    sum[j] = z;
+  }
+  float acc[kMaxGroup][kMaxHeadDim] = {};
+  for (int64_t t = 0; t < n; ++t) {
+    const T* vr = v_base + slots[t] * slot_stride;
+    for (int d = 0; d < D; ++d) row[d] = static_cast<float>(vr[d]);
+    for (int j = 0; j < g; ++j) {
+      const float p = scores[j * n + t];
+#pragma omp simd
+      for (int d = 0; d < D; ++d) acc[j][d] += p * row[d];
+    }
+  }
+  for (int j = 0; j < g; ++j)
+    for (int d = 0; d < D; ++d) out[j * out_head_stride + d] = static_cast<T>(acc[j][d] / sum[j]);
+}
+
+bool has_avx512_bf16() {
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512bf16");
+  return yes;
+}
+
+at::Tensor paged_decode_attention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                                  const at::Tensor& slots, const at::Tensor& seq_lens, double scale) {
+  TORCH_CHECK(q.dim() == 3 && k_cache.dim() == 3 && v_cache.dim() == 3,
+              "q is [B, H, D], the caches [KVH, slots, D]");
+  TORCH_CHECK(k_cache.scalar_type() == q.scalar_type() && v_cache.scalar_type() == q.scalar_type(),
+              "q and the caches must share a dtype");
+  TORCH_CHECK(q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kFloat, "bfloat16 or float32");
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(2), KVH = k_cache.size(0);
+  TORCH_CHECK(KVH > 0 && H % KVH == 0 && H / KVH <= kMaxGroup, "query heads must group over the kv heads");
+  TORCH_CHECK(D <= kMaxHeadDim && k_cache.size(2) == D && v_cache.size(2) == D, "head size mismatch");
+  TORCH_CHECK(q.stride(2) == 1 && k_cache.stride(2) == 1 && v_cache.stride(2) == 1, "rows must be dense");
+  TORCH_CHECK(k_cache.strides() == v_cache.strides() && k_cache.sizes() == v_cache.sizes(),
+              "keys and values must share a layout");
+  TORCH_CHECK(slots.dim() == 2 && slots.size(0) == B && seq_lens.numel() == B, "slots [B, L], seq_lens [B]");
+  const auto sl = slots.to(at::kLong).contiguous();
+  const auto lens = seq_lens.to(at::kLong).contiguous();
+  const int64_t L = sl.size(1), num_slots = k_cache.size(1);
+  const int64_t* slp = sl.data_ptr<int64_t>();
+  const int64_t* lp = lens.data_ptr<int64_t>();
+  // validate once up front: a bad slot would read outside the cache
+  for (int64_t b = 0; b < B; ++b) {
+    TORCH_CHECK(lp[b] >= 1 && lp[b] <= L, "sequence length out of range");
+    for (int64_t t = 0; t < lp[b]; ++t)
+      TORCH_CHECK(slp[b * L + t] >= 0 && slp[b * L + t] < num_slots, "slot out of range");
+  }
+  auto out = at::empty({B, H, D}, q.options());
+  const int g = static_cast<int>(H / KVH);
+  const float sc = static_cast<float>(scale);
+  const int64_t qs0 = q.stride(0), qs1 = q.stride(1), ks0 = k_cache.stride(0), ks1 = k_cache.stride(1);
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, q.scalar_type(), "paged_decode_attention", [&] {
+    const auto* qp = q.const_data_ptr<scalar_t>();
+    const auto* kp = k_cache.const_data_ptr<scalar_t>();
+    const auto* vp = v_cache.const_data_ptr<scalar_t>();
+    auto* op = out.mutable_data_ptr<scalar_t>();
+    const bool fast = std::is_same_v<scalar_t, at::BFloat16> && D == 64 && g <= 8 && has_avx512_bf16();
+    at::parallel_for(0, B * KVH, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> scores;
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t b = task / KVH, h = task % KVH, n = lp[b];
+        scores.resize(static_cast<size_t>(g * n));
+        const scalar_t* qh = qp + b * qs0 + h * g * qs1;
+        scalar_t* oh = op + (b * H + h * g) * D;
+        if (fast)
+          attend_group_avx512(reinterpret_cast<const uint16_t*>(qh), qs1, g,
+                              reinterpret_cast<const uint16_t*>(kp + h * ks0),
+                              reinterpret_cast<const uint16_t*>(vp + h * ks0), ks1, slp + b * L, n, sc,
+                              scores.data(), reinterpret_cast<uint16_t*>(oh), D);
+        else
+          attend_group_generic<scalar_t>(qh, qs1, g, static_cast<int>(D), kp + h * ks0, vp + h * ks0, ks1,
+                                         slp + b * L, n, sc, scores.data(), oh, D);
+      }
+    });
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(gateway_kernels, m) {
+  m.def(
+      "paged_decode_attention(Tensor q, Tensor k_cache, Tensor v_cache, Tensor slots, Tensor seq_lens, "
+      "float scale) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(gateway_kernels, CPU, m) { m.impl("paged_decode_attention", paged_decode_attention); }
