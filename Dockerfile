@@ -35,7 +35,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject
 COPY . /src
 RUN pip install --no-deps /src \
  && gateway models fetch \
- && python -c "from kernels import cpu_decode_attention as k; assert k.load(), 'kernel build failed'" \
+ && python -c "from kernels import cpu_ops as k; assert k.load(), 'kernel build failed'" \
  && gateway --help > /dev/null
 
 # ---- runtime ----------------------------------------------------------------------------------

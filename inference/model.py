@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .decode_buffer import DecodeBuffer
 from .gguf_loader import LlamaConfig
+from .layer_ops import FusedCpuLayerOps, TorchLayerOps
 from .quant import Q4_1Weight, QLinear
 
 REFINE_TOP_K = 16  # logits recomputed exactly (fp32) per row after the bf16 output GEMM
@@ -94,9 +95,9 @@ def paged_attention_kernel(device: torch.device) -> PagedAttention | None:
 
         return decode_attention.paged_decode_attention if decode_attention.available(device) else None
     if device.type == "cpu":
-        from kernels import cpu_decode_attention
+        from kernels import cpu_ops
 
-        return cpu_decode_attention.paged_decode_attention if cpu_decode_attention.load() else None
+        return cpu_ops.paged_decode_attention if cpu_ops.load() else None
     return None
 
 
@@ -110,12 +111,12 @@ class LlamaModel:
         dtype: torch.dtype,
         device: torch.device,
         int4_max_rows: int = 4,
-        decode_kernel: bool = True,  # False: PyTorch ops even where a kernel runs
+        kernels: bool = True,  # False: PyTorch ops even where a kernel runs
     ) -> None:
         self.cfg = cfg
         # decode attention straight from the KV pages where a kernel runs (see
         # `paged_attention_kernel`); otherwise PyTorch ops (on the CPU, over a decode buffer)
-        self.decode_attention = paged_attention_kernel(device) if decode_kernel else None
+        self.decode_attention = paged_attention_kernel(device) if kernels else None
         self.dtype = dtype
         self.device = device
         self.int4_max_rows = int4_max_rows
@@ -163,6 +164,10 @@ class LlamaModel:
         # rotate_half(x) = cat(-x2, x1) = swap(x) * [-1, +1]: the sign is folded into sin
         sign = torch.cat([-torch.ones(hd // 2), torch.ones(hd // 2)]).to(torch.float64)
         self.sin_signed = (emb.sin() * sign).to(device=device, dtype=torch.float32)
+        fused = kernels and FusedCpuLayerOps.usable(device, dtype, hd)
+        self.ops = (FusedCpuLayerOps if fused else TorchLayerOps)(
+            dtype, cfg.rms_eps, self.cos, self.sin_signed
+        )
 
     def forward(
         self,
@@ -176,15 +181,12 @@ class LlamaModel:
         nh, nkv, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         g = nh // nkv
         T = input_ids.shape[0]
-        eps = cfg.rms_eps
-        dim = (cfg.dim,)
+        dt = self.dtype
+        ops = self.ops
         # the residual stream stays fp32 (bf16 accumulation over 30 layers swaps near-tied
         # top tokens); matmul inputs are rounded to the compute dtype
-        dt = self.dtype
         x = F.embedding(input_ids, self.embed).float()
-        cos = self.cos[positions][:, None, :]
-        sin = self.sin_signed[positions][:, None, :]
-        half = hd // 2
+        rope = ops.rope_tables(positions)
         qk_heads = nh + nkv
         slots = meta.slot_mapping
         ds = meta.decode_start
@@ -193,21 +195,15 @@ class LlamaModel:
         n_dec = T - ds if (dec_slots is not None or buf is not None) else 0
         only_decode = n_dec == T
         single_prefill = not n_dec and len(meta.prefills) == 1
-        for li, (attn_norm, wqkv, wo, ffn_norm, wgu, wdown) in enumerate(self.layers):
-            h = F.rms_norm(x, dim, attn_norm, eps).to(dt)
+        last = len(self.layers) - 1
+        h = ops.norm(x, self.layers[0][0])
+        for li, (_, wqkv, wo, ffn_norm, wgu, wdown) in enumerate(self.layers):
             qkv = wqkv(h).view(T, qk_heads + nkv, hd)
-            qk = qkv[:, :qk_heads]
-            # rope: x * cos + rotate_half(x) * sin, the halves swapped by a flipped view; in
-            # fp32, rounded once (two bf16 roundings moved the fp32 reference's answers)
-            qkf = qk.float()
-            swapped = qkf.unflatten(-1, (2, half)).flip(-2).flatten(-2)
-            qk = torch.addcmul(qkf * cos, swapped, sin).to(dt)
+            cache = kv.data[li]
+            qk = ops.rope_store(qkv, rope, cache, slots, nh)  # also stores k and v in the pages
             q = qk[:, :nh]
             k = qk[:, nh:]
             v = qkv[:, qk_heads:]
-            cache = kv.data[li]
-            cache[:nkv].index_copy_(1, slots, k.transpose(0, 1))
-            cache[nkv:].index_copy_(1, slots, v.transpose(0, 1))
             if buf is not None and n_dec:
                 assert meta.buf_write is not None and meta.buf_write_k is not None
                 buf.k[li].view(-1).index_copy_(0, meta.buf_write_k, k[ds:].reshape(-1).to(buf.key_dtype))
@@ -223,13 +219,15 @@ class LlamaModel:
                     out[s:e] = self._prefill_attn(q[s:e], k[s:e], v[s:e], cache, seg, nkv)
                 if n_dec:
                     out[ds:] = self._decode(q[ds:], cache, meta, li, nkv, g)
-            x = x + wo(out)
-            h = F.rms_norm(x, dim, ffn_norm, eps).to(dt)
-            gu = wgu(h)
-            x = x + wdown(F.silu(gu[:, : cfg.ffn_dim]) * gu[:, cfg.ffn_dim :])
+            h = ops.add_norm(x, wo(out), ffn_norm)
+            y = wdown(ops.silu_mul(wgu(h)))
+            if li < last:
+                h = ops.add_norm(x, y, self.layers[li + 1][0])
+            else:
+                x.add_(y)
         if logits_rows is not None:
             x = x[logits_rows]
-        x = F.rms_norm(x, dim, self.final_norm, eps).to(dt)
+        x = ops.norm(x, self.final_norm)
         raw = self.lm_head(x)
         logits = raw.float()
         if self.dtype == torch.float32:

@@ -10,43 +10,23 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <immintrin.h>
-
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "simd.h"
+
 namespace {
+
+using namespace gateway_kernels;
 
 constexpr int kMaxGroup = 16;  // query heads per kv head
 constexpr int kMaxHeadDim = 256;
 constexpr int kPrefetchAhead = 16;  // tokens: one page of 16 ahead
 
-// exp for x <= 0 (softmax after subtracting the max): 2^n * p(r), |rel err| < 2e-7
-__attribute__((target("avx512f"))) inline __m512 exp512(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
-  return _mm512_scalef_ps(p, n);
-}
-
-__attribute__((target("avx512f"))) inline __m512 load_bf16x16(const uint16_t* p) {
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
 // r[i] = sum of the 16 lanes of v[i]: a transposing add tree (45 shuffles and adds for 16
 // sums instead of 16 full horizontal reductions)
-__attribute__((target("avx512f"))) inline __m512 hsum16(const float (*v)[16]) {
+GK_AVX512 inline __m512 hsum16(const float (*v)[16]) {
   __m512 t[8], u[4];
   for (int i = 0; i < 8; ++i) {
     const __m512 a = _mm512_load_ps(v[2 * i]), b = _mm512_load_ps(v[2 * i + 1]);
@@ -65,7 +45,7 @@ __attribute__((target("avx512f"))) inline __m512 hsum16(const float (*v)[16]) {
 }
 
 // One (sequence, kv head) task, head_dim 64, AVX-512 with bf16 dot products.
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) void attend_group_avx512(
+GK_AVX512 void attend_group_avx512(
     const uint16_t* q, int64_t q_head_stride, int g, const uint16_t* k_base, const uint16_t* v_base,
     int64_t slot_stride, const int64_t* slots, int64_t n, float scale, float* scores, uint16_t* out,
     int64_t out_head_stride) {
@@ -191,12 +171,6 @@ void attend_group_generic(const T* q, int64_t q_head_stride, int g, int D, const
   }
   for (int j = 0; j < g; ++j)
     for (int d = 0; d < D; ++d) out[j * out_head_stride + d] = static_cast<T>(acc[j][d] / sum[j]);
-}
-
-bool has_avx512_bf16() {
-  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512bf16");
-  return yes;
 }
 
 at::Tensor paged_decode_attention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels import cpu_decode_attention
-from kernels.cpu_decode_attention import paged_decode_attention
+from kernels import cpu_ops
+from kernels.cpu_ops import paged_decode_attention
 from kernels.decode_attention_ref import paged_decode_attention_ref
 from tests.kernels.cases import paged_case
 
 
 @pytest.fixture(scope="module", autouse=True)
 def built():
-    assert cpu_decode_attention.load(), "the C++ kernel did not build (see the warning above)"
+    assert cpu_ops.load(), "the C++ kernel did not build (see the warning above)"
 
 
 CASES = [

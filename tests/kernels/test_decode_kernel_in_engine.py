@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from inference import EmbeddedModel, Engine, EngineConfig
-from kernels import cpu_decode_attention
+from kernels import cpu_ops
 from tests.inference.helpers import collect
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,7 @@ def reference(fp32_model) -> list[str]:
 
 
 async def test_cpu_kernel_is_the_default_and_answers_alike(fp32_model, reference):
-    assert fp32_model.model.decode_attention is cpu_decode_attention.paged_decode_attention
+    assert fp32_model.model.decode_attention is cpu_ops.paged_decode_attention
     assert await _answers(fp32_model, b"cpu") == reference
     assert "Paris" in reference[0]
 

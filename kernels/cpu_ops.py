@@ -1,0 +1,126 @@
+"""C++ kernels for the CPU (sources in `kernels/cpu/`): decode attention straight from the
+paged KV cache (contract: `kernels.decode_attention_ref.paged_decode_attention_ref`, the
+Triton kernel's too) and the fused small steps of a bf16 layer (`fused_ops.cpp`).
+
+The library is compiled on first use by torch's extension builder (a C++ compiler and ninja, ~15 s) into
+GATEWAY_KERNEL_DIR (default ~/.cache/deepseek-gateway/kernels), one folder per source, torch
+and Python version, and later processes load the library from there without a compiler (the
+container image ships it prebuilt). It picks its AVX-512 paths at run time, so one build
+serves every x86-64 CPU. Where it cannot be built, `load()` says why in a warning and returns
+False; the engine then runs PyTorch ops. GATEWAY_CPU_KERNELS=0 turns the kernels off;
+GATEWAY_CPU_KERNELS=portable keeps them but skips their AVX-512 paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import sys
+from functools import cache
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE_DIR = Path(__file__).with_name("cpu")
+SOURCES = [SOURCE_DIR / "decode_attention.cpp", SOURCE_DIR / "fused_ops.cpp"]
+EXTENSION = "gateway_kernels_cpu"
+CFLAGS = ["-O3", "-fopenmp"]
+
+
+def build_dir() -> Path:
+    """Where these sources, built for this torch and Python, live."""
+    root = os.environ.get("GATEWAY_KERNEL_DIR") or Path.home() / ".cache" / "deepseek-gateway" / "kernels"
+    key = hashlib.sha256()
+    for path in sorted(SOURCE_DIR.iterdir()):  # the sources and the headers they include
+        key.update(path.name.encode() + b"\0" + path.read_bytes())
+    key.update(f"{torch.__version__} {sys.version} {platform.machine()} {CFLAGS}".encode())
+    return Path(root) / f"{EXTENSION}-{key.hexdigest()[:16]}"
+
+
+@cache
+def load() -> bool:
+    """Build (once per machine) and load the kernels; False where that is impossible."""
+    if os.environ.get("GATEWAY_CPU_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    try:
+        folder = build_dir()
+        library = folder / f"{EXTENSION}.so"
+        if library.exists():
+            torch.ops.load_library(str(library))
+            return True
+        from torch.utils import cpp_extension
+
+        if shutil.which("ninja") is None:  # the ninja wheel's binary, where PATH lacks one
+            import ninja
+
+            os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+        # build in a private folder and move the library in at once: a process starting
+        # meanwhile never loads a half-written file
+        scratch = folder.with_name(f"{folder.name}.build-{os.getpid()}")
+        scratch.mkdir(parents=True, exist_ok=True)
+        log.info("building the CPU kernels into %s (once per machine)", folder)
+        cpp_extension.load(
+            name=EXTENSION,
+            sources=[str(p) for p in SOURCES],
+            extra_cflags=CFLAGS,
+            extra_ldflags=["-fopenmp"],
+            build_directory=str(scratch),
+            is_python_module=False,
+        )
+        folder.mkdir(exist_ok=True)
+        os.replace(scratch / library.name, library)
+        shutil.rmtree(scratch, ignore_errors=True)
+    except Exception as exc:  # noqa: BLE001 - any build failure means "use PyTorch ops"
+        log.warning("CPU kernels unavailable (%s); running PyTorch ops instead", exc)
+        return False
+    return True
+
+
+def paged_decode_attention(
+    q: torch.Tensor,  # [B, H, D]
+    k_cache: torch.Tensor,  # [KVH, S, D]
+    v_cache: torch.Tensor,  # [KVH, S, D]
+    slots: torch.Tensor,  # [B, L] int
+    seq_lens: torch.Tensor,  # [B] int
+    scale: float,
+) -> torch.Tensor:
+    """Same contract as `kernels.decode_attention_ref.paged_decode_attention_ref`; needs
+    `load()` to have returned True."""
+    return torch.ops.gateway_kernels.paged_decode_attention(q, k_cache, v_cache, slots, seq_lens, scale)
+
+
+# The fused steps of a bf16 layer (fused_ops.cpp); float32 tensors in, bfloat16 out.
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """F.rms_norm(x, weight) rounded to bf16; x [T, D] float32."""
+    return torch.ops.gateway_kernels.rms_norm_bf16(x, weight, eps)
+
+
+def add_rms_norm(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """x += y (bf16) in place, then rms_norm(x)."""
+    return torch.ops.gateway_kernels.add_rms_norm_bf16(x, y, weight, eps)
+
+
+def silu_mul(gu: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up of gu = [gate | up] ([T, 2F] bf16), rounded once."""
+    return torch.ops.gateway_kernels.silu_mul_bf16(gu)
+
+
+def rope_store_kv(
+    qkv: torch.Tensor,  # [T, nh + 2 nkv, hd] bf16
+    positions: torch.Tensor,  # [T]
+    cos: torch.Tensor,  # [max positions, hd] float32
+    sin_signed: torch.Tensor,  # [max positions, hd] float32, the rotate-half sign folded in
+    cache: torch.Tensor,  # [2 nkv, slots, hd] bf16: one layer's keys then values
+    slots: torch.Tensor,  # [T]
+    n_heads: int,
+) -> torch.Tensor:
+    """Rope on the query and key heads (returned, [T, nh + nkv, hd]); keys and values stored
+    at each token's slot."""
+    return torch.ops.gateway_kernels.rope_store_kv(qkv, positions, cos, sin_signed, cache, slots, n_heads)
