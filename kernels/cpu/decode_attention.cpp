@@ -53,12 +53,8 @@ GK_AVX512 void attend_group_avx512(
   constexpr int PF = kPrefetchAhead;
   __m512bh qv[G_MAX][2];
   for (int j = 0; j < g; ++j)
-    for (int c = 0; c < 2; ++c) {
-      // the query rounded to bf16 after scaling (exact for scale 1 or a power of two)
-      const __m512 lo = _mm512_mul_ps(load_bf16x16(q + j * q_head_stride + 32 * c), _mm512_set1_ps(scale));
-      const __m512 hi = _mm512_mul_ps(load_bf16x16(q + j * q_head_stride + 32 * c + 16), _mm512_set1_ps(scale));
-      qv[j][c] = _mm512_cvtne2ps_pbh(hi, lo);
-    }
+    for (int c = 0; c < 2; ++c) qv[j][c] = (__m512bh)_mm512_loadu_si512(q + j * q_head_stride + 32 * c);
+  const __m512 scale_v = _mm512_set1_ps(scale);  // applied to the fp32 scores: no rounding
   // scores 16 tokens at a time: per-token partial sums, then one transposing reduction
   alignas(64) float part[G_MAX][16][16];
   for (int64_t t0 = 0; t0 < n; t0 += 16) {
@@ -83,7 +79,7 @@ GK_AVX512 void attend_group_avx512(
     for (int j = 0; j < g; ++j) {
       for (int i = m; i < 16; ++i) _mm512_store_ps(part[j][i], _mm512_setzero_ps());
       const __mmask16 k = m == 16 ? __mmask16(0xffff) : __mmask16((1u << m) - 1);
-      _mm512_mask_storeu_ps(scores + j * n + t0, k, hsum16(part[j]));
+      _mm512_mask_storeu_ps(scores + j * n + t0, k, _mm512_mul_ps(hsum16(part[j]), scale_v));
     }
   }
   float sum[G_MAX];
