@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing.db import transaction, utcnow
 from billing.ratelimit import RateLimit
+from gateway.audit.log import append_event
 from gateway.auth import keys
 from gateway.auth.models import ApiKey, Tenant
 from gateway.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
@@ -167,12 +168,26 @@ async def set_rate_limits(
     *,
     requests_per_minute: int | None,
     tokens_per_minute: int | None,
+    actor: str | None,
 ) -> None:
     """Set a tenant's limits (across all its keys) or one key's own (None or 0 removes a
-    limit). Authentication reads both on every request, so a change applies to the next."""
+    limit), audited as `tenant.limits_set` / `key.limits_set` (actor None: the caller's own
+    event records it, as tenant creation does). Authentication reads both on every request,
+    so a change applies to the next."""
     row.requests_per_minute = requests_per_minute or None
     row.tokens_per_minute = tokens_per_minute or None
     await session.flush()
+    if actor is None:
+        return
+    payload: dict[str, object] = {
+        "requests_per_minute": row.requests_per_minute,
+        "tokens_per_minute": row.tokens_per_minute,
+    }
+    if isinstance(row, ApiKey):
+        kind, tenant_id, payload = "key.limits_set", row.tenant_id, {"key_id": row.id, **payload}
+    else:
+        kind, tenant_id = "tenant.limits_set", row.id
+    await append_event(session, kind=kind, actor=actor, tenant_id=tenant_id, payload=payload)
 
 
 async def get_key(session: AsyncSession, key_id: str) -> ApiKey:

@@ -141,17 +141,7 @@ def set_limits(key_id: str, rpm: int | None, tpm: int | None) -> None:
                 row,
                 requests_per_minute=rpm if rpm is not None else row.requests_per_minute,
                 tokens_per_minute=tpm if tpm is not None else row.tokens_per_minute,
-            )
-            await append_event(
-                session,
-                kind="key.limits_set",
                 actor="cli",
-                tenant_id=row.tenant_id,
-                payload={
-                    "key_id": row.id,
-                    "requests_per_minute": row.requests_per_minute,
-                    "tokens_per_minute": row.tokens_per_minute,
-                },
             )
             return row.requests_per_minute, row.tokens_per_minute
 

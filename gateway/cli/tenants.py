@@ -40,7 +40,9 @@ def create(
     async def go() -> dict[str, object]:
         async with db_transaction(settings) as session:
             row = await auth.create_tenant(session, name)
-            await auth.set_rate_limits(session, row, requests_per_minute=rpm, tokens_per_minute=tpm)
+            await auth.set_rate_limits(
+                session, row, requests_per_minute=rpm, tokens_per_minute=tpm, actor=None
+            )
             await append_event(
                 session,
                 kind="tenant.created",
@@ -104,16 +106,7 @@ def set_limits(name: str, rpm: int | None, tpm: int | None) -> None:
                 row,
                 requests_per_minute=rpm if rpm is not None else row.requests_per_minute,
                 tokens_per_minute=tpm if tpm is not None else row.tokens_per_minute,
-            )
-            await append_event(
-                session,
-                kind="tenant.limits_set",
                 actor="cli",
-                tenant_id=row.id,
-                payload={
-                    "requests_per_minute": row.requests_per_minute,
-                    "tokens_per_minute": row.tokens_per_minute,
-                },
             )
 
     run_async(go)

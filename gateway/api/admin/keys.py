@@ -22,7 +22,6 @@ from gateway.api.admin.billing import BudgetBody, budget_json, delete_budget, pu
 from gateway.api.admin.limits import LimitsBody, apply_limits
 from gateway.api.auth import require_admin
 from gateway.api.schemas import decode_body
-from gateway.audit.log import append_event
 from gateway.auth import service as auth
 from gateway.auth.models import ApiKey, Tenant
 
@@ -64,18 +63,7 @@ async def set_key_limits(request: Request[Any, Any, Any], key_id: str) -> dict[s
         key = auth.require_unrevoked(await auth.get_key(session, key_id))
         tenant = await session.get(Tenant, key.tenant_id)
         assert tenant is not None
-        await apply_limits(session, key, body)
-        await append_event(
-            session,
-            kind="key.limits_set",
-            actor=admin.actor,
-            tenant_id=key.tenant_id,
-            payload={
-                "key_id": key.id,
-                "requests_per_minute": key.requests_per_minute,
-                "tokens_per_minute": key.tokens_per_minute,
-            },
-        )
+        await apply_limits(session, key, body, admin.actor)
         return _limits_json(key, tenant)
 
 

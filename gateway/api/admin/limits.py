@@ -1,7 +1,7 @@
 """Admin API: a tenant's rate limits (requests and tokens per minute, across all its keys).
 
-The same change as `gateway tenant limits NAME --rpm N --tpm N`: `auth.set_rate_limits`
-in one transaction with a `tenant.limits_set` audit event. Authentication reads the limits
+The same change as `gateway tenant limits NAME --rpm N --tpm N`: `auth.set_rate_limits`,
+which writes a `tenant.limits_set` audit event in the same transaction. Authentication reads the limits
 from the tenant row on every request, so a change applies to the next request.
 """
 
@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing.db import transaction
 from gateway.api.auth import require_admin
 from gateway.api.schemas import decode_body
-from gateway.audit.log import append_event
 from gateway.auth import service as auth
 from gateway.auth.models import ApiKey, Tenant
 from gateway.errors import InvalidRequestError
@@ -34,8 +33,9 @@ class LimitsBody(msgspec.Struct, forbid_unknown_fields=True):
     tpm: PerMinute = msgspec.UNSET
 
 
-async def apply_limits(session: AsyncSession, row: Tenant | ApiKey, body: LimitsBody) -> None:
-    """Set a tenant's or a key's limits from a PUT body: a field left out keeps its value."""
+async def apply_limits(session: AsyncSession, row: Tenant | ApiKey, body: LimitsBody, actor: str) -> None:
+    """Set a tenant's or a key's limits from a PUT body (audited): a field left out keeps
+    its value."""
     if body.rpm is msgspec.UNSET and body.tpm is msgspec.UNSET:
         raise InvalidRequestError("Give rpm and/or tpm (an integer >= 0, or null for no limit).")
     await auth.set_rate_limits(
@@ -43,6 +43,7 @@ async def apply_limits(session: AsyncSession, row: Tenant | ApiKey, body: Limits
         row,
         requests_per_minute=row.requests_per_minute if body.rpm is msgspec.UNSET else body.rpm,
         tokens_per_minute=row.tokens_per_minute if body.tpm is msgspec.UNSET else body.tpm,
+        actor=actor,
     )
 
 
@@ -69,17 +70,7 @@ async def set_limits(request: Request[Any, Any, Any], name: str) -> dict[str, An
     body = decode_body(await request.body(), LimitsBody)
     async with transaction(request.app.state.services.sessions) as session:
         tenant = await auth.get_tenant_by_name(session, name)
-        await apply_limits(session, tenant, body)
-        await append_event(
-            session,
-            kind="tenant.limits_set",
-            actor=admin.actor,
-            tenant_id=tenant.id,
-            payload={
-                "requests_per_minute": tenant.requests_per_minute,
-                "tokens_per_minute": tenant.tokens_per_minute,
-            },
-        )
+        await apply_limits(session, tenant, body, admin.actor)
         return _limits_json(tenant)
 
 
