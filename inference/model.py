@@ -101,6 +101,15 @@ def paged_attention_kernel(device: torch.device) -> PagedAttention | None:
     return None
 
 
+def prefill_attention_kernel(device: torch.device, dtype: torch.dtype, cfg: LlamaConfig) -> Callable | None:
+    if device.type != "cpu":
+        return None
+    from kernels import cpu_ops
+
+    usable = cpu_ops.prefill_attention_usable(dtype, cfg.head_dim, cfg.n_heads // cfg.n_kv_heads)
+    return cpu_ops.prefill_attention if usable else None
+
+
 class LlamaModel:
     """Plain-tensor Llama (no nn.Module bookkeeping: fewer Python calls per token)."""
 
@@ -117,6 +126,8 @@ class LlamaModel:
         # decode attention straight from the KV pages where a kernel runs (see
         # `paged_attention_kernel`); otherwise PyTorch ops (on the CPU, over a decode buffer)
         self.decode_attention = paged_attention_kernel(device) if kernels else None
+        # prefill attention from the KV pages (C++, bf16 on AVX-512 BF16 CPUs); else SDPA
+        self.prefill_attention = prefill_attention_kernel(device, dtype, cfg) if kernels else None
         self.dtype = dtype
         self.device = device
         self.int4_max_rows = int4_max_rows
@@ -246,9 +257,10 @@ class LlamaModel:
         logits.scatter_(1, top, exact)
         return top
 
-    @staticmethod
-    def _prefill_attn(q, k, v, cache, seg: PrefillSegment, nkv: int) -> torch.Tensor:
+    def _prefill_attn(self, q, k, v, cache, seg: PrefillSegment, nkv: int) -> torch.Tensor:
         n = q.shape[0]
+        if self.prefill_attention is not None:  # the chunk's keys and values are in the pages
+            return self.prefill_attention(q, cache[:nkv], cache[nkv:], seg.kv_slots, 1.0)
         qs = q.transpose(0, 1).unsqueeze(0)  # [1, nh, n, hd]
         if seg.fresh:
             o = F.scaled_dot_product_attention(

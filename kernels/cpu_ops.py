@@ -1,6 +1,7 @@
 """C++ kernels for the CPU (sources in `kernels/cpu/`): decode attention straight from the
 paged KV cache (contract: `kernels.decode_attention_ref.paged_decode_attention_ref`, the
-Triton kernel's too) and the fused small steps of a bf16 layer (`fused_ops.cpp`).
+Triton kernel's too), causal prefill attention from the cache (`prefill_attention.cpp`) and
+the fused small steps of a bf16 layer (`fused_ops.cpp`).
 
 The library is compiled on first use by torch's extension builder (a C++ compiler and ninja, ~15 s) into
 GATEWAY_KERNEL_DIR (default ~/.cache/deepseek-gateway/kernels), one folder per source, torch
@@ -27,7 +28,7 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE_DIR = Path(__file__).with_name("cpu")
-SOURCES = [SOURCE_DIR / "decode_attention.cpp", SOURCE_DIR / "fused_ops.cpp"]
+SOURCES = [SOURCE_DIR / n for n in ("decode_attention.cpp", "prefill_attention.cpp", "fused_ops.cpp")]
 EXTENSION = "gateway_kernels_cpu"
 CFLAGS = ["-O3", "-fopenmp"]
 
@@ -92,6 +93,29 @@ def paged_decode_attention(
     """Same contract as `kernels.decode_attention_ref.paged_decode_attention_ref`; needs
     `load()` to have returned True."""
     return torch.ops.gateway_kernels.paged_decode_attention(q, k_cache, v_cache, slots, seq_lens, scale)
+
+
+def prefill_attention_usable(dtype: torch.dtype, head_dim: int, group: int) -> bool:
+    """Whether `prefill_attention` runs here (AVX-512 BF16, bf16, head size 64)."""
+    return (
+        dtype == torch.bfloat16
+        and head_dim == 64
+        and group <= 12
+        and load()
+        and bool(torch.ops.gateway_kernels.prefill_attention_available())
+    )
+
+
+def prefill_attention(
+    q: torch.Tensor,  # [n, H, 64] bf16: the chunk's queries, the last n positions of the context
+    k_cache: torch.Tensor,  # [KVH, S, 64]
+    v_cache: torch.Tensor,  # [KVH, S, 64]
+    slots: torch.Tensor,  # [ctx] cache slots of the whole context, this chunk's last
+    scale: float,
+) -> torch.Tensor:
+    """Causal (bottom-right) attention of a prefill chunk over keys and values already in the
+    cache; [n, H * 64] bf16. Needs `prefill_attention_usable`."""
+    return torch.ops.gateway_kernels.prefill_attention(q, k_cache, v_cache, slots, scale)
 
 
 # The fused steps of a bf16 layer (fused_ops.cpp); float32 tensors in, bfloat16 out.
