@@ -6,7 +6,9 @@
   projection, bf16: `F.linear` on a plain weight vs the weight reordered once into oneDNN's
   layout (`QLinear`), at 1 and 32 rows;
 - the greedy choice over a 32 x 49,152 logits batch: `argmax` over the vocabulary vs the best
-  of each row's 16 exactly recomputed logits (`inference.sampler.greedy`).
+  of each row's 16 exactly recomputed logits (`inference.sampler.greedy`);
+- the output projection's bf16 logits widened to fp32 with each row's top-16 ids, at 1 and 32
+  rows: `float()` + `topk` vs the C++ pass (`kernels.cpu_ops.logits_topk`).
 Medians in milliseconds per call; weights stay hot in cache (the forward pass reads them from
 memory, so its gain is smaller: see docs/benchmarks.md).
 """
@@ -28,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inference.quant import QLinear  # noqa: E402
 from inference.sampler import greedy  # noqa: E402
+from kernels import cpu_ops  # noqa: E402
 
 LAYER = [(960, 576), (576, 576), (3072, 576), (576, 1536)]  # qkv, o, gate_up, down
 HEAD = (49152, 576)
@@ -71,6 +74,11 @@ def main() -> None:
     top = logits.topk(16, dim=-1).indices
     cases["greedy_32_full_argmax"] = lambda: greedy(logits, None)
     cases["greedy_32_exact_top16"] = lambda: greedy(logits, top)
+    if cpu_ops.load():
+        for rows in (1, 32):
+            raw = (torch.randn(rows, HEAD[0]) * 5).bfloat16()
+            cases[f"logits_topk_{rows}_torch"] = lambda raw=raw: (raw.float(), raw.topk(16, dim=-1).indices)
+            cases[f"logits_topk_{rows}_cpp"] = lambda raw=raw: cpu_ops.logits_topk(raw, 16)
 
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.rounds):  # alternate, so drift hits every case alike
@@ -82,6 +90,13 @@ def main() -> None:
         res[f"{base}_ratio"] = round(
             statistics.median(times[f"{base}_prepacked"]) / statistics.median(times[f"{base}_plain"]), 3
         )
+    for rows in (1, 32):
+        if f"logits_topk_{rows}_cpp" in times:
+            res[f"logits_topk_{rows}_ratio"] = round(
+                statistics.median(times[f"logits_topk_{rows}_cpp"])
+                / statistics.median(times[f"logits_topk_{rows}_torch"]),
+                3,
+            )
     res["greedy_32_ratio"] = round(
         statistics.median(times["greedy_32_exact_top16"]) / statistics.median(times["greedy_32_full_argmax"]),
         4,

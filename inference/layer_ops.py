@@ -1,5 +1,6 @@
-"""The small steps of a layer (norms, rope with the key/value store, the gated activation),
-as plain PyTorch ops or as the fused C++ kernels of `kernels.cpu_ops` (bf16 on the CPU).
+"""The small steps of a layer (norms, rope with the key/value store, the gated activation)
+and of the output (the widened logits with each row's top-k), as plain PyTorch ops or as
+the fused C++ kernels of `kernels.cpu_ops` (bf16 on the CPU).
 
 Both compute in fp32 and round to the compute dtype; the fused kernels round once where
 PyTorch rounds between ops (silu, then the product), and save a dispatch and a temporary per
@@ -53,6 +54,10 @@ class TorchLayerOps:
         cache[nkv:].index_copy_(1, slots, qkv[:, n_heads + nkv :].transpose(0, 1))
         return qk
 
+    def logits_topk(self, raw: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output projection's logits in fp32 and each row's top-k ids (any order)."""
+        return raw.float(), raw.topk(k, dim=-1).indices
+
 
 class FusedCpuLayerOps(TorchLayerOps):
     """bf16 on the CPU, through `kernels.cpu_ops` (which must have loaded)."""
@@ -87,3 +92,6 @@ class FusedCpuLayerOps(TorchLayerOps):
         self, qkv: torch.Tensor, rope: Any, cache: torch.Tensor, slots: torch.Tensor, n_heads: int
     ) -> torch.Tensor:
         return self.k.rope_store_kv(qkv, rope, self.cos, self.sin_signed, cache, slots, n_heads)
+
+    def logits_topk(self, raw: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.k.logits_topk(raw, k)

@@ -240,22 +240,22 @@ class LlamaModel:
             x = x[logits_rows]
         x = ops.norm(x, self.final_norm)
         raw = self.lm_head(x)
-        logits = raw.float()
         if self.dtype == torch.float32:
-            return StepLogits(logits)
-        return StepLogits(logits, self._refine_top(logits, raw, x))
+            return StepLogits(raw)
+        # top-k on the GEMM's own bf16 output: half the bytes of the widened logits
+        logits, top = ops.logits_topk(raw, min(REFINE_TOP_K, raw.shape[-1]))
+        self._refine_top(logits, top, x)
+        return StepLogits(logits, top)
 
-    def _refine_top(self, logits: torch.Tensor, raw: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _refine_top(self, logits: torch.Tensor, top: torch.Tensor, x: torch.Tensor) -> None:
         """A bf16 GEMM rounds its output to bf16: logits near 25 land on a 0.125 grid, which
         ties or swaps the top tokens (greedy then depends on kernel choice). Recompute the
-        top-k logits of each row exactly (fp32 dot products of the same bf16 values)."""
-        k = min(REFINE_TOP_K, logits.shape[-1])
-        top = raw.topk(k, dim=-1).indices  # [S, k]; on the GEMM's own output: half the bytes
+        top-k logits of each row ([S, k] ids) exactly (fp32 dot products of the same bf16
+        values)."""
         assert self.lm_head.dense is not None
         w = self.lm_head.dense[top].float()  # [S, k, dim]
         exact = torch.bmm(w, x.float().unsqueeze(-1)).squeeze(-1)
         logits.scatter_(1, top, exact)
-        return top
 
     def _prefill_attn(self, q, k, v, cache, seg: PrefillSegment, nkv: int) -> torch.Tensor:
         n = q.shape[0]

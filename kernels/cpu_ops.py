@@ -1,7 +1,8 @@
 """C++ kernels for the CPU (sources in `kernels/cpu/`): decode attention straight from the
 paged KV cache (contract: `kernels.decode_attention_ref.paged_decode_attention_ref`, the
-Triton kernel's too), causal prefill attention from the cache (`prefill_attention.cpp`) and
-the fused small steps of a bf16 layer (`fused_ops.cpp`).
+Triton kernel's too), causal prefill attention from the cache (`prefill_attention.cpp`), the
+fused small steps of a bf16 layer (`fused_ops.cpp`) and the widened logits with each row's
+top-k ids (`logits_topk.cpp`).
 
 The library is compiled on first use by torch's extension builder (a C++ compiler and ninja, ~15 s) into
 GATEWAY_KERNEL_DIR (default ~/.cache/deepseek-gateway/kernels), one folder per source, torch
@@ -28,7 +29,10 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE_DIR = Path(__file__).with_name("cpu")
-SOURCES = [SOURCE_DIR / n for n in ("decode_attention.cpp", "prefill_attention.cpp", "fused_ops.cpp")]
+SOURCES = [
+    SOURCE_DIR / name
+    for name in ("decode_attention.cpp", "prefill_attention.cpp", "fused_ops.cpp", "logits_topk.cpp")
+]
 EXTENSION = "gateway_kernels_cpu"
 CFLAGS = ["-O3", "-fopenmp"]
 
@@ -148,3 +152,9 @@ def rope_store_kv(
     """Rope on the query and key heads (returned, [T, nh + nkv, hd]); keys and values stored
     at each token's slot."""
     return torch.ops.gateway_kernels.rope_store_kv(qkv, positions, cos, sin_signed, cache, slots, n_heads)
+
+
+def logits_topk(raw: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """raw.float() and each row's k largest ids (any order; the lower id on a tie) of the
+    output projection's [S, V] bf16 logits, in one pass."""
+    return torch.ops.gateway_kernels.logits_topk_bf16(raw, k)
