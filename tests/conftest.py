@@ -20,6 +20,10 @@ from billing.db import make_engine, make_sessionmaker
 from gateway import migrate
 
 POSTGRES_URL = os.environ.get("GATEWAY_TEST_DATABASE_URL")
+# The audit key of every app a test starts against the shared PostgreSQL database: an app's
+# retention loop signs an anchor checkpoint at start, and the audit tests verify the whole
+# chain with this key (one key per database, as in a deployment)
+AUDIT_KEY = "test-audit-key-0123456789abcdef"
 REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL")
 
 DB_PARAMS = [pytest.param("sqlite", id="sqlite")]

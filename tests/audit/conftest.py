@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.log import append_event
 from gateway.audit.models import AuditChainHead, AuditEvent
+from tests.conftest import AUDIT_KEY
 
-KEY = b"test-audit-key-0123456789abcdef"
+KEY = AUDIT_KEY.encode()
 
 
 @pytest.fixture

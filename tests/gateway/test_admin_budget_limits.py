@@ -23,6 +23,7 @@ from gateway.auth import admin as admin_keys
 from gateway.auth import service as auth
 from gateway.auth.models import Tenant
 from gateway.settings import Settings
+from tests.conftest import AUDIT_KEY
 from tests.usage_rows import add_usage_row
 
 T = TypeVar("T")
@@ -42,6 +43,7 @@ async def _env(tmp_path: Path, database_url: str, unique: str, redis_url: str = 
         load_model=False,
         jobs="celery",
         key_pepper="test-pepper",
+        audit_key=AUDIT_KEY,
     )
     async with AsyncTestClient(app=create_app(settings)) as client:
         services = client.app.state.services

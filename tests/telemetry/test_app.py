@@ -18,6 +18,7 @@ from gateway.app import create_app
 from gateway.auth import service as auth
 from gateway.logs import make_handler
 from gateway.settings import Settings
+from tests.conftest import AUDIT_KEY
 from tests.telemetry.helpers import Captured
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -39,7 +40,14 @@ def log_stream() -> Iterator[io.StringIO]:
 
 
 def _settings(tmp_path: Path, database_url: str, **kw: object) -> Settings:
-    return Settings(data_dir=tmp_path, database_url=database_url, load_model=False, key_pepper="p", **kw)
+    return Settings(
+        data_dir=tmp_path,
+        database_url=database_url,
+        load_model=False,
+        key_pepper="p",
+        audit_key=AUDIT_KEY,
+        **kw,
+    )
 
 
 @pytest.fixture
