@@ -7,10 +7,12 @@ through the fp32 reference and through candidate numerics of the decoder's linea
 and reports per variant: perplexity of the prompt text, mean and max KL(fp32 || variant) of
 the next-token distributions, and how often the variant's top token is the reference's.
 Variants: `bf16` (the engine's numerics), `w8` (int8 per-channel weights, bf16 inputs),
-`w8a8` (int8 weights and per-token int8 inputs, what int8 VNNI GEMMs compute), and
+`w8a8` (int8 weights and per-token int8 inputs, what int8 VNNI GEMMs compute),
 `w8a8_smooth` (w8a8 after SmoothQuant-style scaling of the input channels, alpha 0.7,
-calibrated on other prompts). The int8 products are emulated in fp32 (exact for int8 values
-and sums below 2^24): this measures numerics, not speed.
+calibrated on other prompts) and `q4_a8_g32` (the file's exact Q4_1 weights with inputs in
+int8 per token and group of 32 channels, as a Q4_1 x Q8 integer kernel would compute). The
+int8 products are emulated in fp32 (exact for int8 values and sums below 2^24): this
+measures numerics, not speed.
 """
 
 from __future__ import annotations
@@ -50,6 +52,20 @@ class EmulatedInt8Linear:
             sx = xf.abs().amax(1, keepdim=True).clamp_min(1e-12) / 127
             xf = torch.round(xf / sx).clamp(-127, 127) * sx
         return (xf @ self.wq * self.scale).to(x.dtype)
+
+
+class GroupInt8InputLinear:
+    """Exact (dequantized Q4_1) weights, inputs rounded to int8 per token and group of 32
+    channels: what a Q4_1 x Q8 integer kernel (llama.cpp's scheme) computes."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        self.wt = w.t().contiguous()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float().unflatten(-1, (-1, 32))
+        sx = xf.abs().amax(-1, keepdim=True).clamp_min(1e-12) / 127
+        xq = (torch.round(xf / sx).clamp(-127, 127) * sx).flatten(-2)
+        return (xq @ self.wt).to(x.dtype)
 
 
 class InputRange:
@@ -150,7 +166,9 @@ def main() -> None:
         "w8": int8_model(False, None),
         "w8a8": int8_model(True, None),
         "w8a8_smooth": int8_model(True, 0.7),
+        "q4_a8_g32": build(g, torch.bfloat16),
     }
+    swap_linears(variants["q4_a8_g32"], lambda i, j, lin: GroupInt8InputLinear(dense[i, j]))
     sums = {name: {"nll": 0.0, "kl": 0.0, "max_kl": 0.0, "agree": 0, "tokens": 0} for name in variants}
     ref_nll, positions = 0.0, 0
     for text in texts:
