@@ -7,6 +7,8 @@
   layout (`QLinear`), at 1 and 32 rows;
 - the greedy choice over a 32 x 49,152 logits batch: `argmax` over the vocabulary vs the best
   of each row's 16 exactly recomputed logits (`inference.sampler.greedy`);
+- the output projection for one row: the prepacked bf16 GEMM vs the C++ fp32-output GEMV
+  (`kernels.cpu_ops.head_gemv`);
 - the output projection's bf16 logits widened to fp32 with each row's top-16 ids, at 1 and 32
   rows: `float()` + `topk` vs the C++ pass (`kernels.cpu_ops.logits_topk`).
 Medians in milliseconds per call; weights stay hot in cache (the forward pass reads them from
@@ -70,6 +72,9 @@ def main() -> None:
         ]
         cases[f"output_projection_{rows}_plain"] = lambda xh=xh: F.linear(xh, head)
         cases[f"output_projection_{rows}_prepacked"] = lambda xh=xh: packed_head(xh)
+    if cpu_ops.head_gemv_usable(torch.bfloat16, HEAD[1]):
+        xh1 = torch.randn(1, HEAD[1], dtype=torch.bfloat16)
+        cases["output_projection_1_gemv"] = lambda: cpu_ops.head_gemv(xh1, head)
     logits = torch.randn(32, HEAD[0]) * 5
     top = logits.topk(16, dim=-1).indices
     cases["greedy_32_full_argmax"] = lambda: greedy(logits, None)
@@ -89,6 +94,12 @@ def main() -> None:
     for base in ("layer_linear_1", "layer_linear_32", "output_projection_1", "output_projection_32"):
         res[f"{base}_ratio"] = round(
             statistics.median(times[f"{base}_prepacked"]) / statistics.median(times[f"{base}_plain"]), 3
+        )
+    if "output_projection_1_gemv" in times:
+        res["output_projection_1_gemv_ratio"] = round(
+            statistics.median(times["output_projection_1_gemv"])
+            / statistics.median(times["output_projection_1_prepacked"]),
+            3,
         )
     for rows in (1, 32):
         if f"logits_topk_{rows}_cpp" in times:

@@ -110,6 +110,15 @@ def prefill_attention_kernel(device: torch.device, dtype: torch.dtype, cfg: Llam
     return cpu_ops.prefill_attention if usable else None
 
 
+def head_gemv_kernel(device: torch.device, dtype: torch.dtype, cfg: LlamaConfig) -> Callable | None:
+    """The output projection for a few rows in fp32 (C++, bf16 on AVX-512 BF16 CPUs)."""
+    if device.type != "cpu":
+        return None
+    from kernels import cpu_ops
+
+    return cpu_ops.head_gemv if cpu_ops.head_gemv_usable(dtype, cfg.dim) else None
+
+
 class LlamaModel:
     """Plain-tensor Llama (no nn.Module bookkeeping: fewer Python calls per token)."""
 
@@ -175,6 +184,7 @@ class LlamaModel:
         # rotate_half(x) = cat(-x2, x1) = swap(x) * [-1, +1]: the sign is folded into sin
         sign = torch.cat([-torch.ones(hd // 2), torch.ones(hd // 2)]).to(torch.float64)
         self.sin_signed = (emb.sin() * sign).to(device=device, dtype=torch.float32)
+        self.head_gemv = head_gemv_kernel(device, dtype, cfg) if kernels else None
         fused = kernels and FusedCpuLayerOps.usable(device, dtype, hd)
         self.ops = (FusedCpuLayerOps if fused else TorchLayerOps)(
             dtype, cfg.rms_eps, self.cos, self.sin_signed
@@ -239,6 +249,11 @@ class LlamaModel:
         if logits_rows is not None:
             x = x[logits_rows]
         x = ops.norm(x, self.final_norm)
+        if self.head_gemv is not None and x.shape[0] <= self.int4_max_rows:
+            # few rows (the int4 kernel's batches): fp32 dot products, no rounded logits to
+            # refine
+            assert self.lm_head.dense is not None
+            return StepLogits(self.head_gemv(x, self.lm_head.dense))
         raw = self.lm_head(x)
         if self.dtype == torch.float32:
             return StepLogits(raw)

@@ -1,8 +1,8 @@
 """C++ kernels for the CPU (sources in `kernels/cpu/`): decode attention straight from the
 paged KV cache (contract: `kernels.decode_attention_ref.paged_decode_attention_ref`, the
 Triton kernel's too), causal prefill attention from the cache (`prefill_attention.cpp`), the
-fused small steps of a bf16 layer (`fused_ops.cpp`) and the widened logits with each row's
-top-k ids (`logits_topk.cpp`).
+fused small steps of a bf16 layer (`fused_ops.cpp`), the widened logits with each row's top-k
+ids (`logits_topk.cpp`) and the output projection for a few rows (`head_gemv.cpp`).
 
 The library is compiled on first use by torch's extension builder (a C++ compiler and ninja, ~15 s) into
 GATEWAY_KERNEL_DIR (default ~/.cache/deepseek-gateway/kernels), one folder per source, torch
@@ -31,7 +31,13 @@ log = logging.getLogger(__name__)
 SOURCE_DIR = Path(__file__).with_name("cpu")
 SOURCES = [
     SOURCE_DIR / name
-    for name in ("decode_attention.cpp", "prefill_attention.cpp", "fused_ops.cpp", "logits_topk.cpp")
+    for name in (
+        "decode_attention.cpp",
+        "prefill_attention.cpp",
+        "fused_ops.cpp",
+        "logits_topk.cpp",
+        "head_gemv.cpp",
+    )
 ]
 EXTENSION = "gateway_kernels_cpu"
 CFLAGS = ["-O3", "-fopenmp"]
@@ -158,3 +164,18 @@ def logits_topk(raw: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """raw.float() and each row's k largest ids (any order; the lower id on a tie) of the
     output projection's [S, V] bf16 logits, in one pass."""
     return torch.ops.gateway_kernels.logits_topk_bf16(raw, k)
+
+
+def head_gemv_usable(dtype: torch.dtype, dim: int) -> bool:
+    """Whether `head_gemv` runs here (AVX-512 BF16, bf16, dim a multiple of 32)."""
+    return (
+        dtype == torch.bfloat16
+        and dim % 32 == 0
+        and load()
+        and bool(torch.ops.gateway_kernels.head_gemv_available())
+    )
+
+
+def head_gemv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x @ w.T in fp32 for 1-4 rows: x [M, K], w [N, K] bf16, dense; fp32 dot products."""
+    return torch.ops.gateway_kernels.head_gemv_bf16(x, w)

@@ -24,26 +24,6 @@ constexpr int kMaxGroup = 16;  // query heads per kv head
 constexpr int kMaxHeadDim = 256;
 constexpr int kPrefetchAhead = 16;  // tokens: one page of 16 ahead
 
-// r[i] = sum of the 16 lanes of v[i]: a transposing add tree (45 shuffles and adds for 16
-// sums instead of 16 full horizontal reductions)
-GK_AVX512 inline __m512 hsum16(const float (*v)[16]) {
-  __m512 t[8], u[4];
-  for (int i = 0; i < 8; ++i) {
-    const __m512 a = _mm512_load_ps(v[2 * i]), b = _mm512_load_ps(v[2 * i + 1]);
-    t[i] = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
-  }
-  for (int i = 0; i < 4; ++i) {
-    const __m512d a = _mm512_castps_pd(t[2 * i]), b = _mm512_castps_pd(t[2 * i + 1]);
-    u[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
-  }
-  const __m512 x0 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                                  _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
-  const __m512 x1 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(2, 0, 2, 0)),
-                                  _mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(3, 1, 3, 1)));
-  return _mm512_add_ps(_mm512_shuffle_f32x4(x0, x1, _MM_SHUFFLE(2, 0, 2, 0)),
-                       _mm512_shuffle_f32x4(x0, x1, _MM_SHUFFLE(3, 1, 3, 1)));
-}
-
 // One (sequence, kv head) task, head_dim 64, AVX-512 with bf16 dot products.
 GK_AVX512 void attend_group_avx512(
     const uint16_t* q, int64_t q_head_stride, int g, const uint16_t* k_base, const uint16_t* v_base,
