@@ -66,6 +66,22 @@ def test_matches_fp32_attention(n, ctx, heads, kv_heads):
     assert err <= max(2 * torch_err, 2**-7), (err, torch_err)
 
 
+def test_random_shapes():
+    """Chunk sizes, prefixes, groupings and scales drawn at random (fixed seed)."""
+    g = torch.Generator().manual_seed(7)
+    for i in range(25):
+        kv_heads = int(torch.randint(1, 4, (), generator=g))
+        group = int(torch.randint(1, 7, (), generator=g))
+        n = int(torch.randint(1, 90, (), generator=g))
+        ctx = n + int(torch.randint(0, 150, (), generator=g))
+        scale = float(torch.rand((), generator=g)) * 0.3 + 0.01
+        q, k, v, slots = case(n, ctx, kv_heads * group, kv_heads, seed=100 + i)
+        got = cpu_ops.prefill_attention(q, k, v, slots, scale)
+        want = reference(q, k, v, slots, scale)
+        torch_err = (reference(q, k, v, slots, scale, torch.bfloat16).float() - want).abs().max()
+        assert (got.float() - want).abs().max() <= max(2 * torch_err, 2**-7), (n, ctx, kv_heads, group)
+
+
 def test_a_row_does_not_depend_on_the_chunk():
     """Chunked prefill computes what a whole prefill does, bit for bit."""
     q, k, v, slots = case(100, 100, 9, 3, seed=1)
