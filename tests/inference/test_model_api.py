@@ -117,7 +117,10 @@ async def test_cancel_by_task(model, engine):
     ids = model.encode_chat([{"role": "user", "content": "Count to one hundred."}])
 
     async def consume():
-        async for _ in engine.generate(GenerationRequest("t", ids, SamplingParams(max_tokens=400))):
+        # ignore_eos: the stream must still run when it is cancelled
+        async for _ in engine.generate(
+            GenerationRequest("t", ids, SamplingParams(max_tokens=400, ignore_eos=True))
+        ):
             pass
 
     task = asyncio.create_task(consume())
@@ -132,7 +135,8 @@ async def test_cancel_by_task(model, engine):
 async def test_cancel_by_id_yields_cancelled(model, engine):
     ids = model.encode_chat([{"role": "user", "content": "Count to one hundred."}])
     events = []
-    async for ev in engine.generate(GenerationRequest("byid", ids, SamplingParams(max_tokens=400))):
+    sp = SamplingParams(max_tokens=400, ignore_eos=True)  # still running when cancelled
+    async for ev in engine.generate(GenerationRequest("byid", ids, sp)):
         events.append(ev)
         if len(events) == 2:
             engine.cancel("byid")
@@ -160,7 +164,9 @@ async def test_stop_ends_streams_with_cancelled(model):
     events = []
 
     async def consume():
-        async for ev in eng.generate(GenerationRequest("s", ids, SamplingParams(max_tokens=500))):
+        # ignore_eos: a sampled end of text must not finish the stream before stop() does
+        sp = SamplingParams(max_tokens=500, ignore_eos=True)
+        async for ev in eng.generate(GenerationRequest("s", ids, sp)):
             events.append(ev)
 
     task = asyncio.create_task(consume())
