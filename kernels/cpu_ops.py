@@ -29,16 +29,7 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE_DIR = Path(__file__).with_name("cpu")
-SOURCES = [
-    SOURCE_DIR / name
-    for name in (
-        "decode_attention.cpp",
-        "prefill_attention.cpp",
-        "fused_ops.cpp",
-        "logits_topk.cpp",
-        "head_gemv.cpp",
-    )
-]
+SOURCES = sorted(SOURCE_DIR.glob("*.cpp"))
 EXTENSION = "gateway_kernels_cpu"
 CFLAGS = ["-O3", "-fopenmp"]
 
@@ -105,15 +96,15 @@ def paged_decode_attention(
     return torch.ops.gateway_kernels.paged_decode_attention(q, k_cache, v_cache, slots, seq_lens, scale)
 
 
+def avx512_bf16() -> bool:
+    """Whether the kernels load and take their AVX-512 BF16 paths here (the prefill and
+    output kernels have no other)."""
+    return load() and bool(torch.ops.gateway_kernels.avx512_bf16())
+
+
 def prefill_attention_usable(dtype: torch.dtype, head_dim: int, group: int) -> bool:
     """Whether `prefill_attention` runs here (AVX-512 BF16, bf16, head size 64)."""
-    return (
-        dtype == torch.bfloat16
-        and head_dim == 64
-        and group <= 12
-        and load()
-        and bool(torch.ops.gateway_kernels.prefill_attention_available())
-    )
+    return dtype == torch.bfloat16 and head_dim == 64 and group <= 12 and avx512_bf16()
 
 
 def prefill_attention(
@@ -168,12 +159,7 @@ def logits_topk(raw: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def head_gemv_usable(dtype: torch.dtype, dim: int) -> bool:
     """Whether `head_gemv` runs here (AVX-512 BF16, bf16, dim a multiple of 32)."""
-    return (
-        dtype == torch.bfloat16
-        and dim % 32 == 0
-        and load()
-        and bool(torch.ops.gateway_kernels.head_gemv_available())
-    )
+    return dtype == torch.bfloat16 and dim % 32 == 0 and avx512_bf16()
 
 
 def head_gemv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

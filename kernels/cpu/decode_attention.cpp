@@ -208,6 +208,9 @@ at::Tensor paged_decode_attention(const at::Tensor& q, const at::Tensor& k_cache
 }  // namespace
 
 TORCH_LIBRARY(gateway_kernels, m) {
+  // whether the AVX-512 BF16 paths run (GATEWAY_CPU_KERNELS=portable says no): the kernels
+  // that have no portable path are used only then
+  m.def("avx512_bf16() -> bool", [] { return gateway_kernels::has_avx512_bf16(); });
   m.def(
       "paged_decode_attention(Tensor q, Tensor k_cache, Tensor v_cache, Tensor slots, Tensor seq_lens, "
       "float scale) -> Tensor");

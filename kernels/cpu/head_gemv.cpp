@@ -4,7 +4,7 @@
 // output to bf16, so the top logits needed an exact recomputation. Here each output is a
 // bf16 dot product accumulated in fp32 (`vdpbf16ps`), 16 outputs reduced at once, and a
 // row's result does not depend on the other rows. AVX-512 BF16; the engine uses the GEMM
-// elsewhere (`available()`).
+// elsewhere (`avx512_bf16()`).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -41,10 +41,8 @@ GK_AVX512 void block_dot(const uint16_t* x, int M, int64_t K, const uint16_t* w,
   for (int m = 0; m < M; ++m) _mm512_mask_storeu_ps(y + m * N + n0, k, hsum16(part[m]));
 }
 
-bool available() { return has_avx512_bf16(); }
-
 at::Tensor head_gemv_bf16(const at::Tensor& x, const at::Tensor& w) {
-  TORCH_CHECK(available(), "head_gemv needs AVX-512 BF16");
+  TORCH_CHECK(has_avx512_bf16(), "head_gemv needs AVX-512 BF16");
   TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kBFloat16,
               "x [M, K] and w [N, K], bfloat16");
   TORCH_CHECK(x.is_contiguous() && w.is_contiguous(), "x and w must be dense");
@@ -67,9 +65,6 @@ at::Tensor head_gemv_bf16(const at::Tensor& x, const at::Tensor& w) {
 
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(gateway_kernels, m) {
-  m.def("head_gemv_available() -> bool", available);
-  m.def("head_gemv_bf16(Tensor x, Tensor w) -> Tensor");
-}
+TORCH_LIBRARY_FRAGMENT(gateway_kernels, m) { m.def("head_gemv_bf16(Tensor x, Tensor w) -> Tensor"); }
 
 TORCH_LIBRARY_IMPL(gateway_kernels, CPU, m) { m.impl("head_gemv_bf16", head_gemv_bf16); }

@@ -8,7 +8,7 @@
 // online softmax in fp32, the probabilities rounded to bf16 for the value products (as
 // PyTorch's CPU flash attention does). A row's result does not depend on n or on the other
 // rows, so a chunked prefill computes what a whole one does. AVX-512 BF16, head size 64;
-// the engine uses SDPA elsewhere (`available()`).
+// the engine uses SDPA elsewhere (`avx512_bf16()`).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -172,11 +172,9 @@ void for_each_task(int64_t n, const F& fn) {
   });
 }
 
-bool available() { return has_avx512_bf16(); }
-
 at::Tensor prefill_attention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
                              const at::Tensor& slots, double scale) {
-  TORCH_CHECK(available(), "prefill_attention needs AVX-512 BF16");
+  TORCH_CHECK(has_avx512_bf16(), "prefill_attention needs AVX-512 BF16");
   TORCH_CHECK(q.dim() == 3 && k_cache.dim() == 3 && v_cache.dim() == 3,
               "q is [n, H, D], the caches [KVH, slots, D]");
   TORCH_CHECK(q.scalar_type() == at::kBFloat16 && k_cache.scalar_type() == at::kBFloat16 &&
@@ -240,7 +238,6 @@ at::Tensor prefill_attention(const at::Tensor& q, const at::Tensor& k_cache, con
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(gateway_kernels, m) {
-  m.def("prefill_attention_available() -> bool", available);
   m.def("prefill_attention(Tensor q, Tensor k_cache, Tensor v_cache, Tensor slots, float scale) -> Tensor");
 }
 
