@@ -126,6 +126,7 @@ async def bench(args: argparse.Namespace) -> dict:
     res: dict = {
         "model": model.artifact.name,
         "dtype": str(model.dtype).removeprefix("torch."),
+        "weights": str(model.weight_dtype).removeprefix("torch."),
         "device": str(model.device),
         "threads": args.threads,
         "new_tokens": NEW_TOKENS,

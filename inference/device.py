@@ -85,3 +85,15 @@ def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
     if device.type == "cpu":
         return torch.bfloat16 if cpu_supports_bf16() else torch.float32
     return torch.bfloat16
+
+
+def resolve_weight_dtype(spec: str, device: torch.device, compute: torch.dtype) -> torch.dtype:
+    """The dtype the linear weights are held in. `auto` on a CPU that computes in fp32 (no
+    bf16 arithmetic, e.g. AVX2 only) holds them in bf16 where the AVX2 kernel reads them: a
+    decode step streams every weight, so half the bytes is nearly twice the speed, and the
+    weights are the bf16 model's (activations stay fp32). Otherwise the compute dtype."""
+    if spec.lower() != "auto" or device.type != "cpu" or compute != torch.float32:
+        return compute
+    from .quant import bf16_panels_available
+
+    return torch.bfloat16 if bf16_panels_available(device) else compute

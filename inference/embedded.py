@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .device import resolve_device, resolve_dtype
+from .device import resolve_device, resolve_dtype, resolve_weight_dtype
 from .gguf_loader import LlamaConfig, load_gguf
 from .model import LlamaModel
 from .tokenizer import ChatTokenizer
@@ -31,6 +31,7 @@ class EmbeddedModel:
         self.context_length = config.context_length
         self.device = model.device
         self.dtype = model.dtype
+        self.weight_dtype = model.weight_dtype
         self.threads = threads
 
     @classmethod
@@ -52,7 +53,8 @@ class EmbeddedModel:
         try:
             g = load_gguf(path)
             tdtype = resolve_dtype(dtype, dev)
-            model = LlamaModel(g.config, g.tensors, tdtype, dev)
+            wdtype = resolve_weight_dtype(dtype, dev, tdtype)
+            model = LlamaModel(g.config, g.tensors, tdtype, dev, weight_dtype=wdtype)
             tok = ChatTokenizer(g.metadata)
             g.tensors.clear()
         finally:

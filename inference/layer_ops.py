@@ -1,6 +1,6 @@
 """The small steps of a layer (norms, rope with the key/value store, the gated activation)
 and of the output (the widened logits with each row's top-k), as plain PyTorch ops or as
-the fused C++ kernels of `kernels.cpu_ops` (bf16 on the CPU).
+the fused C++ kernels of `kernels.cpu_ops` (bf16 or fp32 on the CPU).
 
 Both compute in fp32 and round to the compute dtype; the fused kernels round once where
 PyTorch rounds between ops (silu, then the product), and save a dispatch and a temporary per
@@ -60,7 +60,7 @@ class TorchLayerOps:
 
 
 class FusedCpuLayerOps(TorchLayerOps):
-    """bf16 on the CPU, through `kernels.cpu_ops` (which must have loaded)."""
+    """bf16 or fp32 on the CPU, through `kernels.cpu_ops` (which must have loaded)."""
 
     def __init__(self, dtype: torch.dtype, eps: float, cos: torch.Tensor, sin_signed: torch.Tensor) -> None:
         from kernels import cpu_ops
@@ -70,14 +70,14 @@ class FusedCpuLayerOps(TorchLayerOps):
 
     @staticmethod
     def usable(device: torch.device, dtype: torch.dtype, head_dim: int) -> bool:
-        if device.type != "cpu" or dtype != torch.bfloat16 or head_dim % 32:
+        if device.type != "cpu" or dtype not in (torch.bfloat16, torch.float32) or head_dim % 32:
             return False
         from kernels import cpu_ops
 
         return cpu_ops.load()
 
     def norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return self.k.rms_norm(x, weight, self.eps)
+        return self.k.rms_norm(x, weight, self.eps, self.dtype)
 
     def add_norm(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return self.k.add_rms_norm(x, y, weight, self.eps)

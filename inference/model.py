@@ -130,6 +130,7 @@ class LlamaModel:
         device: torch.device,
         int4_max_rows: int = 4,
         kernels: bool = True,  # False: PyTorch ops even where a kernel runs
+        weight_dtype: torch.dtype | None = None,  # bf16 under fp32 compute; default: dtype
     ) -> None:
         self.cfg = cfg
         # decode attention straight from the KV pages where a kernel runs (see
@@ -138,25 +139,26 @@ class LlamaModel:
         # prefill attention from the KV pages (C++, bf16 on AVX-512 BF16 CPUs); else SDPA
         self.prefill_attention = prefill_attention_kernel(device, dtype, cfg) if kernels else None
         self.dtype = dtype
+        self.weight_dtype = weight_dtype or dtype
         self.device = device
         self.int4_max_rows = int4_max_rows
         hd = cfg.head_dim
         qscale = hd**-0.5
 
-        def w(name: str) -> torch.Tensor:
-            return _as_tensor(tensors[name]).to(device=device, dtype=dtype).contiguous()
-
         def norm_w(name: str) -> torch.Tensor:  # norms run on the fp32 residual stream
             return _as_tensor(tensors[name]).to(device=device, dtype=torch.float32).contiguous()
 
-        def lin(t: torch.Tensor | Q4_1Weight) -> QLinear:
-            return QLinear(t, dtype, device, int4_max_rows)
+        wdt = self.weight_dtype
 
-        self.embed = w("token_embd.weight")
+        def lin(t: torch.Tensor | Q4_1Weight) -> QLinear:
+            return QLinear(t, dtype, device, int4_max_rows, weight_dtype=wdt, kernel=kernels)
+
+        # looked up, not multiplied: held in the weights' dtype, widened per token
+        self.embed = _as_tensor(tensors["token_embd.weight"]).to(device=device, dtype=self.weight_dtype)
         head = _as_tensor(tensors.get("output.weight", tensors["token_embd.weight"]))
         # Q8_0 in the file; a per-row int8 copy moved tail logits by up to ~0.5 (sampling
         # quality), so it stays dense
-        self.lm_head = QLinear(head, dtype, device, 0, keep_dense=True)
+        self.lm_head = QLinear(head, dtype, device, 0, keep_dense=True, weight_dtype=wdt, kernel=kernels)
         self.final_norm = norm_w("output_norm.weight")
         self.layers = []
         for i in range(cfg.n_layers):

@@ -1,5 +1,6 @@
 """Weight formats for the CPU: Q4_1 blocks kept as packed int4 (exact: Q4_1's w = d*q + m is
-int4 with a group-32 scale and zero), dense bf16 for larger batches.
+int4 with a group-32 scale and zero), dense bf16 for larger batches; or, on CPUs without bf16 arithmetic, bf16 weights under fp32
+arithmetic (`kernels/cpu/linear_bf16w.cpp`: half the bytes of fp32 weights for every batch).
 
 `QLinear` picks the kernel by the number of rows: the int4 kernel reads ~4x fewer bytes and
 wins while decoding a few tokens (memory bound); bf16 GEMM wins for larger batches and
@@ -66,6 +67,15 @@ def prepack_available(device: torch.device, dtype: torch.dtype) -> bool:
     return dtype == torch.float32 or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def bf16_panels_available(device: torch.device) -> bool:
+    """Whether `linear_bf16w` (fp32 x, bf16 weight panels; AVX2 + FMA) runs here."""
+    if device.type != "cpu":
+        return False
+    from kernels import cpu_ops
+
+    return cpu_ops.avx2_fma()
+
+
 def int4_available() -> bool:
     return hasattr(torch, "_convert_weight_to_int4pack_for_cpu") and hasattr(
         torch, "_weight_int4pack_mm_for_cpu"
@@ -74,9 +84,12 @@ def int4_available() -> bool:
 
 class QLinear:
     """y = x @ W.T with W held densely (dtype; in oneDNN's layout on the CPU) and, on the CPU,
-    as packed int4. `keep_dense` keeps a plain copy too (for callers that index rows)."""
+    as packed int4. `keep_dense` keeps a plain copy too (for callers that index rows).
 
-    __slots__ = ("dense", "onednn", "packed", "sz", "max_m", "out_features")
+    `weight_dtype=torch.bfloat16` with `dtype=torch.float32`: W rounded to bf16, x and y fp32;
+    held as `linear_bf16w` panels where that kernel runs, else densely (the same weights)."""
+
+    __slots__ = ("dense", "onednn", "packed", "sz", "max_m", "out_features", "panels")
 
     def __init__(
         self,
@@ -85,7 +98,10 @@ class QLinear:
         device: torch.device,
         int4_max_rows: int,
         keep_dense: bool = False,
+        weight_dtype: torch.dtype | None = None,
+        kernel: bool = True,  # False: PyTorch ops even where the bf16-weight kernel runs
     ) -> None:
+        self.panels: torch.Tensor | None = None
         self.packed: torch.Tensor | None = None
         self.sz: torch.Tensor | None = None
         self.max_m = -1
@@ -107,14 +123,27 @@ class QLinear:
                 self.max_m = int4_max_rows
         else:
             dense = w
-        dense = dense.to(device=device, dtype=dtype).contiguous()
+        if weight_dtype is not None and weight_dtype != dtype:
+            dense = dense.to(weight_dtype)  # rounded once; computed on in dtype
         self.out_features = dense.shape[0]
         self.onednn: torch.Tensor | None = None
+        self.dense: torch.Tensor | None = None
+        if weight_dtype == torch.bfloat16 and dtype == torch.float32 and kernel and bf16_panels_available(device):
+            from kernels import cpu_ops
+
+            self.panels = cpu_ops.pack_bf16_weight(dense)
+            self.dense = dense.to(device) if keep_dense else None
+            return
+        dense = dense.to(device=device, dtype=dtype).contiguous()
         if prepack_available(device, dtype):
             self.onednn = torch.ops.mkldnn._reorder_linear_weight(dense, 32)
-        self.dense: torch.Tensor | None = dense if keep_dense or self.onednn is None else None
+        self.dense = dense if keep_dense or self.onednn is None else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.panels is not None:
+            from kernels import cpu_ops
+
+            return cpu_ops.linear_bf16w(x, self.panels, self.out_features)
         if x.shape[0] <= self.max_m:
             assert self.packed is not None and self.sz is not None
             return torch._weight_int4pack_mm_for_cpu(x, self.packed, Q4_1_BLOCK, self.sz)

@@ -119,22 +119,23 @@ def prefill_attention(
     return torch.ops.gateway_kernels.prefill_attention(q, k_cache, v_cache, slots, scale)
 
 
-# The fused steps of a bf16 layer (fused_ops.cpp); float32 tensors in, bfloat16 out.
+# The fused steps of a layer (fused_ops.cpp): the fp32 residual stream in, the compute dtype
+# (bfloat16 or float32) out.
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """F.rms_norm(x, weight) rounded to bf16; x [T, D] float32."""
-    return torch.ops.gateway_kernels.rms_norm_bf16(x, weight, eps)
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, dtype: torch.dtype) -> torch.Tensor:
+    """F.rms_norm(x, weight) in `dtype` (rounded once); x [T, D] float32."""
+    return torch.ops.gateway_kernels.rms_norm(x, weight, eps, dtype)
 
 
 def add_rms_norm(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """x += y (bf16) in place, then rms_norm(x)."""
-    return torch.ops.gateway_kernels.add_rms_norm_bf16(x, y, weight, eps)
+    """x += y in place, then rms_norm(x) in y's dtype."""
+    return torch.ops.gateway_kernels.add_rms_norm(x, y, weight, eps)
 
 
 def silu_mul(gu: torch.Tensor) -> torch.Tensor:
-    """silu(gate) * up of gu = [gate | up] ([T, 2F] bf16), rounded once."""
-    return torch.ops.gateway_kernels.silu_mul_bf16(gu)
+    """silu(gate) * up of gu = [gate | up] ([T, 2F], bf16 or fp32), rounded once."""
+    return torch.ops.gateway_kernels.silu_mul(gu)
 
 
 def rope_store_kv(
@@ -165,3 +166,24 @@ def head_gemv_usable(dtype: torch.dtype, dim: int) -> bool:
 def head_gemv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """x @ w.T in fp32 for 1-4 rows: x [M, K], w [N, K] bf16, dense; fp32 dot products."""
     return torch.ops.gateway_kernels.head_gemv_bf16(x, w)
+
+
+def avx2_fma() -> bool:
+    """Whether the kernels load and take their AVX2 paths here (`linear_bf16w` has no other)."""
+    return load() and bool(torch.ops.gateway_kernels.avx2_fma())
+
+
+def pack_bf16_weight(w: torch.Tensor) -> torch.Tensor:
+    """W [N, K] -> the panels `linear_bf16w` reads: [ceil(N/16), K, 16] bf16, each k's 16
+    outputs in the order 0,8,1,9,..,7,15 (zero rows pad the last panel)."""
+    n, k = w.shape
+    panels = -(-n // 16)
+    padded = torch.zeros((panels * 16, k), dtype=torch.bfloat16, device=w.device)
+    padded[:n] = w
+    order = torch.arange(16).view(2, 8).t().reshape(-1)  # 0, 8, 1, 9, ..., 7, 15
+    return padded.view(panels, 16, k)[:, order].transpose(1, 2).contiguous()
+
+
+def linear_bf16w(x: torch.Tensor, packed: torch.Tensor, n: int) -> torch.Tensor:
+    """x @ W.T in fp32 with W packed by `pack_bf16_weight` (n = W's rows); x [M, K] float32."""
+    return torch.ops.gateway_kernels.linear_bf16w(x, packed, n)

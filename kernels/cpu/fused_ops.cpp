@@ -1,8 +1,9 @@
-// The small per-layer steps of a bf16 forward pass, each fused into one pass over its rows:
+// The small per-layer steps of a forward pass (bf16 or fp32 outputs), each fused into one pass over its rows:
 // rms_norm (optionally after the residual add), silu(gate) * up, and rope with the key/value
 // store into the paged cache. In PyTorch each is 3-8 ops with a dispatch and a temporary
 // apiece, which at decode batch sizes costs more than the arithmetic. Math in fp32, one
-// rounding to bf16 per output; AVX-512 where the CPU has AVX512_BF16, plain loops elsewhere.
+// rounding per output; AVX-512 for bf16 where the CPU has AVX512_BF16, AVX2 for the fp32
+// gated activation (its exp), plain loops elsewhere.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -38,11 +39,12 @@ GK_AVX512 void rms_norm_row_avx512(const float* x, const float* w, int64_t D, fl
   }
 }
 
-void rms_norm_row(const float* x, const float* w, int64_t D, float eps, bf16* out) {
+template <typename T>
+void rms_norm_row(const float* x, const float* w, int64_t D, float eps, T* out) {
   float ss = 0.f;
   for (int64_t i = 0; i < D; ++i) ss += x[i] * x[i];
   const float inv = 1.f / std::sqrt(ss / static_cast<float>(D) + eps);
-  for (int64_t i = 0; i < D; ++i) out[i] = static_cast<bf16>(x[i] * inv * w[i]);
+  for (int64_t i = 0; i < D; ++i) out[i] = static_cast<T>(x[i] * inv * w[i]);
 }
 
 void check_norm_args(const at::Tensor& x, const at::Tensor& w) {
@@ -55,37 +57,57 @@ void rms_norm_into(const at::Tensor& x, const at::Tensor& w, double eps, at::Ten
   const int64_t T = x.size(0), D = x.size(1);
   const float* xp = x.const_data_ptr<float>();
   const float* wp = w.const_data_ptr<float>();
+  const float e = static_cast<float>(eps);
+  if (out.scalar_type() == at::kFloat) {
+    float* op = out.mutable_data_ptr<float>();
+    at::parallel_for(0, T, 64, [&](int64_t b, int64_t end) {
+      for (int64_t t = b; t < end; ++t) rms_norm_row(xp + t * D, wp, D, e, op + t * D);
+    });
+    return;
+  }
   bf16* op = out.mutable_data_ptr<bf16>();
   const bool fast = has_avx512_bf16();
-  at::parallel_for(0, T, 64, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
+  at::parallel_for(0, T, 64, [&](int64_t b, int64_t end) {
+    for (int64_t t = b; t < end; ++t) {
       if (fast)
-        rms_norm_row_avx512(xp + t * D, wp, D, static_cast<float>(eps), reinterpret_cast<uint16_t*>(op + t * D));
+        rms_norm_row_avx512(xp + t * D, wp, D, e, reinterpret_cast<uint16_t*>(op + t * D));
       else
-        rms_norm_row(xp + t * D, wp, D, static_cast<float>(eps), op + t * D);
+        rms_norm_row(xp + t * D, wp, D, e, op + t * D);
     }
   });
 }
 
-at::Tensor rms_norm_bf16(const at::Tensor& x, const at::Tensor& w, double eps) {
+template <typename T>
+void add_into(float* x, const T* y, int64_t n) {
+  at::parallel_for(0, n, 1 << 16, [&](int64_t b, int64_t e) {
+#pragma omp simd
+    for (int64_t i = b; i < e; ++i) x[i] += static_cast<float>(y[i]);
+  });
+}
+
+void check_out_dtype(at::ScalarType dtype) {
+  TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kFloat, "output dtype: bfloat16 or float32");
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps, at::ScalarType dtype) {
   check_norm_args(x, w);
-  auto out = at::empty(x.sizes(), x.options().dtype(at::kBFloat16));
+  check_out_dtype(dtype);
+  auto out = at::empty(x.sizes(), x.options().dtype(dtype));
   rms_norm_into(x, w, eps, out);
   return out;
 }
 
-// x += y (the residual stream takes a layer's bf16 output), then rms_norm_bf16(x)
-at::Tensor add_rms_norm_bf16(at::Tensor& x, const at::Tensor& y, const at::Tensor& w, double eps) {
+// x += y (the residual stream takes a layer's output), then rms_norm(x) in y's dtype
+at::Tensor add_rms_norm(at::Tensor& x, const at::Tensor& y, const at::Tensor& w, double eps) {
   check_norm_args(x, w);
-  TORCH_CHECK(y.sizes() == x.sizes() && y.scalar_type() == at::kBFloat16 && y.is_contiguous(), "y: dense bf16 like x");
+  TORCH_CHECK(y.sizes() == x.sizes() && y.is_contiguous(), "y: dense, shaped like x");
+  check_out_dtype(y.scalar_type());
   const int64_t n = x.numel();
   float* xp = x.mutable_data_ptr<float>();
-  const bf16* yp = y.const_data_ptr<bf16>();
-  at::parallel_for(0, n, 1 << 16, [&](int64_t b, int64_t e) {
-#pragma omp simd
-    for (int64_t i = b; i < e; ++i) xp[i] += static_cast<float>(yp[i]);
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, y.scalar_type(), "add_rms_norm", [&] {
+    add_into(xp, y.const_data_ptr<scalar_t>(), n);
   });
-  auto out = at::empty(x.sizes(), x.options().dtype(at::kBFloat16));
+  auto out = at::empty(x.sizes(), x.options().dtype(y.scalar_type()));
   rms_norm_into(x, w, eps, out);
   return out;
 }
@@ -102,26 +124,56 @@ GK_AVX512 void silu_mul_row_avx512(const uint16_t* g, const uint16_t* u, int64_t
   }
 }
 
-at::Tensor silu_mul_bf16(const at::Tensor& gu) {
-  TORCH_CHECK(gu.dim() == 2 && gu.scalar_type() == at::kBFloat16 && gu.is_contiguous() && gu.size(1) % 2 == 0,
-              "gu: dense bf16 [T, 2F]");
+GK_AVX2 void silu_mul_row_avx2(const float* g, const float* u, int64_t F, float* out) {
+  const __m256 one = _mm256_set1_ps(1.f);
+  int64_t i = 0;
+  for (; i + 8 <= F; i += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + i);
+    const __m256 silu = _mm256_div_ps(gv, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), gv))));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(u + i)));
+  }
+  for (; i < F; ++i) out[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+}
+
+template <typename T>
+void silu_mul_row(const T* g, const T* u, int64_t F, T* out) {
+  for (int64_t i = 0; i < F; ++i) {
+    const float x = static_cast<float>(g[i]);
+    out[i] = static_cast<T>(x / (1.f + std::exp(-x)) * static_cast<float>(u[i]));
+  }
+}
+
+at::Tensor silu_mul(const at::Tensor& gu) {
+  TORCH_CHECK(gu.dim() == 2 && gu.is_contiguous() && gu.size(1) % 2 == 0, "gu: dense [T, 2F]");
+  check_out_dtype(gu.scalar_type());
   const int64_t T = gu.size(0), F = gu.size(1) / 2;
   auto out = at::empty({T, F}, gu.options());
+  if (gu.scalar_type() == at::kFloat) {
+    const float* gp = gu.const_data_ptr<float>();
+    float* op = out.mutable_data_ptr<float>();
+    const bool fast = has_avx2_fma();
+    at::parallel_for(0, T, 32, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const float* g = gp + t * 2 * F;
+        if (fast)
+          silu_mul_row_avx2(g, g + F, F, op + t * F);
+        else
+          silu_mul_row(g, g + F, F, op + t * F);
+      }
+    });
+    return out;
+  }
   const bf16* gp = gu.const_data_ptr<bf16>();
   bf16* op = out.mutable_data_ptr<bf16>();
   const bool fast = has_avx512_bf16();
   at::parallel_for(0, T, 32, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const bf16* g = gp + t * 2 * F;
-      if (fast) {
+      if (fast)
         silu_mul_row_avx512(reinterpret_cast<const uint16_t*>(g), reinterpret_cast<const uint16_t*>(g + F), F,
                             reinterpret_cast<uint16_t*>(op + t * F));
-      } else {
-        for (int64_t i = 0; i < F; ++i) {
-          const float x = static_cast<float>(g[i]);
-          op[t * F + i] = static_cast<bf16>(x / (1.f + std::exp(-x)) * static_cast<float>(g[F + i]));
-        }
-      }
+      else
+        silu_mul_row(g, g + F, F, op + t * F);
     }
   });
   return out;
@@ -142,19 +194,21 @@ GK_AVX512 void rope_head_avx512(const uint16_t* x, const float* c, const float* 
   }
 }
 
-void rope_head(const bf16* x, const float* c, const float* s, int64_t hd, bf16* out) {
+template <typename T>
+void rope_head(const T* x, const float* c, const float* s, int64_t hd, T* out) {
   const int64_t half = hd / 2;
   for (int64_t i = 0; i < hd; ++i) {
     const int64_t j = i < half ? i + half : i - half;
-    out[i] = static_cast<bf16>(static_cast<float>(x[i]) * c[i] + static_cast<float>(x[j]) * s[i]);
+    out[i] = static_cast<T>(static_cast<float>(x[i]) * c[i] + static_cast<float>(x[j]) * s[i]);
   }
 }
 
 at::Tensor rope_store_kv(const at::Tensor& qkv, const at::Tensor& positions, const at::Tensor& cos,
                          const at::Tensor& sin_signed, at::Tensor& cache, const at::Tensor& slots, int64_t n_heads) {
-  TORCH_CHECK(qkv.dim() == 3 && qkv.scalar_type() == at::kBFloat16 && qkv.is_contiguous(), "qkv: dense bf16 [T, H, hd]");
-  TORCH_CHECK(cache.dim() == 3 && cache.scalar_type() == at::kBFloat16 && cache.is_contiguous(),
-              "cache: dense bf16 [2 nkv, slots, hd]");
+  TORCH_CHECK(qkv.dim() == 3 && qkv.is_contiguous(), "qkv: dense [T, H, hd]");
+  check_out_dtype(qkv.scalar_type());
+  TORCH_CHECK(cache.dim() == 3 && cache.scalar_type() == qkv.scalar_type() && cache.is_contiguous(),
+              "cache: dense [2 nkv, slots, hd], qkv's dtype");
   const int64_t T = qkv.size(0), hd = qkv.size(2), nkv = cache.size(0) / 2, S = cache.size(1);
   TORCH_CHECK(qkv.size(1) == n_heads + 2 * nkv && cache.size(2) == hd && hd % 32 == 0, "head layout mismatch");
   TORCH_CHECK(cos.scalar_type() == at::kFloat && sin_signed.scalar_type() == at::kFloat && cos.is_contiguous() &&
@@ -171,30 +225,32 @@ at::Tensor rope_store_kv(const at::Tensor& qkv, const at::Tensor& positions, con
   }
   const int64_t rot = n_heads + nkv;
   auto out = at::empty({T, rot, hd}, qkv.options());
-  const bf16* xp = qkv.const_data_ptr<bf16>();
-  bf16* op = out.mutable_data_ptr<bf16>();
-  bf16* cp = cache.mutable_data_ptr<bf16>();
   const float* cosp = cos.const_data_ptr<float>();
   const float* sinp = sin_signed.const_data_ptr<float>();
-  const bool fast = has_avx512_bf16();
-  at::parallel_for(0, T, 32, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      const float* c = cosp + pp[t] * hd;
-      const float* s = sinp + pp[t] * hd;
-      const bf16* row = xp + t * (rot + nkv) * hd;
-      for (int64_t h = 0; h < rot; ++h) {
-        bf16* o = op + (t * rot + h) * hd;
-        if (fast)
-          rope_head_avx512(reinterpret_cast<const uint16_t*>(row + h * hd), c, s, hd, reinterpret_cast<uint16_t*>(o));
-        else
-          rope_head(row + h * hd, c, s, hd, o);
-        if (h >= n_heads) std::copy(o, o + hd, cp + ((h - n_heads) * S + sp[t]) * hd);  // key
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, qkv.scalar_type(), "rope_store_kv", [&] {
+    const scalar_t* xp = qkv.const_data_ptr<scalar_t>();
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    scalar_t* cp = cache.mutable_data_ptr<scalar_t>();
+    const bool fast = std::is_same_v<scalar_t, bf16> && has_avx512_bf16();
+    at::parallel_for(0, T, 32, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const float* c = cosp + pp[t] * hd;
+        const float* s = sinp + pp[t] * hd;
+        const scalar_t* row = xp + t * (rot + nkv) * hd;
+        for (int64_t h = 0; h < rot; ++h) {
+          scalar_t* o = op + (t * rot + h) * hd;
+          if (fast)
+            rope_head_avx512(reinterpret_cast<const uint16_t*>(row + h * hd), c, s, hd, reinterpret_cast<uint16_t*>(o));
+          else
+            rope_head(row + h * hd, c, s, hd, o);
+          if (h >= n_heads) std::copy(o, o + hd, cp + ((h - n_heads) * S + sp[t]) * hd);  // key
+        }
+        for (int64_t h = 0; h < nkv; ++h) {  // value
+          const scalar_t* v = row + (rot + h) * hd;
+          std::copy(v, v + hd, cp + ((nkv + h) * S + sp[t]) * hd);
+        }
       }
-      for (int64_t h = 0; h < nkv; ++h) {  // value
-        const bf16* v = row + (rot + h) * hd;
-        std::copy(v, v + hd, cp + ((nkv + h) * S + sp[t]) * hd);
-      }
-    }
+    });
   });
   return out;
 }
@@ -202,17 +258,17 @@ at::Tensor rope_store_kv(const at::Tensor& qkv, const at::Tensor& positions, con
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(gateway_kernels, m) {
-  m.def("rms_norm_bf16(Tensor x, Tensor weight, float eps) -> Tensor");
-  m.def("add_rms_norm_bf16(Tensor(a!) x, Tensor y, Tensor weight, float eps) -> Tensor");
-  m.def("silu_mul_bf16(Tensor gu) -> Tensor");
+  m.def("rms_norm(Tensor x, Tensor weight, float eps, ScalarType dtype) -> Tensor");
+  m.def("add_rms_norm(Tensor(a!) x, Tensor y, Tensor weight, float eps) -> Tensor");
+  m.def("silu_mul(Tensor gu) -> Tensor");
   m.def(
       "rope_store_kv(Tensor qkv, Tensor positions, Tensor cos, Tensor sin_signed, Tensor(a!) cache, Tensor slots, "
       "int n_heads) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(gateway_kernels, CPU, m) {
-  m.impl("rms_norm_bf16", rms_norm_bf16);
-  m.impl("add_rms_norm_bf16", add_rms_norm_bf16);
-  m.impl("silu_mul_bf16", silu_mul_bf16);
+  m.impl("rms_norm", rms_norm);
+  m.impl("add_rms_norm", add_rms_norm);
+  m.impl("silu_mul", silu_mul);
   m.impl("rope_store_kv", rope_store_kv);
 }

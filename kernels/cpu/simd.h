@@ -9,16 +9,30 @@
 
 namespace gateway_kernels {
 
+// GATEWAY_CPU_KERNELS=portable takes the portable paths only (tests run both)
+inline bool portable_only() {
+  static const char* mode = std::getenv("GATEWAY_CPU_KERNELS");
+  static const bool yes = mode && std::strcmp(mode, "portable") == 0;
+  return yes;
+}
+
 // every AVX-512 function is compiled for this set; has_avx512_bf16() guards the calls
 #define GK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 
 // The AVX-512 paths need bf16 conversions and dot products (AVX512_BF16).
-// GATEWAY_CPU_KERNELS=portable takes the portable paths anyway (tests run both).
 inline bool has_avx512_bf16() {
-  static const char* mode = std::getenv("GATEWAY_CPU_KERNELS");
-  static const bool yes = !(mode && std::strcmp(mode, "portable") == 0) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+  static const bool yes = !portable_only() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                           __builtin_cpu_supports("avx512bf16");
+  return yes;
+}
+
+// the AVX2 paths (for CPUs without AVX-512 BF16) are compiled for this set; has_avx2_fma()
+// guards the calls
+#define GK_AVX2 __attribute__((target("avx2,fma")))
+
+inline bool has_avx2_fma() {
+  static const bool yes = !portable_only() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return yes;
 }
 
@@ -38,6 +52,28 @@ GK_AVX512 inline __m512 exp512(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
   p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
   return _mm512_scalef_ps(p, n);
+}
+
+// exp512's polynomial on 8 lanes (AVX2 + FMA); x is clamped to [-86.6, 88.7] (2^n is built
+// in the exponent bits below, so n stays in [-125, 128]): below, ~2.6e-38 instead of less
+GK_AVX2 inline __m256 exp256(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-86.6f));
+  x = _mm256_min_ps(x, _mm256_set1_ps(88.7f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+  // 2^(n-1) from the exponent bits, times 2 (2^128 itself has no exponent field)
+  const __m256i e = _mm256_cvtps_epi32(n);
+  const __m256 half = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(126)), 23));
+  return _mm256_mul_ps(_mm256_mul_ps(p, half), _mm256_set1_ps(2.f));
 }
 
 GK_AVX512 inline __m512 load_bf16x16(const uint16_t* p) {

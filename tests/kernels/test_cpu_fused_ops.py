@@ -17,18 +17,21 @@ def seeded():
     torch.manual_seed(1234)
 
 
-@pytest.fixture(scope="module")
-def ops():
+@pytest.fixture(scope="module", params=[torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+def ops(request):
+    """(PyTorch ops, fused ops) computing in bf16 (AVX-512 BF16 CPUs) or fp32 (the others)."""
     assert cpu_ops.load(), "the C++ kernels did not build (see the warning above)"
     g = torch.Generator().manual_seed(0)
     cos = torch.randn(4096, 64, generator=g)
     sin = torch.randn(4096, 64, generator=g)
-    return TorchLayerOps(torch.bfloat16, 1e-5, cos, sin), FusedCpuLayerOps(torch.bfloat16, 1e-5, cos, sin)
+    return TorchLayerOps(request.param, 1e-5, cos, sin), FusedCpuLayerOps(request.param, 1e-5, cos, sin)
 
 
-def close_bf16(got: torch.Tensor, want: torch.Tensor) -> None:
-    assert got.dtype == torch.bfloat16
-    torch.testing.assert_close(got.float(), want.float(), rtol=BF16_STEP, atol=1e-6)
+def close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> None:
+    """One rounding to `dtype` apart (fp32: a few ulps, the order of the sums differs)."""
+    assert got.dtype == dtype
+    rtol = BF16_STEP if dtype == torch.bfloat16 else 2e-6
+    torch.testing.assert_close(got.float(), want.float(), rtol=rtol, atol=1e-6)
 
 
 @pytest.mark.parametrize(("rows", "dim"), [(1, 576), (32, 576), (300, 576), (5, 40), (3, 7)])
@@ -36,49 +39,52 @@ def test_rms_norm(ops, rows, dim):
     torch_ops, fused = ops
     x = torch.randn(rows, dim) * 3
     w = torch.randn(dim)
-    close_bf16(fused.norm(x, w), F.rms_norm(x, (dim,), w, 1e-5))
-    close_bf16(fused.norm(x, w), torch_ops.norm(x, w))
+    close(fused.norm(x, w), F.rms_norm(x, (dim,), w, 1e-5), fused.dtype)
+    close(fused.norm(x, w), torch_ops.norm(x, w), fused.dtype)
 
 
 @pytest.mark.parametrize(("rows", "dim"), [(1, 576), (64, 576), (4, 20)])
 def test_add_norm_updates_the_residual_in_place(ops, rows, dim):
     _, fused = ops
     x = torch.randn(rows, dim)
-    y = torch.randn(rows, dim).bfloat16()
+    y = torch.randn(rows, dim).to(fused.dtype)
     w = torch.randn(dim)
     want_x = x + y.float()
     got = fused.add_norm(x, y, w)
     torch.testing.assert_close(x, want_x, rtol=0, atol=0)
-    close_bf16(got, F.rms_norm(want_x, (dim,), w, 1e-5))
+    close(got, F.rms_norm(want_x, (dim,), w, 1e-5), fused.dtype)
 
 
 @pytest.mark.parametrize(("rows", "ffn"), [(1, 1536), (40, 1536), (3, 24)])
 def test_silu_mul_rounds_once(ops, rows, ffn):
     _, fused = ops
-    gu = (torch.randn(rows, 2 * ffn) * 4).bfloat16()
-    g, u = gu[:, :ffn].float(), gu[:, ffn:].float()
-    close_bf16(fused.silu_mul(gu), F.silu(g) * u)
+    gu = (torch.randn(rows, 2 * ffn) * 4).to(fused.dtype)
+    g, u = gu[:, :ffn].double(), gu[:, ffn:].double()
+    close(fused.silu_mul(gu), F.silu(g) * u, fused.dtype)
 
 
 def test_silu_of_extreme_gates_is_finite(ops):
     _, fused = ops
-    gu = torch.tensor([[-200.0, -90.0, 0.0, 90.0, 200.0, 1.0, 1.0, 1.0, 1.0, 1.0]]).bfloat16()
+    gates = [-200.0, -90.0, -87.0, 0.0, 88.0, 90.0, 200.0, -3.0, 2.5]  # and the 8-lane loop's tail
+    gu = torch.tensor([gates + [1.0] * len(gates)]).to(fused.dtype)
     got = fused.silu_mul(gu).float()
-    torch.testing.assert_close(got, torch.tensor([[0.0, 0.0, 0.0, 90.0, 200.0]]), rtol=BF16_STEP, atol=1e-6)
+    want = F.silu(torch.tensor([gates]).to(fused.dtype).double())
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.double(), want, rtol=BF16_STEP, atol=1e-6)
 
 
 @pytest.mark.parametrize("rows", [1, 7, 100])
 def test_rope_store_matches_pytorch_and_writes_only_its_slots(ops, rows):
     torch_ops, fused = ops
     nh, nkv, hd, num_slots = 9, 3, 64, 512
-    qkv = torch.randn(rows, nh + 2 * nkv, hd).bfloat16()
+    qkv = torch.randn(rows, nh + 2 * nkv, hd).to(fused.dtype)
     positions = torch.randint(0, 4096, (rows,))
     slots = torch.randperm(num_slots)[:rows]
-    want_cache = torch.randn(2 * nkv, num_slots, hd).bfloat16()
+    want_cache = torch.randn(2 * nkv, num_slots, hd).to(fused.dtype)
     got_cache = want_cache.clone()
     want = torch_ops.rope_store(qkv, torch_ops.rope_tables(positions), want_cache, slots, nh)
     got = fused.rope_store(qkv, fused.rope_tables(positions), got_cache, slots, nh)
-    close_bf16(got, want)
+    close(got, want, fused.dtype)
     # the cache holds exactly the returned keys and the given values, nothing else moved
     torch.testing.assert_close(got_cache[:nkv, slots], got[:, nh:].transpose(0, 1), rtol=0, atol=0)
     torch.testing.assert_close(got_cache[nkv:, slots], qkv[:, nh + nkv :].transpose(0, 1), rtol=0, atol=0)
@@ -97,17 +103,17 @@ def test_rope_store_matches_pytorch_and_writes_only_its_slots(ops, rows):
 )
 def test_rope_store_rejects_bad_indices(ops, positions, slots, message):
     _, fused = ops
-    cache = torch.zeros(6, 512, 64).bfloat16()
+    cache = torch.zeros(6, 512, 64).to(fused.dtype)
     with pytest.raises(RuntimeError, match=message):
         fused.rope_store(
-            torch.zeros(2, 15, 64).bfloat16(), torch.tensor(positions), cache, torch.tensor(slots), 9
+            torch.zeros(2, 15, 64).to(fused.dtype), torch.tensor(positions), cache, torch.tensor(slots), 9
         )
     assert not cache.any()  # checked before anything is written
 
 
 def test_portable_paths_pass_the_same_tests():
-    """CPUs without AVX512_BF16 take the plain loops: run these tests and the attention
-    kernel's again in a process that forces them."""
+    """CPUs without AVX512_BF16 (or AVX2) take the plain loops: run these tests and the
+    attention kernel's again in a process that forces them."""
     import os
     import subprocess
     import sys
