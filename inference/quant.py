@@ -1,6 +1,7 @@
 """Weight formats for the CPU: Q4_1 blocks kept as packed int4 (exact: Q4_1's w = d*q + m is
-int4 with a group-32 scale and zero), dense bf16 for larger batches; or, on CPUs without bf16 arithmetic, bf16 weights under fp32
-arithmetic (`kernels/cpu/linear_bf16w.cpp`: half the bytes of fp32 weights for every batch).
+int4 with a group-32 scale and zero), dense bf16 for larger batches; or, on CPUs without bf16
+arithmetic, bf16 weights under fp32 arithmetic (`kernels/cpu/linear_bf16w.cpp`: half the
+bytes of fp32 weights, for every batch size).
 
 `QLinear` picks the kernel by the number of rows: the int4 kernel reads ~4x fewer bytes and
 wins while decoding a few tokens (memory bound); bf16 GEMM wins for larger batches and
@@ -128,7 +129,8 @@ class QLinear:
         self.out_features = dense.shape[0]
         self.onednn: torch.Tensor | None = None
         self.dense: torch.Tensor | None = None
-        if weight_dtype == torch.bfloat16 and dtype == torch.float32 and kernel and bf16_panels_available(device):
+        bf16_under_fp32 = weight_dtype == torch.bfloat16 and dtype == torch.float32
+        if bf16_under_fp32 and kernel and bf16_panels_available(device):
             from kernels import cpu_ops
 
             self.panels = cpu_ops.pack_bf16_weight(dense)
