@@ -4,8 +4,9 @@
 // token per sequence; keys and values read slot by slot from the cache pages, no gather or
 // padding copies; the query heads of a group share one key/value head. One task per
 // (sequence, kv head): scores, softmax and weighted values in fp32 in the task's scratch,
-// so each cache byte is read once. A hand-vectorised path (AVX-512 with bf16 dot products,
-// head size 64) and a portable one for everything else, chosen at run time.
+// so each cache byte is read once. Hand-vectorised paths for head size 64 (AVX-512 with bf16
+// dot products for bf16; AVX2 + FMA for fp32) and a portable one for everything else, chosen
+// at run time.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -102,6 +103,88 @@ GK_AVX512 void attend_group_avx512(
   }
 }
 
+// One (sequence, kv head) task, float32, head_dim 64, AVX2 + FMA (CPUs without AVX-512 BF16,
+// whose engine computes in fp32). Query heads one at a time, each held in 8 registers; the
+// task's keys and values (256 B a token) stay in L2 across the group's heads.
+GK_AVX2 void attend_group_avx2(const float* q, int64_t q_head_stride, int g, const float* k_base,
+                               const float* v_base, int64_t slot_stride, const int64_t* slots, int64_t n,
+                               float scale, float* scores, float* out, int64_t out_head_stride) {
+  constexpr int C = 8;  // 8-float chunks of a 64-float head
+  const __m256 scale_v = _mm256_set1_ps(scale);
+  for (int j = 0; j < g; ++j) {
+    __m256 qv[C];
+    for (int c = 0; c < C; ++c) qv[c] = _mm256_loadu_ps(q + j * q_head_stride + 8 * c);
+    float* sj = scores + j * n;
+    __m256 mx = _mm256_set1_ps(-INFINITY);
+    alignas(32) float part[8][8];
+    for (int64_t t0 = 0; t0 < n; t0 += 8) {
+      const int m = n - t0 >= 8 ? 8 : static_cast<int>(n - t0);
+      for (int i = 0; i < 8; ++i) {
+        __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+        if (i < m) {
+          const float* kr = k_base + slots[t0 + i] * slot_stride;
+          if (j == 0 && t0 + i + kPrefetchAhead < n) {
+            const char* nk = reinterpret_cast<const char*>(k_base + slots[t0 + i + kPrefetchAhead] * slot_stride);
+            for (int l = 0; l < 4; ++l) _mm_prefetch(nk + 64 * l, _MM_HINT_T0);
+          }
+          for (int c = 0; c < C; c += 2) {
+            a = _mm256_fmadd_ps(qv[c], _mm256_loadu_ps(kr + 8 * c), a);
+            b = _mm256_fmadd_ps(qv[c + 1], _mm256_loadu_ps(kr + 8 * c + 8), b);
+          }
+        }
+        _mm256_store_ps(part[i], _mm256_add_ps(a, b));
+      }
+      // lane i = the sum of part[i]: pairwise horizontal adds, then the two halves
+      const __m256 h01 = _mm256_hadd_ps(_mm256_load_ps(part[0]), _mm256_load_ps(part[1]));
+      const __m256 h23 = _mm256_hadd_ps(_mm256_load_ps(part[2]), _mm256_load_ps(part[3]));
+      const __m256 h45 = _mm256_hadd_ps(_mm256_load_ps(part[4]), _mm256_load_ps(part[5]));
+      const __m256 h67 = _mm256_hadd_ps(_mm256_load_ps(part[6]), _mm256_load_ps(part[7]));
+      const __m256 lo = _mm256_hadd_ps(h01, h23), hi = _mm256_hadd_ps(h45, h67);
+      const __m256 sc = _mm256_mul_ps(_mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x20),
+                                                    _mm256_permute2f128_ps(lo, hi, 0x31)),
+                                      scale_v);
+      if (m == 8) {
+        _mm256_storeu_ps(sj + t0, sc);
+        mx = _mm256_max_ps(mx, sc);
+      } else {
+        alignas(32) float tail[8];
+        _mm256_store_ps(tail, sc);
+        for (int i = 0; i < m; ++i) sj[t0 + i] = tail[i];
+        for (int i = m; i < 8; ++i) tail[i] = -INFINITY;
+        mx = _mm256_max_ps(mx, _mm256_load_ps(tail));
+      }
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, mx);
+    float m_all = lanes[0];
+    for (int i = 1; i < 8; ++i) m_all = lanes[i] > m_all ? lanes[i] : m_all;
+    const __m256 mv = _mm256_set1_ps(m_all);
+    __m256 z = _mm256_setzero_ps();
+    int64_t t = 0;
+    for (; t + 8 <= n; t += 8) {
+      const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(sj + t), mv));
+      _mm256_storeu_ps(sj + t, e);
+      z = _mm256_add_ps(z, e);
+    }
+    _mm256_store_ps(lanes, z);
+    float sum = 0.f;
+    for (int i = 0; i < 8; ++i) sum += lanes[i];
+    for (; t < n; ++t) {
+      sj[t] = std::exp(sj[t] - m_all);
+      sum += sj[t];
+    }
+    __m256 acc[C];
+    for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
+    for (t = 0; t < n; ++t) {
+      const float* vr = v_base + slots[t] * slot_stride;
+      const __m256 p = _mm256_broadcast_ss(sj + t);
+      for (int c = 0; c < C; ++c) acc[c] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vr + 8 * c), acc[c]);
+    }
+    const __m256 inv = _mm256_set1_ps(1.f / sum);
+    for (int c = 0; c < C; ++c) _mm256_storeu_ps(out + j * out_head_stride + 8 * c, _mm256_mul_ps(acc[c], inv));
+  }
+}
+
 // Portable path: any head size up to kMaxHeadDim, float32 or bfloat16.
 template <typename T>
 void attend_group_generic(const T* q, int64_t q_head_stride, int g, int D, const T* k_base,
@@ -184,6 +267,7 @@ at::Tensor paged_decode_attention(const at::Tensor& q, const at::Tensor& k_cache
     const auto* vp = v_cache.const_data_ptr<scalar_t>();
     auto* op = out.mutable_data_ptr<scalar_t>();
     const bool fast = std::is_same_v<scalar_t, at::BFloat16> && D == 64 && g <= 8 && has_avx512_bf16();
+    const bool fast32 = std::is_same_v<scalar_t, float> && D == 64 && has_avx2_fma();
     at::parallel_for(0, B * KVH, 1, [&](int64_t begin, int64_t end) {
       std::vector<float> scores;
       for (int64_t task = begin; task < end; ++task) {
@@ -196,6 +280,10 @@ at::Tensor paged_decode_attention(const at::Tensor& q, const at::Tensor& k_cache
                               reinterpret_cast<const uint16_t*>(kp + h * ks0),
                               reinterpret_cast<const uint16_t*>(vp + h * ks0), ks1, slp + b * L, n, sc,
                               scores.data(), reinterpret_cast<uint16_t*>(oh), D);
+        else if (fast32)
+          attend_group_avx2(reinterpret_cast<const float*>(qh), qs1, g, reinterpret_cast<const float*>(kp + h * ks0),
+                            reinterpret_cast<const float*>(vp + h * ks0), ks1, slp + b * L, n, sc, scores.data(),
+                            reinterpret_cast<float*>(oh), D);
         else
           attend_group_generic<scalar_t>(qh, qs1, g, static_cast<int>(D), kp + h * ks0, vp + h * ks0, ks1,
                                          slp + b * L, n, sc, scores.data(), oh, D);
