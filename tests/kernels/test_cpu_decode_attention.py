@@ -59,7 +59,9 @@ def test_strided_views_as_the_engine_passes_them(dtype, rtol):
     qk = torch.cat([q, torch.randn(3, 3, 64)], dim=1).to(dtype)  # [B, nh + nkv, hd]
     cache = torch.cat([k, v]).to(dtype)  # [2 nkv, slots, hd]
     got = paged_decode_attention(qk[:, :9], cache[:3], cache[3:], slots, n, 1.0)
-    want = paged_decode_attention_ref(qk[:, :9].float(), k.to(dtype).float(), v.to(dtype).float(), slots, n, 1.0)
+    want = paged_decode_attention_ref(
+        qk[:, :9].float(), k.to(dtype).float(), v.to(dtype).float(), slots, n, 1.0
+    )
     torch.testing.assert_close(got.float(), want, rtol=rtol, atol=1e-3 if dtype == torch.bfloat16 else 1e-5)
 
 
