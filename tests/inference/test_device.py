@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from inference import DeviceUnavailableError, EmbeddedModel, ModelNotFoundError
-from inference.device import resolve_device, resolve_dtype
+from inference.device import cpu_supports_bf16, resolve_device, resolve_dtype, resolve_weight_dtype
 
 
 def test_cpu_and_auto():
@@ -17,6 +17,19 @@ def test_cpu_and_auto():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_weights_in_bf16_under_fp32_compute_only_for_auto_on_cpus_without_bf16():
+    from kernels import cpu_ops
+
+    cpu = torch.device("cpu")
+    compute = resolve_dtype("auto", cpu)
+    assert compute == (torch.bfloat16 if cpu_supports_bf16() else torch.float32)
+    want = torch.bfloat16 if compute == torch.bfloat16 or cpu_ops.avx2_fma() else torch.float32
+    assert resolve_weight_dtype("auto", cpu, compute) == want
+    # an explicit dtype is the weights' dtype too: float32 stays the exact reference
+    assert resolve_weight_dtype("float32", cpu, torch.float32) == torch.float32
+    assert resolve_weight_dtype("bf16", cpu, torch.bfloat16) == torch.bfloat16
+
+
 def test_cuda_missing_is_a_clear_error():
     with pytest.raises(DeviceUnavailableError, match="CUDA"):
         resolve_device("cuda")

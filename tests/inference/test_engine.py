@@ -253,6 +253,22 @@ async def _greedy_runs(m, **sampling) -> list[tuple[list[int], list[dict]]]:
     return runs
 
 
+def test_auto_numerics_hold_bf16_weights(model):
+    """dtype auto: bf16 compute where the CPU has it; else fp32 compute over bf16 weight panels
+    (the AVX2 kernel), the output projection included."""
+    import torch
+
+    from inference.device import cpu_supports_bf16
+    from kernels import cpu_ops
+
+    assert model.weight_dtype == torch.bfloat16 or not cpu_ops.avx2_fma()
+    if not cpu_supports_bf16() and cpu_ops.avx2_fma():
+        assert model.dtype == torch.float32
+        layers = [lin for layer in model.model.layers for lin in layer[1:3] + layer[4:]]
+        assert all(lin.panels is not None for lin in [*layers, model.model.lm_head])
+        assert model.model.embed.dtype == torch.bfloat16
+
+
 async def test_bf16_follows_fp32_reference_greedy(model):
     """The fast numerics (int4/bf16 with an fp32 residual) pick the fp32 reference's greedy
     tokens; the two may part only at a near tie of the reference (its two best tokens within
