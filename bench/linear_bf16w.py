@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -28,10 +27,18 @@ SHAPES = {"qkv": (960, 576), "gate_up": (3072, 576), "down": (576, 1536), "head"
 ROWS = [1, 2, 4, 8, 32, 1000]
 
 
-def timed(fn) -> float:
+def timed(fn, *args) -> float:
     t = time.perf_counter()
-    fn()
+    fn(*args)
     return time.perf_counter() - t
+
+
+def ours_call(x: torch.Tensor, packed: torch.Tensor, n: int) -> torch.Tensor:
+    return cpu_ops.linear_bf16w(x, packed, n)
+
+
+def onednn_call(x: torch.Tensor, onednn: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, onednn, None, "none", [], "")
 
 
 def main() -> None:
@@ -52,14 +59,13 @@ def main() -> None:
             if name == "head" and m > 32:
                 continue  # only the sampled rows reach the output projection
             x = torch.randn(m, k)
-            runs = [1, 1] if m >= 1000 else [args.repeats, args.repeats]
             ours, theirs = [], []
             for _ in range(3):  # warm-up
-                cpu_ops.linear_bf16w(x, packed, n)
-                torch.ops.mkldnn._linear_pointwise(x, onednn, None, "none", [], "")
-            for _ in range(max(runs) * (3 if m >= 1000 else 1)):
-                ours.append(timed(lambda: cpu_ops.linear_bf16w(x, packed, n)))
-                theirs.append(timed(lambda: torch.ops.mkldnn._linear_pointwise(x, onednn, None, "none", [], "")))
+                ours_call(x, packed, n)
+                onednn_call(x, onednn)
+            for _ in range(5 if m >= 1000 else args.repeats):
+                ours.append(timed(ours_call, x, packed, n))
+                theirs.append(timed(onednn_call, x, onednn))
             a, b = statistics.median(ours), statistics.median(theirs)
             err = (cpu_ops.linear_bf16w(x, packed, n).double() - x.double() @ dense.double().t()).abs().max()
             out["cases"].append(
