@@ -114,8 +114,11 @@ at::Tensor linear_bf16w(const at::Tensor& x, const at::Tensor& packed, int64_t N
   const int64_t block_rows =
       std::max<int64_t>(kTileRows, (256 * 1024 / (4 * K)) / kTileRows * kTileRows);
   const int64_t row_blocks = (M + block_rows - 1) / block_rows;
-  // a task: one row block x a run of panels (enough panels per task to share them evenly)
-  const int64_t run = std::max<int64_t>(1, std::min<int64_t>(8, panels / (2 * at::get_num_threads())));
+  // a task: one row block x a run of up to 8 panels; the runs are as even as they can be and
+  // a multiple of the thread count, so each thread gets the same share of a row block
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t per_thread = (panels + threads * 8 - 1) / (threads * 8);
+  const int64_t run = std::max<int64_t>(1, (panels + threads * per_thread - 1) / (threads * per_thread));
   const int64_t runs = (panels + run - 1) / run;
   at::parallel_for(0, row_blocks * runs, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
