@@ -157,8 +157,10 @@ class LlamaModel:
         self.embed = _as_tensor(tensors["token_embd.weight"]).to(device=device, dtype=self.weight_dtype)
         head = _as_tensor(tensors.get("output.weight", tensors["token_embd.weight"]))
         # Q8_0 in the file; a per-row int8 copy moved tail logits by up to ~0.5 (sampling
-        # quality), so it stays dense
-        self.lm_head = QLinear(head, dtype, device, 0, keep_dense=True, weight_dtype=wdt, kernel=kernels)
+        # quality), so it stays dense; the plain copy is for the bf16 path's refine step and
+        # head kernel (fp32 logits need neither)
+        keep = dtype != torch.float32
+        self.lm_head = QLinear(head, dtype, device, 0, keep_dense=keep, weight_dtype=wdt, kernel=kernels)
         self.final_norm = norm_w("output_norm.weight")
         self.layers = []
         for i in range(cfg.n_layers):

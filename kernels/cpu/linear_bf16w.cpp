@@ -104,13 +104,14 @@ at::Tensor linear_bf16w(const at::Tensor& x, const at::Tensor& packed, int64_t N
   TORCH_CHECK(packed.size(1) == K, "x and the packed weight disagree on K");
   TORCH_CHECK(N > (panels - 1) * kPanel && N <= panels * kPanel, "N does not match the packed panels");
   auto y = at::empty({M, N}, x.options());
-  if (M == 0) return y;
+  if (M == 0 || N == 0) return y;
   const auto xc = x.stride(0) == K ? x : x.contiguous();
   const float* xp = xc.const_data_ptr<float>();
   const auto* wp = reinterpret_cast<const uint16_t*>(packed.const_data_ptr<at::BFloat16>());
   float* yp = y.mutable_data_ptr<float>();
-  // rows in blocks whose x stays in L2 (~256 KB) while every panel passes over them; the
-  // panel (16 x K bf16) stays in L1 across the block's tiles
+  // rows in blocks whose x stays in L2 (~256 KB) while the panels pass over them; a tile's
+  // rows stay in L1 across its run of panels, the run (<= 8 x 16 x K bf16) in L2 across the
+  // block's tiles
   const int64_t block_rows =
       std::max<int64_t>(kTileRows, (256 * 1024 / (4 * K)) / kTileRows * kTileRows);
   const int64_t row_blocks = (M + block_rows - 1) / block_rows;

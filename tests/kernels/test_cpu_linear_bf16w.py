@@ -61,6 +61,9 @@ def test_strided_rows_and_no_rows():
     wide = torch.cat([x, torch.full_like(x, float("nan"))], dim=1)[:, :64]  # row stride 128
     assert torch.equal(cpu_ops.linear_bf16w(wide, packed, 48), cpu_ops.linear_bf16w(x, packed, 48))
     assert cpu_ops.linear_bf16w(x[:0], packed, 48).shape == (0, 48)
+    no_outputs = cpu_ops.pack_bf16_weight(w[:0])
+    assert no_outputs.shape == (0, 64, 16)
+    assert cpu_ops.linear_bf16w(x, no_outputs, 0).shape == (9, 0)
 
 
 def test_rejects_what_it_does_not_serve():
