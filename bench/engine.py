@@ -80,6 +80,21 @@ async def run_one(engine: Engine, ids: list[int], rid: str, max_tokens: int, sal
     raise RuntimeError("no Finished event")
 
 
+def _cpu_features() -> list[str]:
+    """The CPU features that pick the engine's numerics and kernels (docs/engine.md): figures
+    from machines of different kinds are not comparable."""
+    try:
+        flags = next(
+            line.split(":", 1)[1].split()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("flags")
+        )
+    except (OSError, StopIteration):
+        return []
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+    return [f for f in wanted if f in flags]
+
+
 def _loadavg() -> float:
     try:
         return float(Path("/proc/loadavg").read_text().split()[0])
@@ -127,6 +142,7 @@ async def bench(args: argparse.Namespace) -> dict:
         "model": model.artifact.name,
         "dtype": str(model.dtype).removeprefix("torch."),
         "weights": str(model.weight_dtype).removeprefix("torch."),
+        "cpu_features": _cpu_features(),
         "device": str(model.device),
         "threads": args.threads,
         "new_tokens": NEW_TOKENS,
