@@ -142,6 +142,7 @@ async def bench(args: argparse.Namespace) -> dict:
         "model": model.artifact.name,
         "dtype": str(model.dtype).removeprefix("torch."),
         "weights": str(model.weight_dtype).removeprefix("torch."),
+        "kv_cache": str(model.kv_dtype).removeprefix("torch."),
         "cpu_features": _cpu_features(),
         "device": str(model.device),
         "threads": args.threads,

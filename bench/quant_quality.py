@@ -111,7 +111,7 @@ def dense_weights(g) -> dict[tuple[int, int], torch.Tensor]:
 
 def logprobs(model: LlamaModel, ids: list[int]) -> torch.Tensor:
     n = len(ids)
-    kv = KVCache(model.cfg, n, model.dtype, model.device)
+    kv = KVCache(model.cfg, n, model.kv_dtype, model.device)
     slots = torch.arange(n)
     meta = AttnMetadata(
         slot_mapping=slots, prefills=[PrefillSegment(0, n, slots, fresh=True)], decode_start=n

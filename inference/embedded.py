@@ -32,6 +32,7 @@ class EmbeddedModel:
         self.device = model.device
         self.dtype = model.dtype
         self.weight_dtype = model.weight_dtype
+        self.kv_dtype = model.kv_dtype
         self.threads = threads
 
     @classmethod

@@ -45,7 +45,7 @@ class Engine:
     def __init__(self, model: EmbeddedModel, config: EngineConfig | None = None) -> None:
         self.model = model
         self.config = cfg = config or EngineConfig()
-        per_tok = KVCache.bytes_per_token(model.config, model.dtype)
+        per_tok = KVCache.bytes_per_token(model.config, model.kv_dtype)
         if cfg.kv_cache_tokens is not None:
             tokens = cfg.kv_cache_tokens
         elif cfg.kv_cache_bytes is not None:

@@ -50,8 +50,9 @@ class TorchLayerOps:
         half = qkv.shape[-1] // 2
         swapped = qkf.unflatten(-1, (2, half)).flip(-2).flatten(-2)
         qk = torch.addcmul(qkf * cos, swapped, sin).to(qkv.dtype)
-        cache[:nkv].index_copy_(1, slots, qk[:, n_heads:].transpose(0, 1))
-        cache[nkv:].index_copy_(1, slots, qkv[:, n_heads + nkv :].transpose(0, 1))
+        # the cache may be narrower than the compute dtype (bf16 under fp32)
+        cache[:nkv].index_copy_(1, slots, qk[:, n_heads:].transpose(0, 1).to(cache.dtype))
+        cache[nkv:].index_copy_(1, slots, qkv[:, n_heads + nkv :].transpose(0, 1).to(cache.dtype))
         return qk
 
     def logits_topk(self, raw: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

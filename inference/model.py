@@ -193,6 +193,10 @@ class LlamaModel:
         self.ops = (FusedCpuLayerOps if fused else TorchLayerOps)(
             dtype, cfg.rms_eps, self.cos, self.sin_signed
         )
+        # bf16 weights under fp32 compute keep the KV cache in bf16 too (half the bytes a decode
+        # step reads, twice the tokens per byte of cache) where the C++ kernels write and read it
+        narrow_kv = self.weight_dtype == torch.bfloat16 and dtype == torch.float32
+        self.kv_dtype = torch.bfloat16 if narrow_kv and fused and self.decode_attention is not None else dtype
 
     def forward(
         self,
@@ -281,6 +285,8 @@ class LlamaModel:
         if self.prefill_attention is not None:  # the chunk's keys and values are in the pages
             return self.prefill_attention(q, cache[:nkv], cache[nkv:], seg.kv_slots, 1.0)
         qs = q.transpose(0, 1).unsqueeze(0)  # [1, nh, n, hd]
+        if self.kv_dtype != self.dtype:  # attend to the keys and values as the cache holds them
+            k, v = k.to(self.kv_dtype).to(self.dtype), v.to(self.kv_dtype).to(self.dtype)
         if seg.fresh:
             o = F.scaled_dot_product_attention(
                 qs,
@@ -291,7 +297,7 @@ class LlamaModel:
                 scale=1.0,
             )
         else:
-            kvs = torch.index_select(cache, 1, seg.kv_slots)  # [2 nkv, ctx, hd]
+            kvs = torch.index_select(cache, 1, seg.kv_slots).to(q.dtype)  # [2 nkv, ctx, hd]
             if seg.mask is None:
                 ctx = kvs.shape[1]
                 seg.mask = torch.ones((n, ctx), dtype=torch.bool, device=q.device).tril(ctx - n)

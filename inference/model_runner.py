@@ -20,7 +20,7 @@ class ModelRunner:
         self.model = model
         self.block_size = block_size
         self.device = model.device
-        self.kv = KVCache(model.cfg, num_blocks * block_size, model.dtype, model.device)
+        self.kv = KVCache(model.cfg, num_blocks * block_size, model.kv_dtype, model.device)
         self.buf = (  # a copy of the pages for the CPU; the decode kernel reads the pages
             DecodeBuffer(model.cfg, model.dtype, model.device, decode_buffer_bytes)
             if decode_buffer_bytes > 0 and model.decode_attention is None

@@ -106,14 +106,22 @@ GK_AVX512 void attend_group_avx512(
 // One (sequence, kv head) task, float32, head_dim 64, AVX2 + FMA (CPUs without AVX-512 BF16,
 // whose engine computes in fp32). Query heads one at a time, each held in 8 registers; the
 // task's keys and values (256 B a token) stay in L2 across the group's heads.
-GK_AVX2 void attend_group_avx2(const float* q, int64_t q_head_stride, int g, const float* k_base,
-                               const float* v_base, int64_t slot_stride, const int64_t* slots, int64_t n,
+// 8 cache values as fp32: loaded, or widened from bf16
+GK_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+GK_AVX2 inline __m256 load8(const at::BFloat16* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+template <typename C>  // the cache's dtype: float, or bf16 under fp32 compute
+GK_AVX2 void attend_group_avx2(const float* q, int64_t q_head_stride, int g, const C* k_base,
+                               const C* v_base, int64_t slot_stride, const int64_t* slots, int64_t n,
                                float scale, float* scores, float* out, int64_t out_head_stride) {
-  constexpr int C = 8;  // 8-float chunks of a 64-float head
+  constexpr int kChunks = 8;  // 8-float chunks of a 64-float head
   const __m256 scale_v = _mm256_set1_ps(scale);
   for (int j = 0; j < g; ++j) {
-    __m256 qv[C];
-    for (int c = 0; c < C; ++c) qv[c] = _mm256_loadu_ps(q + j * q_head_stride + 8 * c);
+    __m256 qv[kChunks];
+    for (int c = 0; c < kChunks; ++c) qv[c] = _mm256_loadu_ps(q + j * q_head_stride + 8 * c);
     float* sj = scores + j * n;
     __m256 mx = _mm256_set1_ps(-INFINITY);
     alignas(32) float part[8][8];
@@ -122,14 +130,14 @@ GK_AVX2 void attend_group_avx2(const float* q, int64_t q_head_stride, int g, con
       for (int i = 0; i < 8; ++i) {
         __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
         if (i < m) {
-          const float* kr = k_base + slots[t0 + i] * slot_stride;
+          const C* kr = k_base + slots[t0 + i] * slot_stride;
           if (j == 0 && t0 + i + kPrefetchAhead < n) {
             const char* nk = reinterpret_cast<const char*>(k_base + slots[t0 + i + kPrefetchAhead] * slot_stride);
             for (int l = 0; l < 4; ++l) _mm_prefetch(nk + 64 * l, _MM_HINT_T0);
           }
-          for (int c = 0; c < C; c += 2) {
-            a = _mm256_fmadd_ps(qv[c], _mm256_loadu_ps(kr + 8 * c), a);
-            b = _mm256_fmadd_ps(qv[c + 1], _mm256_loadu_ps(kr + 8 * c + 8), b);
+          for (int c = 0; c < kChunks; c += 2) {
+            a = _mm256_fmadd_ps(qv[c], load8(kr + 8 * c), a);
+            b = _mm256_fmadd_ps(qv[c + 1], load8(kr + 8 * c + 8), b);
           }
         }
         _mm256_store_ps(part[i], _mm256_add_ps(a, b));
@@ -173,22 +181,23 @@ GK_AVX2 void attend_group_avx2(const float* q, int64_t q_head_stride, int g, con
       sj[t] = std::exp(sj[t] - m_all);
       sum += sj[t];
     }
-    __m256 acc[C];
-    for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
+    __m256 acc[kChunks];
+    for (int c = 0; c < kChunks; ++c) acc[c] = _mm256_setzero_ps();
     for (t = 0; t < n; ++t) {
-      const float* vr = v_base + slots[t] * slot_stride;
+      const C* vr = v_base + slots[t] * slot_stride;
       const __m256 p = _mm256_broadcast_ss(sj + t);
-      for (int c = 0; c < C; ++c) acc[c] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vr + 8 * c), acc[c]);
+      for (int c = 0; c < kChunks; ++c) acc[c] = _mm256_fmadd_ps(p, load8(vr + 8 * c), acc[c]);
     }
     const __m256 inv = _mm256_set1_ps(1.f / sum);
-    for (int c = 0; c < C; ++c) _mm256_storeu_ps(out + j * out_head_stride + 8 * c, _mm256_mul_ps(acc[c], inv));
+    for (int c = 0; c < kChunks; ++c) _mm256_storeu_ps(out + j * out_head_stride + 8 * c, _mm256_mul_ps(acc[c], inv));
   }
 }
 
-// Portable path: any head size up to kMaxHeadDim, float32 or bfloat16.
-template <typename T>
-void attend_group_generic(const T* q, int64_t q_head_stride, int g, int D, const T* k_base,
-                          const T* v_base, int64_t slot_stride, const int64_t* slots, int64_t n,
+// Portable path: any head size up to kMaxHeadDim, float32 or bfloat16 (T: queries and
+// output, C: the cache).
+template <typename T, typename C>
+void attend_group_generic(const T* q, int64_t q_head_stride, int g, int D, const C* k_base,
+                          const C* v_base, int64_t slot_stride, const int64_t* slots, int64_t n,
                           float scale, float* scores, T* out, int64_t out_head_stride) {
   float qf[kMaxGroup][kMaxHeadDim];
   float mx[kMaxGroup];
@@ -198,7 +207,7 @@ void attend_group_generic(const T* q, int64_t q_head_stride, int g, int D, const
   }
   float row[kMaxHeadDim];
   for (int64_t t = 0; t < n; ++t) {
-    const T* kr = k_base + slots[t] * slot_stride;
+    const C* kr = k_base + slots[t] * slot_stride;
     for (int d = 0; d < D; ++d) row[d] = static_cast<float>(kr[d]);
     for (int j = 0; j < g; ++j) {
       float s = 0.f;
@@ -220,7 +229,7 @@ void attend_group_generic(const T* q, int64_t q_head_stride, int g, int D, const
   }
   float acc[kMaxGroup][kMaxHeadDim] = {};
   for (int64_t t = 0; t < n; ++t) {
-    const T* vr = v_base + slots[t] * slot_stride;
+    const C* vr = v_base + slots[t] * slot_stride;
     for (int d = 0; d < D; ++d) row[d] = static_cast<float>(vr[d]);
     for (int j = 0; j < g; ++j) {
       const float p = scores[j * n + t];
@@ -232,12 +241,57 @@ void attend_group_generic(const T* q, int64_t q_head_stride, int g, int D, const
     for (int d = 0; d < D; ++d) out[j * out_head_stride + d] = static_cast<T>(acc[j][d] / sum[j]);
 }
 
+struct Args {
+  int64_t B, H, D, KVH, L, qs0, qs1, ks0, ks1;
+  int g;
+  float scale;
+  const int64_t *slots, *lens;
+};
+
+// T: the queries' and output's dtype; C: the cache's (T, or bf16 under fp32 compute)
+template <typename T, typename C>
+void run_tasks(const Args& a, const T* qp, const C* kp, const C* vp, T* op) {
+  constexpr bool bf16_all = std::is_same_v<T, at::BFloat16> && std::is_same_v<C, at::BFloat16>;
+  const bool fast = bf16_all && a.D == 64 && a.g <= 8 && has_avx512_bf16();
+  const bool fast32 = std::is_same_v<T, float> && a.D == 64 && has_avx2_fma();
+  at::parallel_for(0, a.B * a.KVH, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / a.KVH, h = task % a.KVH, n = a.lens[b];
+      scores.resize(static_cast<size_t>(a.g * n));
+      const T* qh = qp + b * a.qs0 + h * a.g * a.qs1;
+      T* oh = op + (b * a.H + h * a.g) * a.D;
+      const int64_t* sl = a.slots + b * a.L;
+      if constexpr (bf16_all) {
+        if (fast) {
+          attend_group_avx512(reinterpret_cast<const uint16_t*>(qh), a.qs1, a.g,
+                              reinterpret_cast<const uint16_t*>(kp + h * a.ks0),
+                              reinterpret_cast<const uint16_t*>(vp + h * a.ks0), a.ks1, sl, n, a.scale,
+                              scores.data(), reinterpret_cast<uint16_t*>(oh), a.D);
+          continue;
+        }
+      }
+      if constexpr (std::is_same_v<T, float>) {
+        if (fast32) {
+          attend_group_avx2<C>(qh, a.qs1, a.g, kp + h * a.ks0, vp + h * a.ks0, a.ks1, sl, n, a.scale, scores.data(),
+                               oh, a.D);
+          continue;
+        }
+      }
+      attend_group_generic<T, C>(qh, a.qs1, a.g, static_cast<int>(a.D), kp + h * a.ks0, vp + h * a.ks0, a.ks1, sl,
+                                 n, a.scale, scores.data(), oh, a.D);
+    }
+  });
+}
+
 at::Tensor paged_decode_attention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
                                   const at::Tensor& slots, const at::Tensor& seq_lens, double scale) {
   TORCH_CHECK(q.dim() == 3 && k_cache.dim() == 3 && v_cache.dim() == 3,
               "q is [B, H, D], the caches [KVH, slots, D]");
-  TORCH_CHECK(k_cache.scalar_type() == q.scalar_type() && v_cache.scalar_type() == q.scalar_type(),
-              "q and the caches must share a dtype");
+  // fp32 compute may keep its cache in bf16 (half the bytes read per step)
+  const bool narrow = q.scalar_type() == at::kFloat && k_cache.scalar_type() == at::kBFloat16;
+  TORCH_CHECK(k_cache.scalar_type() == v_cache.scalar_type() && (k_cache.scalar_type() == q.scalar_type() || narrow),
+              "q and the caches must share a dtype (or bf16 caches under fp32 queries)");
   TORCH_CHECK(q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kFloat, "bfloat16 or float32");
   const int64_t B = q.size(0), H = q.size(1), D = q.size(2), KVH = k_cache.size(0);
   TORCH_CHECK(KVH > 0 && H % KVH == 0 && H / KVH <= kMaxGroup, "query heads must group over the kv heads");
@@ -258,38 +312,18 @@ at::Tensor paged_decode_attention(const at::Tensor& q, const at::Tensor& k_cache
       TORCH_CHECK(slp[b * L + t] >= 0 && slp[b * L + t] < num_slots, "slot out of range");
   }
   auto out = at::empty({B, H, D}, q.options());
-  const int g = static_cast<int>(H / KVH);
-  const float sc = static_cast<float>(scale);
-  const int64_t qs0 = q.stride(0), qs1 = q.stride(1), ks0 = k_cache.stride(0), ks1 = k_cache.stride(1);
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, q.scalar_type(), "paged_decode_attention", [&] {
-    const auto* qp = q.const_data_ptr<scalar_t>();
-    const auto* kp = k_cache.const_data_ptr<scalar_t>();
-    const auto* vp = v_cache.const_data_ptr<scalar_t>();
-    auto* op = out.mutable_data_ptr<scalar_t>();
-    const bool fast = std::is_same_v<scalar_t, at::BFloat16> && D == 64 && g <= 8 && has_avx512_bf16();
-    const bool fast32 = std::is_same_v<scalar_t, float> && D == 64 && has_avx2_fma();
-    at::parallel_for(0, B * KVH, 1, [&](int64_t begin, int64_t end) {
-      std::vector<float> scores;
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t b = task / KVH, h = task % KVH, n = lp[b];
-        scores.resize(static_cast<size_t>(g * n));
-        const scalar_t* qh = qp + b * qs0 + h * g * qs1;
-        scalar_t* oh = op + (b * H + h * g) * D;
-        if (fast)
-          attend_group_avx512(reinterpret_cast<const uint16_t*>(qh), qs1, g,
-                              reinterpret_cast<const uint16_t*>(kp + h * ks0),
-                              reinterpret_cast<const uint16_t*>(vp + h * ks0), ks1, slp + b * L, n, sc,
-                              scores.data(), reinterpret_cast<uint16_t*>(oh), D);
-        else if (fast32)
-          attend_group_avx2(reinterpret_cast<const float*>(qh), qs1, g, reinterpret_cast<const float*>(kp + h * ks0),
-                            reinterpret_cast<const float*>(vp + h * ks0), ks1, slp + b * L, n, sc, scores.data(),
-                            reinterpret_cast<float*>(oh), D);
-        else
-          attend_group_generic<scalar_t>(qh, qs1, g, static_cast<int>(D), kp + h * ks0, vp + h * ks0, ks1,
-                                         slp + b * L, n, sc, scores.data(), oh, D);
-      }
-    });
-  });
+  const Args a{B, H, D, KVH, L, q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1),
+               static_cast<int>(H / KVH), static_cast<float>(scale), slp, lp};
+  using bf16 = at::BFloat16;
+  if (narrow)
+    run_tasks<float, bf16>(a, q.const_data_ptr<float>(), k_cache.const_data_ptr<bf16>(),
+                           v_cache.const_data_ptr<bf16>(), out.mutable_data_ptr<float>());
+  else if (q.scalar_type() == at::kFloat)
+    run_tasks<float, float>(a, q.const_data_ptr<float>(), k_cache.const_data_ptr<float>(),
+                            v_cache.const_data_ptr<float>(), out.mutable_data_ptr<float>());
+  else
+    run_tasks<bf16, bf16>(a, q.const_data_ptr<bf16>(), k_cache.const_data_ptr<bf16>(),
+                          v_cache.const_data_ptr<bf16>(), out.mutable_data_ptr<bf16>());
   return out;
 }
 

@@ -203,12 +203,48 @@ void rope_head(const T* x, const float* c, const float* s, int64_t hd, T* out) {
   }
 }
 
+// T: qkv's (and the roped output's) dtype; C: the cache's
+template <typename T, typename C>
+void rope_store_rows(const at::Tensor& qkv, const float* cosp, const float* sinp, at::Tensor& out, at::Tensor& cache,
+                     const int64_t* pp, const int64_t* sp, int64_t tokens, int64_t rot, int64_t nkv, int64_t hd, int64_t S,
+                     int64_t n_heads) {
+  const T* xp = qkv.const_data_ptr<T>();
+  T* op = out.mutable_data_ptr<T>();
+  C* cp = cache.mutable_data_ptr<C>();
+  const bool fast = std::is_same_v<T, bf16> && has_avx512_bf16();
+  at::parallel_for(0, tokens, 32, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const float* c = cosp + pp[t] * hd;
+      const float* s = sinp + pp[t] * hd;
+      const T* row = xp + t * (rot + nkv) * hd;
+      for (int64_t h = 0; h < rot; ++h) {
+        T* o = op + (t * rot + h) * hd;
+        if (fast)
+          rope_head_avx512(reinterpret_cast<const uint16_t*>(row + h * hd), c, s, hd, reinterpret_cast<uint16_t*>(o));
+        else
+          rope_head(row + h * hd, c, s, hd, o);
+        if (h >= n_heads) {  // key
+          C* dst = cp + ((h - n_heads) * S + sp[t]) * hd;
+          for (int64_t i = 0; i < hd; ++i) dst[i] = static_cast<C>(o[i]);
+        }
+      }
+      for (int64_t h = 0; h < nkv; ++h) {  // value
+        const T* v = row + (rot + h) * hd;
+        C* dst = cp + ((nkv + h) * S + sp[t]) * hd;
+        for (int64_t i = 0; i < hd; ++i) dst[i] = static_cast<C>(v[i]);
+      }
+    }
+  });
+}
+
 at::Tensor rope_store_kv(const at::Tensor& qkv, const at::Tensor& positions, const at::Tensor& cos,
                          const at::Tensor& sin_signed, at::Tensor& cache, const at::Tensor& slots, int64_t n_heads) {
   TORCH_CHECK(qkv.dim() == 3 && qkv.is_contiguous(), "qkv: dense [T, H, hd]");
   check_out_dtype(qkv.scalar_type());
-  TORCH_CHECK(cache.dim() == 3 && cache.scalar_type() == qkv.scalar_type() && cache.is_contiguous(),
-              "cache: dense [2 nkv, slots, hd], qkv's dtype");
+  // fp32 compute may keep its cache in bf16 (half the bytes): keys and values rounded once
+  const bool narrow = qkv.scalar_type() == at::kFloat && cache.scalar_type() == at::kBFloat16;
+  TORCH_CHECK(cache.dim() == 3 && (cache.scalar_type() == qkv.scalar_type() || narrow) && cache.is_contiguous(),
+              "cache: dense [2 nkv, slots, hd], qkv's dtype (or bf16 under fp32)");
   const int64_t T = qkv.size(0), hd = qkv.size(2), nkv = cache.size(0) / 2, S = cache.size(1);
   TORCH_CHECK(qkv.size(1) == n_heads + 2 * nkv && cache.size(2) == hd && hd % 32 == 0, "head layout mismatch");
   TORCH_CHECK(cos.scalar_type() == at::kFloat && sin_signed.scalar_type() == at::kFloat && cos.is_contiguous() &&
@@ -227,31 +263,12 @@ at::Tensor rope_store_kv(const at::Tensor& qkv, const at::Tensor& positions, con
   auto out = at::empty({T, rot, hd}, qkv.options());
   const float* cosp = cos.const_data_ptr<float>();
   const float* sinp = sin_signed.const_data_ptr<float>();
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, qkv.scalar_type(), "rope_store_kv", [&] {
-    const scalar_t* xp = qkv.const_data_ptr<scalar_t>();
-    scalar_t* op = out.mutable_data_ptr<scalar_t>();
-    scalar_t* cp = cache.mutable_data_ptr<scalar_t>();
-    const bool fast = std::is_same_v<scalar_t, bf16> && has_avx512_bf16();
-    at::parallel_for(0, T, 32, [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) {
-        const float* c = cosp + pp[t] * hd;
-        const float* s = sinp + pp[t] * hd;
-        const scalar_t* row = xp + t * (rot + nkv) * hd;
-        for (int64_t h = 0; h < rot; ++h) {
-          scalar_t* o = op + (t * rot + h) * hd;
-          if (fast)
-            rope_head_avx512(reinterpret_cast<const uint16_t*>(row + h * hd), c, s, hd, reinterpret_cast<uint16_t*>(o));
-          else
-            rope_head(row + h * hd, c, s, hd, o);
-          if (h >= n_heads) std::copy(o, o + hd, cp + ((h - n_heads) * S + sp[t]) * hd);  // key
-        }
-        for (int64_t h = 0; h < nkv; ++h) {  // value
-          const scalar_t* v = row + (rot + h) * hd;
-          std::copy(v, v + hd, cp + ((nkv + h) * S + sp[t]) * hd);
-        }
-      }
-    });
-  });
+  if (narrow)
+    rope_store_rows<float, bf16>(qkv, cosp, sinp, out, cache, pp, sp, T, rot, nkv, hd, S, n_heads);
+  else if (qkv.scalar_type() == at::kFloat)
+    rope_store_rows<float, float>(qkv, cosp, sinp, out, cache, pp, sp, T, rot, nkv, hd, S, n_heads);
+  else
+    rope_store_rows<bf16, bf16>(qkv, cosp, sinp, out, cache, pp, sp, T, rot, nkv, hd, S, n_heads);
   return out;
 }
 

@@ -183,7 +183,7 @@ async def test_many_concurrent_requests_and_stats(model, engine):
 
 
 def test_capacity_in_bytes_or_tokens(model):
-    per_tok = 2 * 30 * 3 * 64 * model.dtype.itemsize
+    per_tok = 2 * 30 * 3 * 64 * model.kv_dtype.itemsize  # the cache's dtype, not the compute one
     eng = Engine(model, EngineConfig(kv_cache_tokens=None, kv_cache_bytes=per_tok * 1000))
     assert eng.capacity_tokens == 1000 // 16 * 16
     assert eng.kv_cache_bytes <= per_tok * 1000
@@ -255,7 +255,7 @@ async def _greedy_runs(m, **sampling) -> list[tuple[list[int], list[dict]]]:
 
 def test_auto_numerics_hold_bf16_weights(model):
     """dtype auto: bf16 compute where the CPU has it; else fp32 compute over bf16 weight panels
-    (the AVX2 kernel), the output projection included."""
+    (the AVX2 kernel), the output projection included, and a bf16 KV cache."""
     import torch
 
     from inference.device import cpu_supports_bf16
@@ -267,6 +267,7 @@ def test_auto_numerics_hold_bf16_weights(model):
         layers = [lin for layer in model.model.layers for lin in layer[1:3] + layer[4:]]
         assert all(lin.panels is not None for lin in [*layers, model.model.lm_head])
         assert model.model.embed.dtype == torch.bfloat16
+        assert model.kv_dtype == torch.bfloat16  # the cache too: half the bytes per token
 
 
 async def test_bf16_follows_fp32_reference_greedy(model):

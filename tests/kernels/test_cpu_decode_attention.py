@@ -91,3 +91,16 @@ def test_bad_input_is_an_error_not_a_crash(mutate, message):
     args = mutate({"q": q, "k_cache": k, "v_cache": v, "slots": slots, "seq_lens": n, "scale": 1.0})
     with pytest.raises(RuntimeError, match=message):
         paged_decode_attention(**args)
+
+
+@pytest.mark.parametrize(("lens", "heads", "kv_heads", "dim", "block"), CASES)
+def test_float32_queries_over_a_bfloat16_cache(lens, heads, kv_heads, dim, block):
+    """fp32 compute with its cache in bf16: the keys and values as rounded, fp32 otherwise."""
+    q, k, v, slots, n = paged_case(lens, heads, kv_heads, dim, block)
+    kb, vb = k.bfloat16(), v.bfloat16()
+    got = paged_decode_attention(q, kb, vb, slots, n, 0.1)
+    assert got.dtype == torch.float32
+    want = paged_decode_attention_ref(q, kb.float(), vb.float(), slots, n, 0.1)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(RuntimeError, match="share a dtype"):  # not the other way round
+        paged_decode_attention(q.bfloat16(), k, v, slots, n, 0.1)

@@ -93,6 +93,21 @@ def test_rope_store_matches_pytorch_and_writes_only_its_slots(ops, rows):
     torch.testing.assert_close(got_cache[:, others], want_cache[:, others], rtol=0, atol=0)
 
 
+def test_rope_store_rounds_keys_and_values_into_a_bf16_cache_under_fp32(ops):
+    torch_ops, fused = ops
+    if fused.dtype != torch.float32:
+        pytest.skip("fp32 compute only")
+    nh, nkv, hd, num_slots = 9, 3, 64, 64
+    qkv = torch.randn(5, nh + 2 * nkv, hd)
+    positions, slots = torch.tensor([0, 3, 9, 100, 4000]), torch.tensor([7, 0, 63, 20, 21])
+    cache32 = torch.zeros(2 * nkv, num_slots, hd)
+    want = torch_ops.rope_store(qkv, torch_ops.rope_tables(positions), cache32, slots, nh)
+    cache = torch.zeros(2 * nkv, num_slots, hd, dtype=torch.bfloat16)
+    got = fused.rope_store(qkv, fused.rope_tables(positions), cache, slots, nh)
+    close(got, want, torch.float32)  # the roped queries and keys stay fp32
+    torch.testing.assert_close(cache, cache32.bfloat16(), rtol=0, atol=0)  # rounded once
+
+
 @pytest.mark.parametrize(
     ("positions", "slots", "message"),
     [
