@@ -10,7 +10,10 @@
 - the output projection for one row: the prepacked bf16 GEMM vs the C++ fp32-output GEMV
   (`kernels.cpu_ops.head_gemv`);
 - the output projection's bf16 logits widened to fp32 with each row's top-16 ids, at 1 and 32
-  rows: `float()` + `topk` vs the C++ pass (`kernels.cpu_ops.logits_topk`).
+  rows: `float()` + `topk` vs the C++ pass (`kernels.cpu_ops.logits_topk`);
+- one layer's decode attention for 32 sequences of 2,000 tokens with fp32 queries (the fp32
+  compute of CPUs without bf16 arithmetic): an fp32 cache vs a bf16 one (~98 vs ~49 MB read,
+  well beyond the caches; 16-token pages in shuffled order).
 Medians in milliseconds per call; weights stay hot in cache (the forward pass reads them from
 memory, so its gain is smaller: see docs/benchmarks.md).
 """
@@ -85,6 +88,21 @@ def main() -> None:
             cases[f"logits_topk_{rows}_torch"] = lambda raw=raw: (raw.float(), raw.topk(16, dim=-1).indices)
             cases[f"logits_topk_{rows}_cpp"] = lambda raw=raw: cpu_ops.logits_topk(raw, 16)
 
+    if cpu_ops.load():
+        seqs, ctx, page = 32, 2000, 16
+        pages = torch.randperm(seqs * ctx // page).view(seqs, ctx // page)
+        slots = (pages[:, :, None] * page + torch.arange(page)).view(seqs, ctx)
+        lens = torch.full((seqs,), ctx, dtype=torch.int32)
+        q = torch.randn(seqs, 9, 64)
+        k32, v32 = torch.randn(3, seqs * ctx, 64), torch.randn(3, seqs * ctx, 64)
+        kb, vb = k32.bfloat16(), v32.bfloat16()
+        cases["decode_attention_32x2000_fp32_cache"] = lambda: cpu_ops.paged_decode_attention(
+            q, k32, v32, slots, lens, 0.125
+        )
+        cases["decode_attention_32x2000_bf16_cache"] = lambda: cpu_ops.paged_decode_attention(
+            q, kb, vb, slots, lens, 0.125
+        )
+
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.rounds):  # alternate, so drift hits every case alike
         for name, fn in cases.items():
@@ -108,6 +126,12 @@ def main() -> None:
                 / statistics.median(times[f"logits_topk_{rows}_torch"]),
                 3,
             )
+    if "decode_attention_32x2000_bf16_cache" in times:
+        res["decode_attention_32x2000_bf16_cache_ratio"] = round(
+            statistics.median(times["decode_attention_32x2000_bf16_cache"])
+            / statistics.median(times["decode_attention_32x2000_fp32_cache"]),
+            3,
+        )
     res["greedy_32_ratio"] = round(
         statistics.median(times["greedy_32_exact_top16"]) / statistics.median(times["greedy_32_full_argmax"]),
         4,
