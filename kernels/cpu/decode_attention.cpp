@@ -103,9 +103,6 @@ GK_AVX512 void attend_group_avx512(
   }
 }
 
-// One (sequence, kv head) task, float32, head_dim 64, AVX2 + FMA (CPUs without AVX-512 BF16,
-// whose engine computes in fp32). Query heads one at a time, each held in 8 registers; the
-// task's keys and values (256 B a token) stay in L2 across the group's heads.
 // 8 cache values as fp32: loaded, or widened from bf16
 GK_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 GK_AVX2 inline __m256 load8(const at::BFloat16* p) {
@@ -113,59 +110,70 @@ GK_AVX2 inline __m256 load8(const at::BFloat16* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+// One (sequence, kv head) task, fp32 queries, head_dim 64, AVX2 + FMA (CPUs without AVX-512
+// BF16, whose engine computes in fp32). Each key is loaded (and widened) once for the group's
+// query heads; the values pass runs per head, the task's values staying in L2 between heads.
 template <typename C>  // the cache's dtype: float, or bf16 under fp32 compute
 GK_AVX2 void attend_group_avx2(const float* q, int64_t q_head_stride, int g, const C* k_base,
                                const C* v_base, int64_t slot_stride, const int64_t* slots, int64_t n,
                                float scale, float* scores, float* out, int64_t out_head_stride) {
   constexpr int kChunks = 8;  // 8-float chunks of a 64-float head
   const __m256 scale_v = _mm256_set1_ps(scale);
-  for (int j = 0; j < g; ++j) {
-    __m256 qv[kChunks];
-    for (int c = 0; c < kChunks; ++c) qv[c] = _mm256_loadu_ps(q + j * q_head_stride + 8 * c);
-    float* sj = scores + j * n;
-    __m256 mx = _mm256_set1_ps(-INFINITY);
-    alignas(32) float part[8][8];
-    for (int64_t t0 = 0; t0 < n; t0 += 8) {
-      const int m = n - t0 >= 8 ? 8 : static_cast<int>(n - t0);
-      for (int i = 0; i < 8; ++i) {
-        __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
-        if (i < m) {
-          const C* kr = k_base + slots[t0 + i] * slot_stride;
-          if (j == 0 && t0 + i + kPrefetchAhead < n) {
-            const char* nk = reinterpret_cast<const char*>(k_base + slots[t0 + i + kPrefetchAhead] * slot_stride);
-            for (int l = 0; l < 4; ++l) _mm_prefetch(nk + 64 * l, _MM_HINT_T0);
-          }
-          for (int c = 0; c < kChunks; c += 2) {
-            a = _mm256_fmadd_ps(qv[c], load8(kr + 8 * c), a);
-            b = _mm256_fmadd_ps(qv[c + 1], load8(kr + 8 * c + 8), b);
-          }
-        }
-        _mm256_store_ps(part[i], _mm256_add_ps(a, b));
+  // scores: each key is loaded (and widened) once for the whole group of query heads
+  alignas(32) float part[kMaxGroup][8][8];
+  alignas(32) float mx[kMaxGroup][8];
+  for (int j = 0; j < g; ++j) _mm256_store_ps(mx[j], _mm256_set1_ps(-INFINITY));
+  for (int64_t t0 = 0; t0 < n; t0 += 8) {
+    const int m = n - t0 >= 8 ? 8 : static_cast<int>(n - t0);
+    for (int i = 0; i < 8; ++i) {
+      if (i >= m) {
+        for (int j = 0; j < g; ++j) _mm256_store_ps(part[j][i], _mm256_setzero_ps());
+        continue;
       }
-      // lane i = the sum of part[i]: pairwise horizontal adds, then the two halves
-      const __m256 h01 = _mm256_hadd_ps(_mm256_load_ps(part[0]), _mm256_load_ps(part[1]));
-      const __m256 h23 = _mm256_hadd_ps(_mm256_load_ps(part[2]), _mm256_load_ps(part[3]));
-      const __m256 h45 = _mm256_hadd_ps(_mm256_load_ps(part[4]), _mm256_load_ps(part[5]));
-      const __m256 h67 = _mm256_hadd_ps(_mm256_load_ps(part[6]), _mm256_load_ps(part[7]));
+      const C* kr = k_base + slots[t0 + i] * slot_stride;
+      if (t0 + i + kPrefetchAhead < n) {
+        const char* nk = reinterpret_cast<const char*>(k_base + slots[t0 + i + kPrefetchAhead] * slot_stride);
+        for (int l = 0; l < static_cast<int>(64 * sizeof(C)); l += 64) _mm_prefetch(nk + l, _MM_HINT_T0);
+      }
+      __m256 kf[kChunks];
+      for (int c = 0; c < kChunks; ++c) kf[c] = load8(kr + 8 * c);
+      for (int j = 0; j < g; ++j) {
+        const float* qj = q + j * q_head_stride;
+        __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+        for (int c = 0; c < kChunks; c += 2) {
+          a = _mm256_fmadd_ps(_mm256_loadu_ps(qj + 8 * c), kf[c], a);
+          b = _mm256_fmadd_ps(_mm256_loadu_ps(qj + 8 * c + 8), kf[c + 1], b);
+        }
+        _mm256_store_ps(part[j][i], _mm256_add_ps(a, b));
+      }
+    }
+    for (int j = 0; j < g; ++j) {
+      // lane i = the sum of part[j][i]: pairwise horizontal adds, then the two halves
+      const __m256 h01 = _mm256_hadd_ps(_mm256_load_ps(part[j][0]), _mm256_load_ps(part[j][1]));
+      const __m256 h23 = _mm256_hadd_ps(_mm256_load_ps(part[j][2]), _mm256_load_ps(part[j][3]));
+      const __m256 h45 = _mm256_hadd_ps(_mm256_load_ps(part[j][4]), _mm256_load_ps(part[j][5]));
+      const __m256 h67 = _mm256_hadd_ps(_mm256_load_ps(part[j][6]), _mm256_load_ps(part[j][7]));
       const __m256 lo = _mm256_hadd_ps(h01, h23), hi = _mm256_hadd_ps(h45, h67);
       const __m256 sc = _mm256_mul_ps(_mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x20),
                                                     _mm256_permute2f128_ps(lo, hi, 0x31)),
                                       scale_v);
+      float* sj = scores + j * n;
       if (m == 8) {
         _mm256_storeu_ps(sj + t0, sc);
-        mx = _mm256_max_ps(mx, sc);
+        _mm256_store_ps(mx[j], _mm256_max_ps(_mm256_load_ps(mx[j]), sc));
       } else {
         alignas(32) float tail[8];
         _mm256_store_ps(tail, sc);
         for (int i = 0; i < m; ++i) sj[t0 + i] = tail[i];
         for (int i = m; i < 8; ++i) tail[i] = -INFINITY;
-        mx = _mm256_max_ps(mx, _mm256_load_ps(tail));
+        _mm256_store_ps(mx[j], _mm256_max_ps(_mm256_load_ps(mx[j]), _mm256_load_ps(tail)));
       }
     }
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, mx);
-    float m_all = lanes[0];
-    for (int i = 1; i < 8; ++i) m_all = lanes[i] > m_all ? lanes[i] : m_all;
+  }
+  for (int j = 0; j < g; ++j) {
+    float* sj = scores + j * n;
+    float m_all = mx[j][0];
+    for (int i = 1; i < 8; ++i) m_all = mx[j][i] > m_all ? mx[j][i] : m_all;
     const __m256 mv = _mm256_set1_ps(m_all);
     __m256 z = _mm256_setzero_ps();
     int64_t t = 0;
@@ -174,6 +182,7 @@ GK_AVX2 void attend_group_avx2(const float* q, int64_t q_head_stride, int g, con
       _mm256_storeu_ps(sj + t, e);
       z = _mm256_add_ps(z, e);
     }
+    alignas(32) float lanes[8];
     _mm256_store_ps(lanes, z);
     float sum = 0.f;
     for (int i = 0; i < 8; ++i) sum += lanes[i];
