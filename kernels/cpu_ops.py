@@ -1,16 +1,17 @@
 """C++ kernels for the CPU (sources in `kernels/cpu/`): decode attention straight from the
 paged KV cache (contract: `kernels.decode_attention_ref.paged_decode_attention_ref`, the
 Triton kernel's too), causal prefill attention from the cache (`prefill_attention.cpp`), the
-fused small steps of a bf16 layer (`fused_ops.cpp`), the widened logits with each row's top-k
-ids (`logits_topk.cpp`) and the output projection for a few rows (`head_gemv.cpp`).
+fused small steps of a layer (`fused_ops.cpp`), the widened logits with each row's top-k
+ids (`logits_topk.cpp`), the output projection for a few rows (`head_gemv.cpp`) and, for CPUs
+without bf16 arithmetic, linear layers over bf16 weights in fp32 (`linear_bf16w.cpp`).
 
 The library is compiled on first use by torch's extension builder (a C++ compiler and ninja, ~15 s) into
 GATEWAY_KERNEL_DIR (default ~/.cache/deepseek-gateway/kernels), one folder per source, torch
 and Python version, and later processes load the library from there without a compiler (the
-container image ships it prebuilt). It picks its AVX-512 paths at run time, so one build
-serves every x86-64 CPU. Where it cannot be built, `load()` says why in a warning and returns
-False; the engine then runs PyTorch ops. GATEWAY_CPU_KERNELS=0 turns the kernels off;
-GATEWAY_CPU_KERNELS=portable keeps them but skips their AVX-512 paths.
+container image ships it prebuilt). It picks its AVX-512 and AVX2 paths at run time, so one
+build serves every x86-64 CPU. Where it cannot be built, `load()` says why in a warning and
+returns False; the engine then runs PyTorch ops. GATEWAY_CPU_KERNELS=0 turns the kernels off;
+GATEWAY_CPU_KERNELS=portable keeps them but skips their AVX-512 and AVX2 paths.
 """
 
 from __future__ import annotations
