@@ -9,8 +9,11 @@ the next-token distributions, and how often the variant's top token is the refer
 Variants: `bf16` (the engine's numerics), `w8` (int8 per-channel weights, bf16 inputs),
 `w8a8` (int8 weights and per-token int8 inputs, what int8 VNNI GEMMs compute),
 `w8a8_smooth` (w8a8 after SmoothQuant-style scaling of the input channels, alpha 0.7,
-calibrated on other prompts) and `q4_a8_g32` (the file's exact Q4_1 weights with inputs in
-int8 per token and group of 32 channels, as a Q4_1 x Q8 integer kernel would compute). The
+calibrated on other prompts), `q4_a8_g32` (the file's exact Q4_1 weights with inputs in
+int8 per token and group of 32 channels, as a Q4_1 x Q8 integer kernel would compute) and,
+where the AVX2 kernels run, `bf16_weights_fp32_compute` (what `dtype=auto` runs on CPUs
+without bf16 arithmetic: bf16 weights and KV cache, fp32 activations; `--only` picks
+variants, e.g. `--only bf16,bf16_weights_fp32_compute`). The
 int8 products are emulated in fp32 (exact for int8 values and sums below 2^24): this
 measures numerics, not speed.
 """
@@ -32,6 +35,7 @@ from inference.gguf_loader import load_gguf  # noqa: E402
 from inference.model import AttnMetadata, KVCache, LlamaModel, PrefillSegment, _as_tensor, _cat  # noqa: E402
 from inference.quant import QLinear  # noqa: E402
 from inference.tokenizer import ChatTokenizer  # noqa: E402
+from kernels import cpu_ops  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routing"
 LINEARS = (1, 2, 4, 5)  # qkv, o, gate_up, down in a layer's tuple
@@ -130,6 +134,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", default="", help="comma-separated variants to run (default: all)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     g = load_gguf(None)
@@ -161,14 +166,30 @@ def main() -> None:
 
     reference = build(g, torch.float32)
     dense = dense_weights(g)
-    variants = {
-        "bf16": build(g, torch.bfloat16),
-        "w8": int8_model(False, None),
-        "w8a8": int8_model(True, None),
-        "w8a8_smooth": int8_model(True, 0.7),
-        "q4_a8_g32": build(g, torch.bfloat16),
+
+    def q4_a8_g32() -> LlamaModel:
+        m = build(g, torch.bfloat16)
+        swap_linears(m, lambda i, j, lin: GroupInt8InputLinear(dense[i, j]))
+        return m
+
+    builders = {
+        "bf16": lambda: build(g, torch.bfloat16),
+        "w8": lambda: int8_model(False, None),
+        "w8a8": lambda: int8_model(True, None),
+        "w8a8_smooth": lambda: int8_model(True, 0.7),
+        "q4_a8_g32": q4_a8_g32,
     }
-    swap_linears(variants["q4_a8_g32"], lambda i, j, lin: GroupInt8InputLinear(dense[i, j]))
+    if cpu_ops.avx2_fma():  # what dtype auto runs on CPUs without bf16 arithmetic (C++ kernels)
+        builders["bf16_weights_fp32_compute"] = lambda: LlamaModel(
+            g.config,
+            g.tensors,
+            torch.float32,
+            torch.device("cpu"),
+            int4_max_rows=0,
+            weight_dtype=torch.bfloat16,
+        )
+    wanted = args.only.split(",") if args.only else list(builders)
+    variants = {name: make() for name, make in builders.items() if name in wanted}
     sums = {name: {"nll": 0.0, "kl": 0.0, "max_kl": 0.0, "agree": 0, "tokens": 0} for name in variants}
     ref_nll, positions = 0.0, 0
     for text in texts:
