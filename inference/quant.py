@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kernels import cpu_ops
+
 Q4_1_BLOCK = 32
 Q4_1_BYTES = 20  # f16 d, f16 m, 16 bytes of nibbles
 
@@ -70,11 +72,7 @@ def prepack_available(device: torch.device, dtype: torch.dtype) -> bool:
 
 def bf16_panels_available(device: torch.device) -> bool:
     """Whether `linear_bf16w` (fp32 x, bf16 weight panels; AVX2 + FMA) runs here."""
-    if device.type != "cpu":
-        return False
-    from kernels import cpu_ops
-
-    return cpu_ops.avx2_fma()
+    return device.type == "cpu" and cpu_ops.avx2_fma()
 
 
 def int4_available() -> bool:
@@ -131,8 +129,6 @@ class QLinear:
         self.dense: torch.Tensor | None = None
         bf16_under_fp32 = weight_dtype == torch.bfloat16 and dtype == torch.float32
         if bf16_under_fp32 and kernel and bf16_panels_available(device):
-            from kernels import cpu_ops
-
             self.panels = cpu_ops.pack_bf16_weight(dense)
             self.dense = dense.to(device) if keep_dense else None
             return
@@ -143,8 +139,6 @@ class QLinear:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.panels is not None:
-            from kernels import cpu_ops
-
             return cpu_ops.linear_bf16w(x, self.panels, self.out_features)
         if x.shape[0] <= self.max_m:
             assert self.packed is not None and self.sz is not None
