@@ -5,10 +5,12 @@ bytes of fp32 weights, for every batch size).
 
 `QLinear` picks the kernel by the number of rows: the int4 kernel reads ~4x fewer bytes and
 wins while decoding a few tokens (memory bound); bf16 GEMM wins for larger batches and
-prefill (compute bound). On the CPU the bf16 weight is reordered once, at load, into
-oneDNN's blocked layout: a plain `F.linear` reorders it on every call, which cost ~40% of
-the layer GEMMs at 32 rows (measured: 0.42 vs 0.24 ms per layer). The results are bitwise
-those of `F.linear`, and a row's result does not depend on the other rows."""
+prefill (compute bound). On AVX-512 BF16 CPUs the bf16 weight is packed once, at load, into
+the panels of `kernels/cpu/linear_bf16.cpp` (0.82x oneDNN's time for a 32-row step's layers,
+0.96x at 1,000 rows: bench/linear_bf16.py); elsewhere it is reordered once into oneDNN's
+blocked layout: a plain `F.linear` reorders it on every call, which cost ~40% of the layer
+GEMMs at 32 rows (measured: 0.42 vs 0.24 ms per layer). Either way a row's result does not
+depend on the other rows."""
 
 from __future__ import annotations
 
@@ -75,6 +77,11 @@ def bf16_panels_available(device: torch.device) -> bool:
     return device.type == "cpu" and cpu_ops.avx2_fma()
 
 
+def bf16_pairs_available(device: torch.device, dtype: torch.dtype, k: int) -> bool:
+    """Whether `linear_bf16` (bf16 x and y, packed bf16 weight; AVX-512 BF16) runs here."""
+    return device.type == "cpu" and dtype == torch.bfloat16 and k % 2 == 0 and cpu_ops.avx512_bf16()
+
+
 def int4_available() -> bool:
     return hasattr(torch, "_convert_weight_to_int4pack_for_cpu") and hasattr(
         torch, "_weight_int4pack_mm_for_cpu"
@@ -82,13 +89,14 @@ def int4_available() -> bool:
 
 
 class QLinear:
-    """y = x @ W.T with W held densely (dtype; in oneDNN's layout on the CPU) and, on the CPU,
-    as packed int4. `keep_dense` keeps a plain copy too (for callers that index rows).
+    """y = x @ W.T with W held densely (dtype; as `linear_bf16` panels or in oneDNN's layout on
+    the CPU) and, on the CPU, as packed int4. `keep_dense` keeps a plain copy too (for callers
+    that index rows).
 
     `weight_dtype=torch.bfloat16` with `dtype=torch.float32`: W rounded to bf16, x and y fp32;
     held as `linear_bf16w` panels where that kernel runs, else densely (the same weights)."""
 
-    __slots__ = ("dense", "onednn", "packed", "sz", "max_m", "out_features", "panels")
+    __slots__ = ("dense", "onednn", "packed", "sz", "max_m", "out_features", "panels", "pairs")
 
     def __init__(
         self,
@@ -98,9 +106,10 @@ class QLinear:
         int4_max_rows: int,
         keep_dense: bool = False,
         weight_dtype: torch.dtype | None = None,
-        kernel: bool = True,  # False: PyTorch ops even where the bf16-weight kernel runs
+        kernel: bool = True,  # False: PyTorch ops even where our linear kernels run
     ) -> None:
         self.panels: torch.Tensor | None = None
+        self.pairs: torch.Tensor | None = None
         self.packed: torch.Tensor | None = None
         self.sz: torch.Tensor | None = None
         self.max_m = -1
@@ -133,6 +142,10 @@ class QLinear:
             self.dense = dense.to(device) if keep_dense else None
             return
         dense = dense.to(device=device, dtype=dtype).contiguous()
+        if kernel and bf16_pairs_available(device, dtype, dense.shape[1]):
+            self.pairs = cpu_ops.pack_bf16_pairs(dense)
+            self.dense = dense if keep_dense else None
+            return
         if prepack_available(device, dtype):
             self.onednn = torch.ops.mkldnn._reorder_linear_weight(dense, 32)
         self.dense = dense if keep_dense or self.onednn is None else None
@@ -143,6 +156,8 @@ class QLinear:
         if x.shape[0] <= self.max_m:
             assert self.packed is not None and self.sz is not None
             return torch._weight_int4pack_mm_for_cpu(x, self.packed, Q4_1_BLOCK, self.sz)
+        if self.pairs is not None:
+            return cpu_ops.linear_bf16(x, self.pairs, self.out_features)
         if self.onednn is not None:
             return torch.ops.mkldnn._linear_pointwise(x, self.onednn, None, "none", [], "")
         assert self.dense is not None

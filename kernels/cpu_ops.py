@@ -2,8 +2,9 @@
 paged KV cache (contract: `kernels.decode_attention_ref.paged_decode_attention_ref`, the
 Triton kernel's too), causal prefill attention from the cache (`prefill_attention.cpp`), the
 fused small steps of a layer (`fused_ops.cpp`), the widened logits with each row's top-k
-ids (`logits_topk.cpp`), the output projection for a few rows (`head_gemv.cpp`) and, for CPUs
-without bf16 arithmetic, linear layers over bf16 weights in fp32 (`linear_bf16w.cpp`).
+ids (`logits_topk.cpp`), the output projection for a few rows (`head_gemv.cpp`), bf16 linear
+layers over packed weights (`linear_bf16.cpp`, AVX-512 BF16) and, for CPUs without bf16
+arithmetic, linear layers over bf16 weights in fp32 (`linear_bf16w.cpp`).
 
 The library is compiled on first use by torch's extension builder (a C++ compiler and ninja, ~15 s) into
 GATEWAY_KERNEL_DIR (default ~/.cache/deepseek-gateway/kernels), one folder per source, torch
@@ -188,3 +189,21 @@ def pack_bf16_weight(w: torch.Tensor) -> torch.Tensor:
 def linear_bf16w(x: torch.Tensor, packed: torch.Tensor, n: int) -> torch.Tensor:
     """x @ W.T in fp32 with W packed by `pack_bf16_weight` (n = W's rows); x [M, K] float32."""
     return torch.ops.gateway_kernels.linear_bf16w(x, packed, n)
+
+
+def pack_bf16_pairs(w: torch.Tensor) -> torch.Tensor:
+    """W [N, K] -> the panels `linear_bf16` reads: [ceil(N/16), K/2, 16, 2] bf16, each pair of
+    k of 16 outputs in one 64-byte row (zero rows pad the last panel); K must be even."""
+    n, k = w.shape
+    if k % 2:
+        raise ValueError("pack_bf16_pairs needs an even K")
+    panels = -(-n // 16)
+    padded = torch.zeros((panels * 16, k), dtype=torch.bfloat16, device=w.device)
+    padded[:n] = w
+    return padded.view(panels, 16, k // 2, 2).transpose(1, 2).contiguous()
+
+
+def linear_bf16(x: torch.Tensor, packed: torch.Tensor, n: int) -> torch.Tensor:
+    """x @ W.T in bf16 (fp32 sums rounded once) with W packed by `pack_bf16_pairs` (n = W's
+    rows); x [M, K] bfloat16. Needs `avx512_bf16()`."""
+    return torch.ops.gateway_kernels.linear_bf16(x, packed, n)
