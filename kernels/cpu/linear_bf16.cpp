@@ -28,7 +28,7 @@ constexpr int kTilePanels = 3;
 // R rows of x (stride ldx elements) against P consecutive panels of K/2 pairs each
 template <int R, int P>
 GK_AVX512 void tile(const uint16_t* x, int64_t ldx, int64_t pairs, const uint16_t* panel, uint16_t* y,
-                    int64_t ldy, int64_t count) {
+                    int64_t ldy, int64_t count, const char* next) {
   __m512 acc[R][P];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -39,6 +39,10 @@ GK_AVX512 void tile(const uint16_t* x, int64_t ldx, int64_t pairs, const uint16_
     __m512bh w[P];
 #pragma GCC unroll 3
     for (int p = 0; p < P; ++p) w[p] = (__m512bh)_mm512_loadu_si512(panel + p * panel_elems + kk * 2 * kPanel);
+    if (next != nullptr) {
+#pragma GCC unroll 3
+      for (int p = 0; p < kTilePanels; ++p) _mm_prefetch(next + (p * panel_elems + kk * 2 * kPanel) * 2, _MM_HINT_T1);
+    }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       int32_t pair;
@@ -59,25 +63,25 @@ GK_AVX512 void tile(const uint16_t* x, int64_t ldx, int64_t pairs, const uint16_
 
 template <int P>
 GK_AVX512 void rows_tile(int rows, const uint16_t* x, int64_t ldx, int64_t pairs, const uint16_t* panel,
-                         uint16_t* y, int64_t ldy, int64_t count) {
+                         uint16_t* y, int64_t ldy, int64_t count, const char* next) {
   switch (rows) {
-    case 1: return tile<1, P>(x, ldx, pairs, panel, y, ldy, count);
-    case 2: return tile<2, P>(x, ldx, pairs, panel, y, ldy, count);
-    case 3: return tile<3, P>(x, ldx, pairs, panel, y, ldy, count);
-    case 4: return tile<4, P>(x, ldx, pairs, panel, y, ldy, count);
-    case 5: return tile<5, P>(x, ldx, pairs, panel, y, ldy, count);
-    case 6: return tile<6, P>(x, ldx, pairs, panel, y, ldy, count);
-    case 7: return tile<7, P>(x, ldx, pairs, panel, y, ldy, count);
-    default: return tile<8, P>(x, ldx, pairs, panel, y, ldy, count);
+    case 1: return tile<1, P>(x, ldx, pairs, panel, y, ldy, count, next);
+    case 2: return tile<2, P>(x, ldx, pairs, panel, y, ldy, count, next);
+    case 3: return tile<3, P>(x, ldx, pairs, panel, y, ldy, count, next);
+    case 4: return tile<4, P>(x, ldx, pairs, panel, y, ldy, count, next);
+    case 5: return tile<5, P>(x, ldx, pairs, panel, y, ldy, count, next);
+    case 6: return tile<6, P>(x, ldx, pairs, panel, y, ldy, count, next);
+    case 7: return tile<7, P>(x, ldx, pairs, panel, y, ldy, count, next);
+    default: return tile<8, P>(x, ldx, pairs, panel, y, ldy, count, next);
   }
 }
 
 GK_AVX512 void panels_tile(int rows, int panels, const uint16_t* x, int64_t ldx, int64_t pairs,
-                           const uint16_t* panel, uint16_t* y, int64_t ldy, int64_t count) {
+                           const uint16_t* panel, uint16_t* y, int64_t ldy, int64_t count, const char* next) {
   switch (panels) {
-    case 1: return rows_tile<1>(rows, x, ldx, pairs, panel, y, ldy, count);
-    case 2: return rows_tile<2>(rows, x, ldx, pairs, panel, y, ldy, count);
-    default: return rows_tile<3>(rows, x, ldx, pairs, panel, y, ldy, count);
+    case 1: return rows_tile<1>(rows, x, ldx, pairs, panel, y, ldy, count, next);
+    case 2: return rows_tile<2>(rows, x, ldx, pairs, panel, y, ldy, count, next);
+    default: return rows_tile<3>(rows, x, ldx, pairs, panel, y, ldy, count, next);
   }
 }
 
@@ -110,7 +114,12 @@ at::Tensor linear_bf16(const at::Tensor& x, const at::Tensor& packed, int64_t N)
         const int64_t n0 = p * kPanel, count = std::min(np * kPanel, N - n0);
         for (int64_t m = 0; m < M; m += kTileRows) {
           const int rows = static_cast<int>(std::min<int64_t>(kTileRows, M - m));
-          panels_tile(rows, np, xp + m * ldx, ldx, pairs, wp + p * pairs * 2 * kPanel, yp + m * N + n0, N, count);
+          // the first row tile fetches the next full group into L2 meanwhile
+          const char* next = m == 0 && g + 1 < g1 && p + 2 * kTilePanels <= panels
+                                 ? reinterpret_cast<const char*>(wp + (p + kTilePanels) * pairs * 2 * kPanel)
+                                 : nullptr;
+          panels_tile(rows, np, xp + m * ldx, ldx, pairs, wp + p * pairs * 2 * kPanel, yp + m * N + n0, N, count,
+                      next);
         }
       }
     }
