@@ -3,8 +3,9 @@
     .venv/bin/python bench/engine_parts.py [--threads 2] [--rounds 5]
 
 - linear layers of one decoder layer (qkv, o, gate_up, down of SmolLM2-135M) and the output
-  projection, bf16: `F.linear` on a plain weight vs the weight reordered once into oneDNN's
-  layout (`QLinear`), at 1 and 32 rows;
+  projection, bf16: `F.linear` on a plain weight vs the weight prepared once by `QLinear`
+  (packed for `kernels/cpu/linear_bf16.cpp` on AVX-512 BF16 CPUs, else reordered into
+  oneDNN's layout), at 1 and 32 rows;
 - the greedy choice over a 32 x 49,152 logits batch: `argmax` over the vocabulary vs the best
   of each row's 16 exactly recomputed logits (`inference.sampler.greedy`);
 - the output projection for one row: the prepacked bf16 GEMM vs the C++ fp32-output GEMV
