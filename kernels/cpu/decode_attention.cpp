@@ -25,11 +25,30 @@ constexpr int kMaxGroup = 16;  // query heads per kv head
 constexpr int kMaxHeadDim = 256;
 constexpr int kPrefetchAhead = 16;  // tokens: one page of 16 ahead
 
+// The task a thread runs next: its keys and values are fetched into L2 while this one runs
+// (a decode step's cache is far bigger than the caches: without it, a task's first pages
+// arrive one miss at a time)
+struct Next {
+  const char* k = nullptr;
+  const char* v = nullptr;
+  const int64_t* slots = nullptr;
+  int64_t n = 0, slot_bytes = 0;
+
+  void fetch(int64_t t) const {
+    if (t >= n) return;
+    const int64_t off = slots[t] * slot_bytes;
+    for (int64_t l = 0; l < 128; l += 64) {  // 64 bf16: two lines per key and per value
+      _mm_prefetch(k + off + l, _MM_HINT_T1);
+      _mm_prefetch(v + off + l, _MM_HINT_T1);
+    }
+  }
+};
+
 // One (sequence, kv head) task, head_dim 64, AVX-512 with bf16 dot products.
 GK_AVX512 void attend_group_avx512(
     const uint16_t* q, int64_t q_head_stride, int g, const uint16_t* k_base, const uint16_t* v_base,
     int64_t slot_stride, const int64_t* slots, int64_t n, float scale, float* scores, uint16_t* out,
-    int64_t out_head_stride) {
+    int64_t out_head_stride, const Next& next) {
   constexpr int G_MAX = 8;
   constexpr int PF = kPrefetchAhead;
   __m512bh qv[G_MAX][2];
@@ -42,6 +61,7 @@ GK_AVX512 void attend_group_avx512(
     const int m = n - t0 >= 16 ? 16 : static_cast<int>(n - t0);
     for (int i = 0; i < m; ++i) {
       const uint16_t* kr = k_base + slots[t0 + i] * slot_stride;
+      next.fetch(t0 + i);
       // the cache is far bigger than the caches: fetch the next tile's keys and this
       // token's values (read by the second pass) ahead of use
       if (t0 + i + PF < n) {
@@ -267,6 +287,12 @@ void run_tasks(const Args& a, const T* qp, const C* kp, const C* vp, T* op) {
     std::vector<float> scores;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / a.KVH, h = task % a.KVH, n = a.lens[b];
+      Next next;
+      if (task + 1 < end) {
+        const int64_t nb = (task + 1) / a.KVH, nh = (task + 1) % a.KVH;
+        next = Next{reinterpret_cast<const char*>(kp + nh * a.ks0), reinterpret_cast<const char*>(vp + nh * a.ks0),
+                    a.slots + nb * a.L, a.lens[nb], a.ks1 * static_cast<int64_t>(sizeof(C))};
+      }
       scores.resize(static_cast<size_t>(a.g * n));
       const T* qh = qp + b * a.qs0 + h * a.g * a.qs1;
       T* oh = op + (b * a.H + h * a.g) * a.D;
@@ -276,7 +302,7 @@ void run_tasks(const Args& a, const T* qp, const C* kp, const C* vp, T* op) {
           attend_group_avx512(reinterpret_cast<const uint16_t*>(qh), a.qs1, a.g,
                               reinterpret_cast<const uint16_t*>(kp + h * a.ks0),
                               reinterpret_cast<const uint16_t*>(vp + h * a.ks0), a.ks1, sl, n, a.scale,
-                              scores.data(), reinterpret_cast<uint16_t*>(oh), a.D);
+                              scores.data(), reinterpret_cast<uint16_t*>(oh), a.D, next);
           continue;
         }
       }
