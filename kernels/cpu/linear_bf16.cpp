@@ -1,13 +1,14 @@
-// y = x @ W^T in bf16 for decode batches on AVX-512 BF16 CPUs: x [M, K] and y bf16, W packed
-// once (`kernels.cpu_ops.pack_bf16_pairs`) into panels of 16 outputs, [ceil(N/16), K/2, 16, 2]:
+// y = x @ W^T in bf16 on AVX-512 BF16 CPUs, for every step of more than 4 rows (decode
+// batches, prefill, the output projection): x [M, K] and y bf16, W packed once
+// (`kernels.cpu_ops.pack_bf16_pairs`) into panels of 16 outputs, [ceil(N/16), K/2, 16, 2]:
 // one 64-byte load holds two k of 16 outputs, the operand `vdpbf16ps` multiplies by a
 // broadcast pair of x. A tile of up to 8 rows x 3 panels keeps 24 fp32 accumulators in
 // registers over all of K; the output is rounded to bf16 once (nearest even), as oneDNN's.
 //
-// At 5-64 rows (many streams decoding) oneDNN's blocked bf16 GEMM spends most of a decode
-// step here at well under this CPU's dot-product rate; the tiles above keep the multiply
-// units busy. Every output is one chain of dot products over k from zero, whatever the tile:
-// a row's result does not depend on the batch.
+// oneDNN's bf16 GEMM, which this replaces, ran a 32-row step's layers at ~290 GFLOP/s where
+// this CPU's dot products allow ~460; these tiles reach ~440 with the weights in cache and
+// ~380 with them coming from memory (bench/linear_bf16.py). Every output is one chain of dot
+// products over k from zero, whatever the tile: a row's result does not depend on the batch.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -25,7 +26,8 @@ constexpr int64_t kPanel = 16;  // outputs per packed panel
 constexpr int kTileRows = 8;
 constexpr int kTilePanels = 3;
 
-// R rows of x (stride ldx elements) against P consecutive panels of K/2 pairs each
+// R rows of x (stride ldx elements) against P consecutive panels of K/2 pairs each; `next`
+// (or nullptr): the panel group to fetch into L2 meanwhile
 template <int R, int P>
 GK_AVX512 void tile(const uint16_t* x, int64_t ldx, int64_t pairs, const uint16_t* panel, uint16_t* y,
                     int64_t ldy, int64_t count, const char* next) {
@@ -101,8 +103,9 @@ at::Tensor linear_bf16(const at::Tensor& x, const at::Tensor& packed, int64_t N)
   const int64_t ldx = x.stride(0);
   const auto* wp = reinterpret_cast<const uint16_t*>(packed.const_data_ptr<at::BFloat16>());
   auto* yp = reinterpret_cast<uint16_t*>(y.mutable_data_ptr<at::BFloat16>());
-  // a task: a group of up to 3 panels against every row; the groups are split evenly between
-  // the threads, and each group stays in L2 while the row tiles pass over it
+  // a thread takes an even share of the groups of 3 panels and runs each against every row:
+  // the group stays in L2 while the row tiles pass over it, and the first tile fetches the
+  // next group
   const int64_t groups = (panels + kTilePanels - 1) / kTilePanels;
   const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), groups));
   at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
