@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import torch
 
@@ -62,8 +63,15 @@ def _npu_available() -> bool:
 
 
 def cpu_supports_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic (AVX512_BF16 dot products, or AMX). oneDNN also
+    runs bf16 on AVX-512 CPUs without it (Skylake-SP to Ice Lake), by emulation at ~1/3 of
+    its fp32 rate; there fp32 compute over bf16 weights is faster. GATEWAY_CPU_KERNELS=avx2
+    answers as such a CPU would."""
+    if os.environ.get("GATEWAY_CPU_KERNELS", "").strip().lower() == "avx2":
+        return False
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return bool(native and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except Exception:  # noqa: BLE001
         return False
 

@@ -12,7 +12,9 @@ and Python version, and later processes load the library from there without a co
 container image ships it prebuilt). It picks its AVX-512 and AVX2 paths at run time, so one
 build serves every x86-64 CPU. Where it cannot be built, `load()` says why in a warning and
 returns False; the engine then runs PyTorch ops. GATEWAY_CPU_KERNELS=0 turns the kernels off;
-GATEWAY_CPU_KERNELS=portable keeps them but skips their AVX-512 and AVX2 paths.
+GATEWAY_CPU_KERNELS=portable keeps them but skips their AVX-512 and AVX2 paths; =avx2 skips
+the AVX-512 ones (and `inference.device.cpu_supports_bf16` answers no): a CPU without
+AVX512_BF16, on any machine.
 """
 
 from __future__ import annotations

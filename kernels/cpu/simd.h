@@ -9,10 +9,20 @@
 
 namespace gateway_kernels {
 
+inline bool kernel_mode_is(const char* want) {
+  const char* mode = std::getenv("GATEWAY_CPU_KERNELS");
+  return mode && std::strcmp(mode, want) == 0;
+}
+
 // GATEWAY_CPU_KERNELS=portable takes the portable paths only (tests run both)
 inline bool portable_only() {
-  static const char* mode = std::getenv("GATEWAY_CPU_KERNELS");
-  static const bool yes = mode && std::strcmp(mode, "portable") == 0;
+  static const bool yes = kernel_mode_is("portable");
+  return yes;
+}
+
+// GATEWAY_CPU_KERNELS=avx2 skips the AVX-512 paths: what a CPU without AVX512_BF16 runs
+inline bool avx512_off() {
+  static const bool yes = portable_only() || kernel_mode_is("avx2");
   return yes;
 }
 
@@ -21,7 +31,7 @@ inline bool portable_only() {
 
 // The AVX-512 paths need bf16 conversions and dot products (AVX512_BF16).
 inline bool has_avx512_bf16() {
-  static const bool yes = !portable_only() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+  static const bool yes = !avx512_off() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                           __builtin_cpu_supports("avx512bf16");
   return yes;

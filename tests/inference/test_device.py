@@ -30,6 +30,21 @@ def test_weights_in_bf16_under_fp32_compute_only_for_auto_on_cpus_without_bf16()
     assert resolve_weight_dtype("bf16", cpu, torch.bfloat16) == torch.bfloat16
 
 
+def test_avx2_mode_answers_as_a_cpu_without_bf16(monkeypatch):
+    """GATEWAY_CPU_KERNELS=avx2: auto numerics as on a CPU without bf16 arithmetic (oneDNN's
+    emulated bf16 on AVX-512 parts before AVX512_BF16 is ~1/3 of its fp32 rate)."""
+    from kernels import cpu_ops
+
+    # the kernels read the variable once, when first asked: ask before setting it here
+    want = torch.bfloat16 if cpu_ops.avx2_fma() else torch.float32
+    monkeypatch.setenv("GATEWAY_CPU_KERNELS", "avx2")
+    cpu = torch.device("cpu")
+    assert not cpu_supports_bf16()
+    assert resolve_dtype("auto", cpu) == torch.float32
+    assert resolve_weight_dtype("auto", cpu, torch.float32) == want
+    assert resolve_dtype("bf16", cpu) == torch.bfloat16  # an explicit choice still holds
+
+
 def test_cuda_missing_is_a_clear_error():
     with pytest.raises(DeviceUnavailableError, match="CUDA"):
         resolve_device("cuda")

@@ -342,3 +342,40 @@ async def test_reasoning_never_exceeds_max_tokens(model, engine):
         )
         assert fin.usage.completion_tokens <= max_tokens
         assert fin.usage.reasoning_tokens <= fin.usage.completion_tokens
+
+
+def test_engine_tests_pass_as_on_a_cpu_without_bf16():
+    """GATEWAY_CPU_KERNELS=avx2 runs the engine as a CPU without AVX512_BF16 does (AVX2-only
+    parts, or AVX-512 parts before it): fp32 compute over bf16 weights, the AVX2 kernels. On a
+    CPU with bf16 arithmetic, run this file and the decode-kernel engine tests again that way."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from inference.device import cpu_supports_bf16
+    from kernels import cpu_ops
+
+    if not cpu_supports_bf16() or not cpu_ops.avx2_fma():
+        pytest.skip("this run already is the CPU without bf16 (or has no AVX2)")
+    tests = Path(__file__).parents[1]
+    env = {**os.environ, "GATEWAY_CPU_KERNELS": "avx2"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "not without_bf16",
+            str(tests / "inference" / "test_engine.py"),
+            str(tests / "kernels" / "test_decode_kernel_in_engine.py"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
