@@ -1,7 +1,8 @@
-"""Weight formats for the CPU: Q4_1 blocks kept as packed int4 (exact: Q4_1's w = d*q + m is
-int4 with a group-32 scale and zero), dense bf16 for larger batches; or, on CPUs without bf16
-arithmetic, bf16 weights under fp32 arithmetic (`kernels/cpu/linear_bf16w.cpp`: half the
-bytes of fp32 weights, for every batch size).
+"""Weight formats for the CPU: Q4_1 blocks kept as packed int4 (Q4_1's w = d*q + m is int4
+with a group-32 scale and zero; the kernel holds those two in bf16, within 2^-9 of the file's),
+dense bf16 for larger batches; or, on CPUs without bf16 arithmetic, bf16 weights under fp32
+arithmetic (`kernels/cpu/linear_bf16w.cpp`: half the bytes of fp32 weights, for every batch
+size; where torch's int4 kernel has AVX-512 code, it still takes 1-4 rows).
 
 `QLinear` picks the kernel by the number of rows: the int4 kernel reads ~4x fewer bytes and
 wins while decoding a few tokens (memory bound); bf16 GEMM wins for larger batches and
@@ -88,13 +89,22 @@ def int4_available() -> bool:
     )
 
 
+def int4_under_fp32() -> bool:
+    """Whether fp32 compute over bf16 weights should still take the int4 kernel (bf16 inputs)
+    for a few rows: where torch runs it with AVX-512 (CPUs before AVX512_BF16) it streams 4x
+    fewer bytes than the bf16 panels (a single-stream step's layers 4.7 vs 7.1 ms, 30 layers
+    from memory); its AVX2 code is no faster than them (7.7 vs 7.7 ms)."""
+    return torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
 class QLinear:
     """y = x @ W.T with W held densely (dtype; as `linear_bf16` panels or in oneDNN's layout on
     the CPU) and, on the CPU, as packed int4. `keep_dense` keeps a plain copy too (for callers
     that index rows).
 
     `weight_dtype=torch.bfloat16` with `dtype=torch.float32`: W rounded to bf16, x and y fp32;
-    held as `linear_bf16w` panels where that kernel runs, else densely (the same weights)."""
+    held as `linear_bf16w` panels where that kernel runs, else densely (the same weights);
+    a few rows take the int4 kernel in bf16 where `int4_under_fp32`."""
 
     __slots__ = ("dense", "onednn", "packed", "sz", "max_m", "out_features", "panels", "pairs")
 
@@ -115,9 +125,10 @@ class QLinear:
         self.max_m = -1
         if isinstance(w, Q4_1Weight):
             dense = torch.from_numpy(w.dequantize())
+            bf16_math = dtype == torch.bfloat16 or (weight_dtype == torch.bfloat16 and int4_under_fp32())
             use_int4 = (
                 device.type == "cpu"
-                and dtype == torch.bfloat16
+                and bf16_math
                 and int4_max_rows > 0
                 and int4_available()
                 and w.q.shape[1] % 64 == 0
@@ -127,7 +138,7 @@ class QLinear:
                 self.packed = torch._convert_weight_to_int4pack_for_cpu(qi, 2)
                 d = torch.from_numpy(w.d)
                 zero = torch.from_numpy(w.m) + 8.0 * d  # kernel computes (q - 8) * s + z
-                self.sz = torch.stack([d.t(), zero.t()], dim=-1).contiguous().to(dtype)
+                self.sz = torch.stack([d.t(), zero.t()], dim=-1).contiguous().to(torch.bfloat16)
                 self.max_m = int4_max_rows
         else:
             dense = w
@@ -151,11 +162,15 @@ class QLinear:
         self.dense = dense if keep_dense or self.onednn is None else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.panels is not None:
-            return cpu_ops.linear_bf16w(x, self.panels, self.out_features)
         if x.shape[0] <= self.max_m:
             assert self.packed is not None and self.sz is not None
-            return torch._weight_int4pack_mm_for_cpu(x, self.packed, Q4_1_BLOCK, self.sz)
+            if x.dtype == torch.bfloat16:
+                return torch._weight_int4pack_mm_for_cpu(x, self.packed, Q4_1_BLOCK, self.sz)
+            # fp32 compute (see `int4_under_fp32`): the kernel's bf16 in and out
+            y = torch._weight_int4pack_mm_for_cpu(x.bfloat16(), self.packed, Q4_1_BLOCK, self.sz)
+            return y.to(x.dtype)
+        if self.panels is not None:
+            return cpu_ops.linear_bf16w(x, self.panels, self.out_features)
         if self.pairs is not None:
             return cpu_ops.linear_bf16(x, self.pairs, self.out_features)
         if self.onednn is not None:

@@ -91,3 +91,38 @@ def test_qlinear_holds_bf16_panels_under_fp32_compute():
     want = x.double() @ w32.bfloat16().double().t()
     for layer in (fast, plain):
         torch.testing.assert_close(layer(x).double(), want, rtol=2e-5, atol=2e-4)
+
+
+@pytest.mark.parametrize("avx512", [True, False])
+def test_int4_for_a_few_rows_only_where_torch_vectorises_it_with_avx512(monkeypatch, avx512):
+    """fp32 compute over bf16 weights: 1-4 rows take the file's exact Q4_1 values through the
+    int4 kernel (bf16 in and out) where torch runs it with AVX-512; else the panels."""
+    import numpy as np
+
+    from inference import quant
+
+    monkeypatch.setattr(quant, "int4_under_fp32", lambda: avx512)
+    g = np.random.default_rng(0)
+    n, k = 48, 128
+    w = quant.Q4_1Weight(
+        q=g.integers(0, 16, (n, k)),
+        d=g.uniform(0.001, 0.01, (n, k // 32)).astype(np.float32),
+        m=g.uniform(-0.08, 0.0, (n, k // 32)).astype(np.float32),
+    )
+    layer = QLinear(w, torch.float32, torch.device("cpu"), 4, weight_dtype=torch.bfloat16)
+    assert (layer.packed is not None) == (avx512 and quant.int4_available())
+    exact = torch.from_numpy(w.dequantize()).double()
+    # the int4 kernel's weights: (q - 8) * scale + zero, with scale and zero held in bf16
+    d = torch.from_numpy(w.d).double().repeat_interleave(32, 1)
+    zero = torch.from_numpy(w.m).double().repeat_interleave(32, 1) + 8 * d
+    as_int4 = (torch.from_numpy(w.q).double() - 8) * d.bfloat16().double() + zero.bfloat16().double()
+    for rows in (1, 4, 5):
+        x = torch.randn(rows, k, generator=torch.Generator().manual_seed(rows))
+        got = layer(x)
+        assert got.dtype == torch.float32 and got.shape == (rows, n)
+        if rows <= 4 and layer.packed is not None:  # bf16 inputs and output
+            want = x.bfloat16().double() @ as_int4.t()
+            torch.testing.assert_close(got.double(), want, rtol=2**-7, atol=1e-4 * k**0.5)
+        else:  # fp32 inputs, the weights rounded to bf16
+            want = x.double() @ exact.bfloat16().double().t()
+            torch.testing.assert_close(got.double(), want, rtol=2e-5, atol=2e-4)
