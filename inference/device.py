@@ -64,9 +64,9 @@ def _npu_available() -> bool:
 
 def cpu_supports_bf16() -> bool:
     """Whether this CPU has bf16 arithmetic (AVX512_BF16 dot products, or AMX). oneDNN also
-    runs bf16 on AVX-512 CPUs without it (Skylake-SP to Ice Lake), by emulation at ~1/3 of
-    its fp32 rate; there fp32 compute over bf16 weights is faster. GATEWAY_CPU_KERNELS=avx2
-    answers as such a CPU would."""
+    runs bf16 on AVX-512 CPUs without it (Skylake-SP to Ice Lake), by emulation at ~0.37x
+    its fp32 rate; there fp32 compute over bf16 weights is faster (docs/benchmarks.md).
+    GATEWAY_CPU_KERNELS=avx2 answers as such a CPU would."""
     if os.environ.get("GATEWAY_CPU_KERNELS", "").strip().lower() == "avx2":
         return False
     try:

@@ -7,8 +7,8 @@ size; where torch's int4 kernel has AVX-512 code, it still takes 1-4 rows).
 `QLinear` picks the kernel by the number of rows: the int4 kernel reads ~4x fewer bytes and
 wins while decoding a few tokens (memory bound); bf16 GEMM wins for larger batches and
 prefill (compute bound). On AVX-512 BF16 CPUs the bf16 weight is packed once, at load, into
-the panels of `kernels/cpu/linear_bf16.cpp` (0.82x oneDNN's time for a 32-row step's layers,
-0.96x at 1,000 rows: bench/linear_bf16.py); elsewhere it is reordered once into oneDNN's
+the panels of `kernels/cpu/linear_bf16.cpp` (0.77x oneDNN's time for a 32-row step's layers,
+0.97x at 1,000 rows: bench/linear_bf16.py); elsewhere it is reordered once into oneDNN's
 blocked layout: a plain `F.linear` reorders it on every call, which cost ~40% of the layer
 GEMMs at 32 rows (measured: 0.42 vs 0.24 ms per layer). Either way a row's result does not
 depend on the other rows."""
