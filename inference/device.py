@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 
 import torch
 
@@ -67,7 +66,9 @@ def cpu_supports_bf16() -> bool:
     runs bf16 on AVX-512 CPUs without it (Skylake-SP to Ice Lake), by emulation at ~0.37x
     its fp32 rate; there fp32 compute over bf16 weights is faster (docs/benchmarks.md).
     GATEWAY_CPU_KERNELS=avx2 answers as such a CPU would."""
-    if os.environ.get("GATEWAY_CPU_KERNELS", "").strip().lower() == "avx2":
+    from kernels import cpu_ops
+
+    if cpu_ops.avx2_mode():
         return False
     try:
         native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()

@@ -48,6 +48,12 @@ def build_dir() -> Path:
     return Path(root) / f"{EXTENSION}-{key.hexdigest()[:16]}"
 
 
+def avx2_mode() -> bool:
+    """GATEWAY_CPU_KERNELS=avx2: the kernels skip their AVX-512 paths (read by simd.h the same
+    way), and the engine picks the numerics of a CPU without AVX512_BF16."""
+    return os.environ.get("GATEWAY_CPU_KERNELS") == "avx2"
+
+
 @cache
 def load() -> bool:
     """Build (once per machine) and load the kernels; False where that is impossible."""
@@ -177,15 +183,20 @@ def avx2_fma() -> bool:
     return load() and bool(torch.ops.gateway_kernels.avx2_fma())
 
 
-def pack_bf16_weight(w: torch.Tensor) -> torch.Tensor:
-    """W [N, K] -> the panels `linear_bf16w` reads: [ceil(N/16), K, 16] bf16, each k's 16
-    outputs in the order 0,8,1,9,..,7,15 (zero rows pad the last panel)."""
+def _panels_of_16(w: torch.Tensor) -> torch.Tensor:
+    """W [N, K] in bf16 as [ceil(N/16), 16, K], zero rows padding the last panel."""
     n, k = w.shape
     panels = -(-n // 16)
     padded = torch.zeros((panels * 16, k), dtype=torch.bfloat16, device=w.device)
     padded[:n] = w
+    return padded.view(panels, 16, k)
+
+
+def pack_bf16_weight(w: torch.Tensor) -> torch.Tensor:
+    """W [N, K] -> the panels `linear_bf16w` reads: [ceil(N/16), K, 16] bf16, each k's 16
+    outputs in the order 0,8,1,9,..,7,15 (zero rows pad the last panel)."""
     order = torch.arange(16).view(2, 8).t().reshape(-1)  # 0, 8, 1, 9, ..., 7, 15
-    return padded.view(panels, 16, k)[:, order].transpose(1, 2).contiguous()
+    return _panels_of_16(w)[:, order].transpose(1, 2).contiguous()
 
 
 def linear_bf16w(x: torch.Tensor, packed: torch.Tensor, n: int) -> torch.Tensor:
@@ -196,13 +207,11 @@ def linear_bf16w(x: torch.Tensor, packed: torch.Tensor, n: int) -> torch.Tensor:
 def pack_bf16_pairs(w: torch.Tensor) -> torch.Tensor:
     """W [N, K] -> the panels `linear_bf16` reads: [ceil(N/16), K/2, 16, 2] bf16, each pair of
     k of 16 outputs in one 64-byte row (zero rows pad the last panel); K must be even."""
-    n, k = w.shape
+    k = w.shape[1]
     if k % 2:
         raise ValueError("pack_bf16_pairs needs an even K")
-    panels = -(-n // 16)
-    padded = torch.zeros((panels * 16, k), dtype=torch.bfloat16, device=w.device)
-    padded[:n] = w
-    return padded.view(panels, 16, k // 2, 2).transpose(1, 2).contiguous()
+    panels = _panels_of_16(w)
+    return panels.view(panels.shape[0], 16, k // 2, 2).transpose(1, 2).contiguous()
 
 
 def linear_bf16(x: torch.Tensor, packed: torch.Tensor, n: int) -> torch.Tensor:
