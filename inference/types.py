@@ -31,6 +31,8 @@ class GenerationRequest:
     cache_salt: bytes = b""
     # None = thinking off; an int = the reasoning segment's budget in tokens.
     reasoning_budget: int | None = None
+    # Share of each layer's FFN experts computed per token (0 < f <= 1); None = the dense FFN.
+    expert_fraction: float | None = None
 
 
 @dataclass
