@@ -43,12 +43,34 @@ class DevicePool(Base):
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    device_kind: Mapped[str] = mapped_column(String(16))  # cpu | gpu | npu
+    device_kind: Mapped[str] = mapped_column(String(16))  # cpu | cuda | rocm | npu (gpu: legacy)
     vendor: Mapped[str] = mapped_column(String(64))  # intel, amd, nvidia, huawei, ...
     software_stack: Mapped[str] = mapped_column(String(16))  # CUDA | ROCm | CANN | CPU
     region: Mapped[str] = mapped_column(String(64), index=True)
     sovereign: Mapped[bool] = mapped_column(Boolean, default=False)
     notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Dispatch (docs/pools.md): how requests reach the pool and which variants it serves.
+    backend: Mapped[str] = mapped_column(String(16), default="embedded", server_default="embedded")
+    variants: Mapped[list[str]] = mapped_column(JSON, default=list)  # [] = every variant
+    models: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # variant -> upstream model name
+    # The name of the environment variable holding an upstream's credential: never the secret.
+    api_key_env: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    source: Mapped[str] = mapped_column(String(16), default="api", server_default="api")  # api | file | seed
+
+
+class PoolReplica(Base):
+    """One address that serves a pool: a pool worker or an upstream engine's endpoint."""
+
+    __tablename__ = "compliance_pool_replicas"
+    __table_args__ = (UniqueConstraint("pool_id", "url", name="uq_compliance_pool_replicas_pool_url"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("compliance_pools.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(500))
+    capacity: Mapped[int] = mapped_column(Integer, default=64)  # concurrent requests it takes
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -31,7 +31,8 @@ async def test_migrated_schema_matches_the_models(database_url: str) -> None:
 
 def test_single_head_and_full_round_trip(tmp_path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    assert migrate.current_heads(url) == ("0007_merge_heads",)
+    heads = migrate.current_heads(url)
+    assert len(heads) == 1, f"the migrations must have one head, not {heads}"
     migrate.upgrade(url)
     migrate.downgrade(url, "base")
     migrate.upgrade(url)
