@@ -34,6 +34,24 @@ def _cost(prices: tuple[Decimal, Decimal], prompt_tokens: int, output_tokens: in
     return (prompt_tokens * prices[0] + output_tokens * prices[1]) / Decimal(1_000_000)
 
 
+def cost_share(
+    scores: np.ndarray,
+    prompts: list[str],
+    strong_share: float,
+    prices: dict[str, tuple[Decimal, Decimal]] | None = None,
+    output_tokens: int = 256,
+) -> float:
+    """Routed cost / always-Pro cost when the top ``strong_share`` of prompts go to Pro."""
+    prices = prices or PUBLISHED_PRICES
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    tokens = [max(1, math.ceil(len(p) / 4)) for p in prompts]
+    pro = [_cost(prices["pro"], t, output_tokens) for t in tokens]
+    flash = [_cost(prices["flash"], t, output_tokens) for t in tokens]
+    to_pro = set(order[: round(strong_share * len(order))].tolist())
+    routed = sum((pro[i] if i in to_pro else flash[i]) for i in range(len(tokens)))
+    return float(routed / sum(pro))
+
+
 def evaluate(
     csv_path: str | Path,
     *,
@@ -60,15 +78,7 @@ def evaluate(
     c = curve(scores, data.weak, data.strong)
     share95 = share_at_quality(c, 0.95)
 
-    order = np.argsort(-scores, kind="stable")
-    tokens = [max(1, math.ceil(len(p) / 4)) for p in data.prompts]
-    pro = [_cost(prices["pro"], t, output_tokens) for t in tokens]
-    flash = [_cost(prices["flash"], t, output_tokens) for t in tokens]
-    k = round(share95 * len(order))
-    to_pro = set(order[:k].tolist())
-    routed = sum((pro[i] if i in to_pro else flash[i]) for i in range(len(tokens)))
-    always_pro = sum(pro)
-    saving = float(1 - routed / always_pro)
+    saving = 1 - cost_share(scores, data.prompts, share95, prices, output_tokens)
     return {
         "apgr": round(apgr(c), 4),
         "cpt50": round(cpt(c, 0.5), 4),

@@ -71,6 +71,8 @@ def _fit(train: Labelled, forms: dict[str, tuple[float, float]]):
     models = {}
     for name, rows in (("free", ~mc), ("multiple_choice", mc)):
         c, w0 = forms[name]
+        if not rows.any():
+            continue
         weights = np.where(weak != strong, 1.0, w0)
         models[name] = LogisticRegression(C=c, max_iter=5000).fit(
             x[rows], y[rows], sample_weight=weights[rows]
@@ -80,8 +82,9 @@ def _fit(train: Labelled, forms: dict[str, tuple[float, float]]):
 
 def _raw(vec, models, prompts: list[str]) -> np.ndarray:
     x, mc = _matrix(vec, prompts)
-    out = models["free"].decision_function(x)
-    if mc.any():
+    free = models.get("free", models.get("multiple_choice"))
+    out = free.decision_function(x)
+    if mc.any() and "multiple_choice" in models:
         out[mc] = models["multiple_choice"].decision_function(x[mc])
     return out
 
@@ -212,3 +215,8 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def fit(train: Labelled):
+    vec, models = _fit(train, FORMS)
+    return lambda prompts: _raw(vec, models, prompts)
