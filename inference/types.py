@@ -57,6 +57,9 @@ class TokenDelta:
 class Finished:
     finish_reason: str  # "stop" | "length" | "cancelled"
     usage: Usage
+    # "measured": counted by the engine that served it (ours, or an upstream's usage);
+    # "estimated": the upstream sent none, so the gateway's tokenizer counted it.
+    usage_source: str = "measured"
 
 
 @dataclass(frozen=True)
