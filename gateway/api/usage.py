@@ -1,6 +1,9 @@
 """GET /v1/usage: a tenant's own usage and exact cost, by day, variant, mode and line item.
 
-Figures come from the hourly rollup (refreshed every few minutes by the billing jobs).
+Figures are exact up to the last settled request: the hourly rollup, plus the records it
+does not hold yet (billing/ledger/queries.py). This process's queued usage records are
+flushed first, so a client sees its own last answer at once; another replica's are written
+within its writer's flush interval (0.25 s).
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from gateway.errors import InvalidRequestError
 
 
 async def usage_report(
-    sessions: async_sessionmaker[AsyncSession], tenant_id: str, start: str | None, end: str | None, fmt: str
+    services: Any, tenant_id: str, start: str | None, end: str | None, fmt: str
 ) -> Response[Any]:
+    """`services`: the app's Services (its sessions and the metering's usage writer)."""
     if fmt not in ("json", "csv"):
         raise InvalidRequestError("format must be json or csv", param="format")
     first, last = day_range(start, end)
+    await services.metering.writer.flush()  # read-your-writes on this replica
+    sessions: async_sessionmaker[AsyncSession] = services.sessions
     async with sessions() as session:
         days = await usage_by_day(session, tenant_id, first, last)
     if fmt == "csv":
@@ -54,4 +60,4 @@ async def tenant_usage(
     end: str | None = None,
 ) -> Response[Any]:
     principal = await authenticate(request)
-    return await usage_report(request.app.state.services.sessions, principal.tenant_id, start, end, fmt)
+    return await usage_report(request.app.state.services, principal.tenant_id, start, end, fmt)

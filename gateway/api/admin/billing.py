@@ -45,7 +45,7 @@ async def tenant_usage(
 ) -> Response[Any]:
     await require_admin(request)
     services = request.app.state.services
-    return await usage_report(services.sessions, await tenant_id_of(services, name), start, end, fmt)
+    return await usage_report(services, await tenant_id_of(services, name), start, end, fmt)
 
 
 @get("/tenants/{name:str}/invoices/{month:str}")
@@ -68,6 +68,7 @@ async def tenant_savings(
     services = request.app.state.services
     tenant_id = await tenant_id_of(services, name)
     first, last = day_range(start, end)
+    await services.metering.writer.flush()  # exact up to the last settled request
     async with services.sessions() as session:
         report = await savings_report(session, services.metering.catalog, tenant_id, first, last)
     return report.to_json()
