@@ -38,6 +38,7 @@ from billing.ledger import (  # noqa: E402
     run_rollup,
     usage_by_day,
 )
+from billing.ledger.queries import unrolled_hours  # noqa: E402
 from gateway import migrate  # noqa: E402
 
 URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/gw_billing_bench")
@@ -238,6 +239,29 @@ async def measure(engine: Any, sessions: Any, out: dict[str, Any]) -> None:
     async def small() -> None:
         async with sessions() as s:
             assert await usage_by_day(s, "ten_7", SEP, OCT)
+
+    # The same query reading the rollup alone (what it did before issue 18: as fresh as
+    # the last rollup run). The 10,000 records above were ingested within the rollup's
+    # overlap, so the exact query reads their two hours from usage_records.
+    async def big_rollup_only() -> None:
+        async with sessions() as s:
+            assert len(await usage_by_day(s, "ten_big", SEP, OCT, include_fresh=False)) == 30 * 6
+
+    async with sessions() as s:
+        out["unrolled_hours_big_tenant"] = len(await unrolled_hours(s, "ten_big", SEP, OCT) or [])
+    exact_runs: list[float] = []
+    rollup_runs: list[float] = []
+    for _ in range(30):  # alternated, side by side
+        for fn, times in ((big, exact_runs), (big_rollup_only, rollup_runs)):
+            t0 = time.perf_counter()
+            await fn()
+            times.append((time.perf_counter() - t0) * 1000)
+    out["usage_by_day_side_by_side"] = {
+        "exact_median_ms": round(statistics.median(exact_runs), 2),
+        "rollup_only_median_ms": round(statistics.median(rollup_runs), 2),
+        "ratio": round(statistics.median(exact_runs) / statistics.median(rollup_runs), 2),
+        "runs": 30,
+    }
 
     async def invoice() -> None:
         async with sessions() as s:
