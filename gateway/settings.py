@@ -65,6 +65,9 @@ class Settings:
     # The operators' web console at /console (docs/console.md): static pages, no data of
     # their own; every figure comes from the admin API with the operator's key.
     console: bool = True
+    # The OpenAPI 3.1 document at /schema/openapi.json and its interactive page at /schema
+    # (docs/api.md); false serves neither.
+    openapi: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
