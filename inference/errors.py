@@ -35,3 +35,29 @@ class EngineNotRunningError(InferenceError):
 
 class InvalidRequestError(InferenceError):
     """A generation request carries invalid parameters."""
+
+
+class DispatchError(InferenceError):
+    """A request could not be served by any replica of the pools it may use."""
+
+
+class NoReplicaError(DispatchError):
+    """No healthy replica with room is left in the allowed pools (retry later)."""
+
+    def __init__(self, message: str, *, pools: tuple[str, ...] = ()) -> None:
+        self.pools = pools
+        super().__init__(message)
+
+
+class ReplicaError(DispatchError):
+    """One replica failed. ``retryable``: the same request may go to another replica (only
+    before its first token). ``status``: the upstream's HTTP status, when it answered."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+        self.retryable = retryable
+        self.status = status
+        super().__init__(message)
+
+
+class StreamInterruptedError(DispatchError):
+    """A replica failed after the first token: the answer so far is all there is."""

@@ -1,0 +1,210 @@
+"""Where a request runs: constraints -> healthy replicas -> affinity with bounded load ->
+bounded retries before the first token.
+
+The caller (the gateway's service) passes the pools the decision and the tenant's compliance
+profile allow; the dispatcher never widens that set. A replica that fails before the first
+token is marked in its breaker and the request goes to the next one (at most
+`max_attempts` replicas); after the first token nothing is retried, since the client already
+holds part of that answer: the stream ends with StreamInterruptedError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from inference.dispatch import balancer
+from inference.dispatch.backend import Backend
+from inference.dispatch.replica import Replica
+from inference.dispatch.types import DispatchRequest, Placement, PoolConfig, ReplicaSpec
+from inference.errors import NoReplicaError, ReplicaError, StreamInterruptedError
+from inference.types import Finished, TokenDelta
+
+log = logging.getLogger(__name__)
+
+BackendFactory = Callable[[PoolConfig, ReplicaSpec], Backend]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        make_backend: BackendFactory,
+        *,
+        max_attempts: int = 3,
+        affinity: bool = True,
+        health_interval_s: float = 5.0,
+        health_timeout_s: float = 2.0,
+    ) -> None:
+        self._make_backend = make_backend
+        self.max_attempts = max_attempts
+        self.affinity = affinity
+        self._health_interval = health_interval_s
+        self._health_timeout = health_timeout_s
+        self._replicas: dict[str, Replica] = {}
+        self._pools: dict[str, PoolConfig] = {}
+        self._rings: dict[tuple[str, ...], balancer.HashRing] = {}
+        self._health_task: asyncio.Task[None] | None = None
+
+    # -- configuration -----------------------------------------------------------------------
+
+    async def configure(self, pools: Sequence[PoolConfig]) -> None:
+        """Make the replica set match `pools`; replicas that stay keep their state."""
+        wanted: dict[str, tuple[PoolConfig, ReplicaSpec]] = {}
+        for pool in pools:
+            for spec in pool.replicas:
+                wanted[f"{pool.name}/{spec.url}"] = (pool, spec)
+        for rid in list(self._replicas):
+            old = self._replicas[rid]
+            new = wanted.get(rid)
+            if new is None or _backend_changed(old.pool, new[0]):
+                del self._replicas[rid]
+                await _close_quietly(old.backend)
+        for rid, (pool, spec) in wanted.items():
+            current = self._replicas.get(rid)
+            if current is None:
+                self._replicas[rid] = Replica(pool, spec, self._make_backend(pool, spec))
+            else:
+                current.pool, current.spec = pool, spec
+        self._pools = {p.name: p for p in pools}
+        self._rings.clear()
+
+    def pools(self) -> list[PoolConfig]:
+        return list(self._pools.values())
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [r.snapshot() for r in sorted(self._replicas.values(), key=lambda r: r.id)]
+
+    # -- health ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.check_health()
+        self._health_task = asyncio.create_task(self._health_loop())
+
+    async def stop(self) -> None:
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+            self._health_task = None
+        for replica in self._replicas.values():
+            await _close_quietly(replica.backend)
+        self._replicas.clear()
+
+    async def check_health(self) -> None:
+        replicas = list(self._replicas.values())
+        await asyncio.gather(*(self._check(r) for r in replicas))
+
+    async def _check(self, replica: Replica) -> None:
+        try:
+            health = await asyncio.wait_for(replica.backend.health(), self._health_timeout)
+        except (TimeoutError, Exception) as exc:  # a probe must never stop the loop
+            replica.healthy, replica.detail = False, f"health check failed: {type(exc).__name__}"
+            return
+        if replica.healthy and not health.ok:
+            log.warning("replica %s is unhealthy: %s", replica.id, health.detail)
+        replica.healthy, replica.detail, replica.reported_load = health.ok, health.detail, health.load
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._health_interval)
+            await self.check_health()
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def candidates(self, pools: Sequence[str], variant: str) -> list[Replica]:
+        allowed = set(pools)
+        return [
+            r
+            for r in self._replicas.values()
+            if r.pool.name in allowed and r.pool.serves(variant) and r.spec.capacity > 0
+        ]
+
+    async def generate(
+        self, request: DispatchRequest, pools: Sequence[str], placement: Placement
+    ) -> AsyncIterator[TokenDelta | Finished]:
+        replicas = self.candidates(pools, request.variant)
+        if not replicas:
+            raise NoReplicaError(
+                f"no replica of the pools this request may use ({', '.join(pools) or 'none'}) "
+                f"serves the {request.variant} variant",
+                pools=tuple(pools),
+            )
+        key = balancer.affinity_key(request.generation.cache_salt, request.generation.prompt_token_ids)
+        tried: set[str] = set()
+        while len(tried) < self.max_attempts:
+            replica = self._choose([r for r in replicas if r.id not in tried], key)
+            if replica is None:
+                break
+            tried.add(replica.id)
+            placement.pool, placement.replica, placement.backend = (
+                replica.pool.name,
+                replica.id,
+                replica.backend.kind,
+            )
+            replica.in_flight += 1
+            try:
+                async for event in replica.backend.generate(request):
+                    placement.first_token = True
+                    yield event
+                replica.breaker.success()
+                replica.served += 1
+                return
+            except ReplicaError as exc:
+                if placement.first_token:  # a backend that breaks the contract: never retry then
+                    replica.breaker.failure()
+                    raise StreamInterruptedError(str(exc)) from exc
+                placement.failures.append(f"{replica.id}: {exc}")
+                if not exc.retryable:  # the upstream refused this request; another would too
+                    replica.breaker.release_trial()
+                    raise
+                replica.breaker.failure()
+                replica.failed += 1
+                log.warning("replica %s failed before the first token, trying another: %s", replica.id, exc)
+            except StreamInterruptedError:
+                replica.breaker.failure()
+                replica.failed += 1
+                raise
+            except BaseException:  # cancelled (client gone) or the request's own error
+                replica.breaker.release_trial()
+                raise
+            finally:
+                replica.in_flight -= 1
+        failed = "; ".join(placement.failures) or "every replica is unhealthy or its circuit is open"
+        names = ", ".join(sorted({r.pool.name for r in replicas}))
+        raise NoReplicaError(
+            f"no replica could serve the request in pools {names} ({failed})",
+            pools=tuple(pools),
+        )
+
+    def _choose(self, replicas: list[Replica], key: int) -> Replica | None:
+        usable = [r for r in replicas if r.usable()]
+        if not usable:
+            return None
+        by_id = {r.id: r for r in usable}
+        cands = [balancer.Candidate(r.id, r.in_flight, r.spec.capacity) for r in usable]
+        if self.affinity:
+            names = tuple(sorted(by_id))
+            ring = self._rings.get(names)
+            if ring is None:
+                ring = self._rings[names] = balancer.HashRing(names)
+            order = balancer.order_by_affinity(ring, key, cands)
+        else:
+            order = balancer.order_by_load(cands)
+        for rid in order:
+            if by_id[rid].breaker.allows():
+                return by_id[rid]
+        return None
+
+
+def _backend_changed(old: PoolConfig, new: PoolConfig) -> bool:
+    return (old.backend, old.api_key_env, old.models) != (new.backend, new.api_key_env, new.models)
+
+
+async def _close_quietly(backend: Backend) -> None:
+    try:
+        await backend.close()
+    except Exception:  # closing a dead connection pool must not stop reconfiguration
+        log.exception("closing a replica's backend failed")

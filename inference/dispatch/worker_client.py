@@ -1,0 +1,100 @@
+"""A remote pool worker (`gateway worker`) as a Backend: the GenerationRequest goes over HTTP
+with the shared worker token, and the worker's engine streams its events back as NDJSON,
+usage and cache hits measured by that engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+
+from inference.dispatch import wire
+from inference.dispatch.backend import Health
+from inference.dispatch.types import DispatchRequest
+from inference.errors import ReplicaError, StreamInterruptedError
+from inference.types import Finished, TokenDelta
+
+# Answers that another replica may well not give: overload, restarts, a bad token here only.
+RETRYABLE_STATUS = frozenset({401, 403, 408, 429, 500, 502, 503, 504})
+
+
+def worker_timeout(first_token_s: float) -> httpx.Timeout:
+    return httpx.Timeout(connect=2.0, read=first_token_s, write=10.0, pool=2.0)
+
+
+class WorkerBackend:
+    kind = "worker"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None,
+        capacity: int = 64,
+        first_token_timeout_s: float = 120.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        headers = {"content-type": "application/json"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        self._client = httpx.AsyncClient(
+            base_url=self.url,
+            headers=headers,
+            timeout=worker_timeout(first_token_timeout_s),
+            limits=httpx.Limits(max_connections=capacity + 8, max_keepalive_connections=capacity + 8),
+            transport=transport,
+        )
+
+    async def generate(self, request: DispatchRequest) -> AsyncIterator[TokenDelta | Finished]:
+        body = wire.request_to_json(request.generation)
+        started = False
+        try:
+            async with self._client.stream("POST", wire.GENERATE_PATH, content=body) as response:
+                if response.status_code != 200:
+                    detail = (await response.aread())[:500].decode(errors="replace")
+                    raise ReplicaError(
+                        f"worker {self.url} answered {response.status_code}: {detail}",
+                        retryable=response.status_code in RETRYABLE_STATUS,
+                        status=response.status_code,
+                    )
+                async for line in response.aiter_lines():
+                    if not line:
+                        continue
+                    event = wire.event_from_line(line.encode())
+                    if isinstance(event, dict):
+                        message = f"worker {self.url}: {event.get('message')}"
+                        if started:
+                            raise StreamInterruptedError(message)
+                        raise ReplicaError(message, retryable=bool(event.get("retryable")))
+                    started = True
+                    yield event
+                    if isinstance(event, Finished):
+                        return
+            raise_ended(self.url, started)
+        except httpx.HTTPError as exc:
+            message = f"worker {self.url}: {type(exc).__name__}: {exc}"
+            if started:
+                raise StreamInterruptedError(message) from exc
+            raise ReplicaError(message, retryable=True) from exc
+
+    async def health(self) -> Health:
+        try:
+            response = await self._client.get(wire.HEALTH_PATH, timeout=2.0)
+        except httpx.HTTPError as exc:
+            return Health(ok=False, detail=f"{type(exc).__name__}")
+        if response.status_code != 200:
+            return Health(ok=False, detail=f"HTTP {response.status_code}")
+        data = response.json()
+        return Health(ok=data.get("status") == "ok", detail=str(data.get("status")), load=data.get("load"))
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def raise_ended(url: str, started: bool) -> None:
+    """The stream ended without a Finished event: the worker went away mid-answer."""
+    message = f"{url}: the stream ended before the answer finished"
+    if started:
+        raise StreamInterruptedError(message)
+    raise ReplicaError(message, retryable=True)
