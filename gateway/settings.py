@@ -68,6 +68,17 @@ class Settings:
     # The OpenAPI 3.1 document at /schema/openapi.json and its interactive page at /schema
     # (docs/api.md); false serves neither.
     openapi: bool = True
+    # Dispatch (docs/pools.md). pools_file: a YAML file of device pools and upstreams, synced
+    # into the registry at start-up. worker_token: the shared secret between the gateway and its
+    # pool workers (`gateway worker`). embedded_engine: false runs no engine in this process
+    # (only the tokenizer is read from the model file), so requests go to pools only.
+    pools_file: str = ""
+    worker_token: str = ""
+    embedded_engine: bool = True
+    dispatch_affinity: bool = True  # prefix affinity (consistent hashing, bounded load)
+    dispatch_max_attempts: int = 3  # replicas tried before the first token
+    dispatch_first_token_timeout_s: int = 120
+    dispatch_health_interval_s: int = 5
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
