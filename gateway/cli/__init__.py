@@ -16,6 +16,7 @@ from gateway.cli.prices import prices
 from gateway.cli.router import router
 from gateway.cli.serve import serve
 from gateway.cli.tenants import tenant
+from gateway.cli.worker import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,7 +24,21 @@ def cli() -> None:
     """Operate the DeepSeek-V4 gateway. Settings come from GATEWAY_* environment variables."""
 
 
-for command in (serve, db, tenant, key, admin, policy, prices, models, demo, compliance, audit, router):
+for command in (
+    serve,
+    db,
+    tenant,
+    key,
+    admin,
+    policy,
+    prices,
+    models,
+    demo,
+    compliance,
+    audit,
+    router,
+    worker,
+):
     cli.add_command(command)
 
 
