@@ -116,9 +116,10 @@ def test_container_env_names_are_settings_fields(render, values) -> None:
 
 def test_configmap_covers_the_production_settings(render) -> None:
     data = one(render(SECRETS), "ConfigMap")["data"]
-    secrets = {"GATEWAY_KEY_PEPPER", "GATEWAY_AUDIT_KEY"}
+    secrets = {"GATEWAY_KEY_PEPPER", "GATEWAY_AUDIT_KEY", "GATEWAY_WORKER_TOKEN"}
     set_by_args = {"GATEWAY_HOST", "GATEWAY_PORT"}  # gateway serve --host/--port
-    optional = {"GATEWAY_MODEL_PATH", "GATEWAY_OTEL_ENDPOINT"}  # empty by default
+    # empty by default; GATEWAY_POOLS_FILE is set on the gateway container only with pools
+    optional = {"GATEWAY_MODEL_PATH", "GATEWAY_OTEL_ENDPOINT", "GATEWAY_POOLS_FILE"}
     assert SETTINGS_ENV - set(data) - secrets - set_by_args - optional == set()
 
 

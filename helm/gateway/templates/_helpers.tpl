@@ -162,12 +162,13 @@ the ConfigMap, which every render produces.
 {{- if and $v.autoscaling.enabled (not (or $v.autoscaling.targetCPUUtilizationPercentage $v.autoscaling.targetMemoryUtilizationPercentage)) }}
   {{- fail "gateway: autoscaling needs targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage" }}
 {{- end }}
-{{- $managed := list "GATEWAY_KEY_PEPPER" "GATEWAY_AUDIT_KEY" "GATEWAY_DATABASE_URL" "GATEWAY_REDIS_URL" "GATEWAY_DATA_DIR" "GATEWAY_HOST" "GATEWAY_PORT" }}
+{{- $managed := list "GATEWAY_KEY_PEPPER" "GATEWAY_AUDIT_KEY" "GATEWAY_DATABASE_URL" "GATEWAY_REDIS_URL" "GATEWAY_DATA_DIR" "GATEWAY_HOST" "GATEWAY_PORT" "GATEWAY_WORKER_TOKEN" "GATEWAY_POOLS_FILE" }}
 {{- range $name, $_ := $v.config.extra }}
-  {{- if has $name $managed }}
-    {{- fail (printf "gateway: config.extra.%s is set by the chart (secrets come from existingSecret or secrets.*; the rest from their own values)" $name) }}
+  {{- if or (has $name $managed) (hasPrefix "GATEWAY_UPSTREAM_KEY_" $name) }}
+    {{- fail (printf "gateway: config.extra.%s is set by the chart (secrets come from existingSecret or secrets.*, upstream keys from upstreams[].apiKeySecret, pools from pools and upstreams; the rest from their own values)" $name) }}
   {{- end }}
 {{- end }}
+{{- include "gateway.validatePools" . }}
 {{- end }}
 
 {{/*
@@ -238,3 +239,58 @@ checksum/secret: {{ include (print .Template.BasePath "/config/secret.yaml") . |
       protocol: TCP
 {{ toYaml .Values.networkPolicy.egress }}
 {{- end }}
+
+{{/*
+Pool workers (templates/pools). A pool's resource name: <fullname>-pool-<name>, 52 characters at
+most (a StatefulSet's pods add "-N" and its revision label a hash to that name; 63 is the limit).
+dict "root" $ "pool" $pool.
+*/}}
+{{- define "gateway.poolName" -}}
+{{- $suffix := printf "pool-%s" .pool.name }}
+{{- $full := include "gateway.fullname" .root | trunc (int (sub 51 (len $suffix))) | trimSuffix "-" }}
+{{- printf "%s-%s" $full $suffix }}
+{{- end }}
+
+{{/* The headless Service that gives a StatefulSet pool's pods their DNS names. */}}
+{{- define "gateway.poolHeadlessName" -}}
+{{- printf "%s-hl" (include "gateway.poolName" .) }}
+{{- end }}
+
+{{/* Labels of one pool's objects: dict "root" $ "pool" $pool. */}}
+{{- define "gateway.poolLabels" -}}
+{{ include "gateway.componentLabels" (dict "root" .root "component" "pool-worker") }}
+deepseek-gateway/pool: {{ .pool.name }}
+{{- end }}
+
+{{/* Selector labels of one pool's pods: dict "root" $ "pool" $pool. */}}
+{{- define "gateway.poolSelectorLabels" -}}
+{{ include "gateway.componentSelectorLabels" (dict "root" .root "component" "pool-worker") }}
+deepseek-gateway/pool: {{ .pool.name }}
+{{- end }}
+
+{{/* The Secret that holds GATEWAY_WORKER_TOKEN: workerToken.existingSecret, else existingSecret,
+else the chart's own Secret (secrets.workerToken). */}}
+{{- define "gateway.workerTokenSecretName" -}}
+{{- default (include "gateway.secretName" .) .Values.workerToken.existingSecret }}
+{{- end }}
+
+{{/* GATEWAY_WORKER_TOKEN by reference (gateway and pool worker containers). */}}
+{{- define "gateway.workerTokenEnv" -}}
+- name: GATEWAY_WORKER_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "gateway.workerTokenSecretName" . }}
+      key: {{ .Values.workerToken.key }}
+{{- end }}
+
+{{/* The environment variable that carries an upstream's credential: GATEWAY_UPSTREAM_KEY_<NAME>
+(upper case, "-" -> "_"). Takes the upstream's name. */}}
+{{- define "gateway.upstreamKeyEnv" -}}
+{{- printf "GATEWAY_UPSTREAM_KEY_%s" (. | upper | replace "-" "_") }}
+{{- end }}
+
+{{/* The ConfigMap with pools.yaml, and where the gateway pods mount it. */}}
+{{- define "gateway.poolsConfigName" -}}
+{{- include "gateway.componentName" (dict "root" . "component" "pools") }}
+{{- end }}
+{{- define "gateway.poolsFileDir" -}}/etc/gateway/pools{{- end }}
