@@ -25,6 +25,7 @@ from gateway.api.errors import handle_exception
 from gateway.api.health import healthz, readyz
 from gateway.api.metrics import prometheus_metrics
 from gateway.api.models import list_models, retrieve_model
+from gateway.api.openapi.document import openapi_config
 from gateway.api.usage import tenant_usage
 from gateway.audit.checkpoints import load_or_create_audit_key
 from gateway.audit.retention import retention_loop
@@ -137,12 +138,21 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
         exception_handlers={Exception: handle_exception},
         after_exception=[count_rejection],
         request_max_body_size=settings.max_request_bytes,
-        openapi_config=None,
+        openapi_config=openapi_config(settings.openapi, _package_version()),
         # Logging is configured by the process (gateway.logs.configure_logging: text or JSON,
         # trace ids, key scrubbing); Litestar's default would replace the root handlers.
         logging_config=None,
         debug=False,
     )
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("deepseek-gateway")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
