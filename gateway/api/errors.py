@@ -90,7 +90,10 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         status = exc.status_code
         type_ = "invalid_request_error" if status < 500 else "server_error"
         code = "method_not_allowed" if status == 405 else ("request_too_large" if status == 413 else None)
-        return Response(error_body(str(exc.detail), type_, None, code), status_code=status)
+        # Litestar's own headers, e.g. the `Allow` of a 405 (RFC 9110, 15.5.6).
+        return Response(
+            error_body(str(exc.detail), type_, None, code), status_code=status, headers=exc.headers or None
+        )
     error = as_gateway_error(exc)
     if error.status >= 500:
         log.error("request failed: %s", type(exc).__name__, exc_info=exc)

@@ -1,0 +1,1 @@
+"""The OpenAPI document of the public and admin API (document.py builds it)."""
