@@ -96,7 +96,7 @@ def create_worker_app(config: WorkerConfig) -> Litestar:
             }
         )
 
-    @post(wire.GENERATE_PATH)
+    @post(wire.GENERATE_PATH, status_code=200)
     async def generate(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
         if not _authorized(request, config.token):
             return _error(401, "invalid worker token")
