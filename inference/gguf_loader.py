@@ -81,7 +81,8 @@ def _unpermute_rows(out_dim: int, n_head: int) -> np.ndarray:
 _FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1"}
 
 
-def load_gguf(path: str | Path | None = None) -> GGUFModel:
+def load_gguf(path: str | Path | None = None, *, tensors: bool = True) -> GGUFModel:
+    """`tensors=False` reads the metadata only (a tokenizer without weights)."""
     import gguf  # local import: heavy, and only needed when a model is loaded
 
     p = Path(path) if path is not None else default_model_path()
@@ -113,23 +114,25 @@ def load_gguf(path: str | Path | None = None) -> GGUFModel:
         rope_base=float(a("rope.freq_base", 10000.0)),
         rms_eps=float(a("attention.layer_norm_rms_epsilon", 1e-5)),
     )
-    tensors: dict[str, torch.Tensor | Q4_1Weight] = {}
+    weights: dict[str, torch.Tensor | Q4_1Weight] = {}
     n_params = 0
     for t in reader.tensors:
+        n_params += int(np.prod(t.shape))
+        if not tensors:
+            continue
         perm = None
         if t.name.endswith("attn_q.weight"):
             perm = _unpermute_rows(int(t.shape[-1]), cfg.n_heads)
         elif t.name.endswith("attn_k.weight"):
             perm = _unpermute_rows(int(t.shape[-1]), cfg.n_kv_heads)
-        n_params += int(np.prod(t.shape))
         if t.tensor_type == gguf.GGMLQuantizationType.Q4_1 and len(t.data.shape) == 2:
             qw = Q4_1Weight.from_raw(np.asarray(t.data))
-            tensors[t.name] = qw.permute_rows(perm) if perm is not None else qw
+            weights[t.name] = qw.permute_rows(perm) if perm is not None else qw
             continue
         arr = np.array(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
         if perm is not None:
             arr = arr[perm]
-        tensors[t.name] = torch.from_numpy(np.ascontiguousarray(arr))
+        weights[t.name] = torch.from_numpy(np.ascontiguousarray(arr))
     meta_keys = (
         "general.name",
         "general.license",
@@ -160,4 +163,4 @@ def load_gguf(path: str | Path | None = None) -> GGUFModel:
         parameter_count=n_params,
         context_length=cfg.context_length,
     )
-    return GGUFModel(config=cfg, tensors=tensors, metadata=metadata, artifact=artifact)
+    return GGUFModel(config=cfg, tensors=weights, metadata=metadata, artifact=artifact)

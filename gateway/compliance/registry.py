@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.audit.log import append_event
 from gateway.compliance.models import Deployment, DeploymentArtifact, DevicePool, RegisteredArtifact
 from gateway.errors import ConflictError, InvalidRequestError, NotFoundError
+from inference.dispatch.types import BACKENDS, UPSTREAM_DIALECTS
+from inference.dispatch.types import DEVICE_KINDS as DEVICE_KINDS
 from policy.compliance_rules import ArtifactFacts, Candidate, PatentGrant, PoolFacts, patent_grant_of, spdx_id
 from policy.compliance_rules.profile import ARTIFACT_KINDS, SOFTWARE_STACKS
 
-DEVICE_KINDS = ("cpu", "gpu", "npu")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,199}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -51,6 +52,41 @@ class PoolSpec:
     region: str
     sovereign: bool = False
     notes: str | None = None
+    # Dispatch (docs/pools.md): how requests reach the pool, which variants it serves, the
+    # upstream's model name per variant, and the env var holding an upstream's credential.
+    backend: str = "embedded"
+    variants: tuple[str, ...] = ()
+    models: dict[str, str] = field(default_factory=dict)
+    api_key_env: str | None = None
+    source: str = "api"
+
+
+VARIANTS = ("flash", "pro")
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,99}$")
+
+
+def check_dispatch_fields(spec: PoolSpec) -> None:
+    """The dispatch half of a pool: a clear 400 naming the field that is wrong."""
+    if spec.backend not in BACKENDS:
+        raise InvalidRequestError(f"backend must be one of {', '.join(BACKENDS)}", param="backend")
+    bad = [v for v in spec.variants if v not in VARIANTS]
+    if bad or not isinstance(spec.variants, (list, tuple)):
+        raise InvalidRequestError(f"variants must be a list of {', '.join(VARIANTS)}", param="variants")
+    if not isinstance(spec.models, dict) or not all(
+        k in VARIANTS and isinstance(v, str) and v for k, v in spec.models.items()
+    ):
+        raise InvalidRequestError(
+            "models maps a variant (flash, pro) to the upstream's model name", param="models"
+        )
+    if spec.api_key_env is not None and not _ENV_NAME.match(spec.api_key_env):
+        raise InvalidRequestError(
+            "api_key_env is the NAME of an environment variable (A-Z, 0-9, _), never the key itself",
+            param="api_key_env",
+        )
+    if spec.api_key_env and spec.backend not in UPSTREAM_DIALECTS:
+        raise InvalidRequestError(
+            "api_key_env is for upstream backends (vllm, sglang, deepseek)", param="api_key_env"
+        )
 
 
 def _check_name(what: str, name: str) -> None:
@@ -86,6 +122,11 @@ def pool_dict(p: DevicePool) -> dict[str, Any]:
         "region": p.region,
         "sovereign": p.sovereign,
         "notes": p.notes,
+        "backend": p.backend,
+        "variants": list(p.variants or []),
+        "models": dict(p.models or {}),
+        "api_key_env": p.api_key_env,
+        "source": p.source,
         "created_by": p.created_by,
         "created_at": p.created_at,
     }
@@ -134,6 +175,7 @@ async def add_pool(session: AsyncSession, spec: PoolSpec, *, actor: str) -> Devi
         )
     if not spec.region or not spec.vendor:
         raise InvalidRequestError("region and vendor are required", param="region")
+    check_dispatch_fields(spec)
     row = DevicePool(
         name=spec.name,
         device_kind=spec.device_kind,
@@ -142,6 +184,11 @@ async def add_pool(session: AsyncSession, spec: PoolSpec, *, actor: str) -> Devi
         region=spec.region,
         sovereign=spec.sovereign,
         notes=spec.notes,
+        backend=spec.backend,
+        variants=list(spec.variants),
+        models=dict(spec.models),
+        api_key_env=spec.api_key_env,
+        source=spec.source,
         created_by=actor,
     )
     await _insert(session, row, f"pool {spec.name} is already registered")

@@ -144,7 +144,7 @@ def support_artifacts() -> list[ArtifactSpec]:
     ]
 
 
-async def _ensure_artifact(session: AsyncSession, spec: ArtifactSpec) -> RegisteredArtifact:
+async def ensure_artifact(session: AsyncSession, spec: ArtifactSpec) -> RegisteredArtifact:
     existing = await session.scalar(select(RegisteredArtifact).where(RegisteredArtifact.name == spec.name))
     if existing is not None and (spec.sha256 is None or existing.sha256 == spec.sha256):
         return existing
@@ -167,8 +167,8 @@ async def ensure_embedded_registry(
     ``sha256``: pass the model's digest when the loader already computed it (saves a read).
     """
     path = Path(model_path)
-    weights = await _ensure_artifact(session, gguf_artifact(path, sha256=sha256))
-    support = [await _ensure_artifact(session, s) for s in support_artifacts()]
+    weights = await ensure_artifact(session, gguf_artifact(path, sha256=sha256))
+    support = [await ensure_artifact(session, s) for s in support_artifacts()]
     wanted = [weights, *support]
 
     pool = await session.scalar(select(DevicePool).where(DevicePool.name == EMBEDDED_POOL))
