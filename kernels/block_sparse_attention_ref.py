@@ -1,0 +1,124 @@
+"""PyTorch twin of `kernels.block_sparse_attention`: top-k block-sparse attention (the CSA
+shape: a cheap indexer picks key blocks per query; attention runs over those plus a local
+window), and the shared indexer steps.
+
+Keys of each sequence are cut into blocks of `block_size` tokens, each summarised by the
+mean of its keys. For a query at position p (queries are the last Tq tokens of their
+sequence, so p = seq_len - Tq + i; p < 0 marks a padding query, whose output is 0):
+- the local window starts at `local_start(p) = floor(max(0, p + 1 - window) / B) * B`
+  (rounded down to a block edge) and runs to p: always attended;
+- only complete blocks before the window are candidates (so a block's summary never sees
+  keys after p, and prefill and decode pick alike); the indexer scores candidate j as
+  `sum over the group's query heads of q . summary_j` and keeps the top k;
+- attention (softmax over the union, fp32) runs over the selected blocks' tokens and the
+  window. With k >= the number of blocks this is exactly dense causal attention.
+Attended tokens per query are at most k*B + window + B - 1, whatever the context length.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def query_positions(seq_lens: torch.Tensor, num_queries: int) -> torch.Tensor:
+    """[B, Tq] positions of each row's last Tq tokens (negative = padding query)."""
+    return seq_lens.long()[:, None] - num_queries + torch.arange(num_queries, device=seq_lens.device)
+
+
+def local_start(pos: torch.Tensor, window: int, block_size: int) -> torch.Tensor:
+    return (pos + 1 - window).clamp(min=0) // block_size * block_size
+
+
+def check_attention_shapes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens: torch.Tensor) -> None:
+    if q.dim() != 4 or k.dim() != 4 or k.shape != v.shape:
+        raise ValueError("need q [B, H, Tq, D] and k, v [B, KVH, S, D]")
+    if q.shape[0] != k.shape[0] or q.shape[3] != k.shape[3] or q.shape[1] % k.shape[1]:
+        raise ValueError(f"q {tuple(q.shape)} does not fit k {tuple(k.shape)}")
+    if seq_lens.shape != (q.shape[0],) or (seq_lens.numel() and int(seq_lens.max()) > k.shape[2]):
+        raise ValueError("need seq_lens [B], each <= the key length")
+
+
+def block_summaries(k: torch.Tensor, seq_lens: torch.Tensor, block_size: int) -> torch.Tensor:
+    """[B, KVH, S, D] -> [B, KVH, ceil(S / block_size), D]: the mean key of each block over
+    the sequence's valid tokens (a block with none is zero)."""
+    b, kvh, s, d = k.shape
+    nb = -(-s // block_size)
+    valid = (torch.arange(nb * block_size, device=k.device)[None, :] < seq_lens.long()[:, None]).float()
+    kp = torch.nn.functional.pad(k.float(), (0, 0, 0, nb * block_size - s))
+    kp = kp * valid[:, None, :, None]
+    sums = kp.view(b, kvh, nb, block_size, d).sum(dim=3)
+    counts = valid.view(b, nb, block_size).sum(dim=2).clamp(min=1.0)
+    return sums / counts[:, None, :, None]
+
+
+def select_blocks(
+    q: torch.Tensor,  # [B, H, Tq, D]
+    summaries: torch.Tensor,  # [B, KVH, NB, D]
+    seq_lens: torch.Tensor,  # [B]
+    top_k: int,
+    block_size: int,
+    window: int,
+) -> torch.Tensor:
+    """The indexer: [B, KVH, Tq, top_k] int32 block ids per query, -1 where fewer than k
+    candidate blocks exist."""
+    b, h, tq, d = q.shape
+    kvh, nb = summaries.shape[1], summaries.shape[2]
+    qg = q.float().view(b, kvh, h // kvh, tq, d).sum(dim=2)
+    scores = torch.matmul(qg, summaries.float().transpose(-1, -2))  # [B, KVH, Tq, NB]
+    first_local_block = local_start(query_positions(seq_lens, tq), window, block_size) // block_size
+    eligible = torch.arange(nb, device=q.device)[None, None, :] < first_local_block[:, :, None]
+    scores = scores.masked_fill(~eligible[:, None], float("-inf"))
+    kk = min(top_k, nb)
+    out = torch.full((b, kvh, tq, top_k), -1, dtype=torch.int32, device=q.device)
+    if kk:
+        val, idx = torch.topk(scores, kk, dim=-1)
+        out[..., :kk] = torch.where(torch.isinf(val), -1, idx).to(torch.int32)
+    return out
+
+
+def attended_tokens(
+    block_idx: torch.Tensor, seq_lens: torch.Tensor, block_size: int, window: int
+) -> torch.Tensor:
+    """[B, KVH, Tq] how many keys each query attends to (selected blocks + window)."""
+    pos = query_positions(seq_lens, block_idx.shape[2])
+    local = (pos + 1 - local_start(pos, window, block_size)).clamp(min=0)
+    return (block_idx >= 0).sum(dim=-1) * block_size + local[:, None, :]
+
+
+def block_sparse_attention_ref(
+    q: torch.Tensor,  # [B, H, Tq, D]
+    k: torch.Tensor,  # [B, KVH, S, D]
+    v: torch.Tensor,  # [B, KVH, S, D]
+    seq_lens: torch.Tensor,  # [B] int
+    block_idx: torch.Tensor,  # [B, KVH, Tq, top_k] int, -1 = none
+    block_size: int,
+    window: int,
+    scale: float,
+) -> torch.Tensor:
+    """The twin: gathers only the attended keys (selected blocks + window) per query, so its
+    cost also follows the attended count, not the context length. Output in q's dtype."""
+    check_attention_shapes(q, k, v, seq_lens)
+    b, h, tq, d = q.shape
+    kvh, s = k.shape[1], k.shape[2]
+    g = h // kvh
+    pos = query_positions(seq_lens, tq)  # [B, Tq]
+    ar = torch.arange(block_size, device=q.device)
+    blk = block_idx.long()
+    tok_b = (blk[..., None] * block_size + ar).flatten(-2)  # [B, KVH, Tq, top_k*bs]
+    ok_b = (blk >= 0)[..., None].expand(*blk.shape, block_size).flatten(-2)
+    ls = local_start(pos, window, block_size)
+    tok_l = ls[..., None] + torch.arange(window + block_size - 1, device=q.device)  # [B, Tq, Lw]
+    ok_l = (tok_l <= pos[..., None]) & (pos[..., None] >= 0)
+    idx = torch.cat([tok_b, tok_l[:, None].expand(b, kvh, *tok_l.shape[1:])], dim=-1)
+    ok = torch.cat([ok_b, ok_l[:, None].expand(b, kvh, *ok_l.shape[1:])], dim=-1)
+    idx = torch.where(ok, idx, 0).clamp(max=s - 1)
+    n = idx.shape[-1]
+    flat = idx.reshape(b, kvh, tq * n, 1).expand(b, kvh, tq * n, d)
+    kg = torch.gather(k.float(), 2, flat).view(b, kvh, tq, n, d)
+    vg = torch.gather(v.float(), 2, flat).view(b, kvh, tq, n, d)
+    qg = q.float().view(b, kvh, g, tq, d)
+    sc = torch.einsum("bkgtd,bktnd->bkgtn", qg, kg) * scale
+    sc = sc.masked_fill(~ok[:, :, None], float("-inf"))
+    p = torch.softmax(sc, dim=-1).nan_to_num(0.0)  # a padding query has no keys: output 0
+    out = torch.einsum("bkgtn,bktnd->bkgtd", p, vg)
+    return out.reshape(b, h, tq, d).to(q.dtype)
