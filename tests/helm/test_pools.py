@@ -251,6 +251,13 @@ def test_worker_command_probes_and_scheduling(render) -> None:
         the_container(workloads["cpu-eu"])["image"]
         == the_container(one(objects, "Deployment", "gateway"))["image"]
     )
+    # another repository does not inherit the gateway image's digest or tag
+    digest = "sha256:" + "ab" * 32
+    pinned = pool_workloads(render(merge(POOLS, {"image": {"digest": digest, "tag": "9.9"}})))
+    assert the_container(pinned["cpu-eu"])["image"] == f"deepseek-gateway@{digest}"
+    assert the_container(pinned["gpu-eu"])["image"] == "registry.example.com/gateway-cuda:0.1.0-cu128"
+    untagged = merge(POOLS, {"pools": [pool(image={"repository": "r.example.com/cuda"})]})
+    assert the_container(pool_workloads(render(untagged))["g"])["image"] == "r.example.com/cuda:0.1.0"
 
 
 def test_workers_get_the_model_settings(render) -> None:
@@ -536,3 +543,21 @@ def test_notes_list_the_pools(render_files) -> None:
     # the chart's image has the CPU build of PyTorch: device pools without their own image are flagged
     warnings = [line for line in notes.splitlines() if "WARNING: pool" in line]
     assert [w.split()[2] for w in warnings] == ["npu-cn", "rocm-us"]
+
+
+def docs_examples() -> list[dict[str, Any]]:
+    """The values blocks of docs/deployment.md, "Pools on Kubernetes"."""
+    text = (CHART_DIR.parents[1] / "docs" / "deployment.md").read_text()
+    section = text.split("### Pools on Kubernetes", 1)[1].split("\n### ", 1)[0]
+    return [yaml.safe_load(block.split("```", 1)[0]) for block in section.split("```yaml\n")[1:]]
+
+
+def test_docs_examples_render_valid_kubernetes(render) -> None:
+    examples = docs_examples()
+    assert len(examples) == 2
+    values = merge(SECRETS, *examples)
+    objects = render(values)
+    validate_all(objects, kubernetes_validate.utils.latest_version())
+    assert set(pool_workloads(objects)) == {"gpu-eu", "npu-cn"}
+    assert [e["name"] for e in pools_file(objects)["pools"]] == ["gpu-eu", "npu-cn", "vllm-us"]
+    assert settings_configmap(objects)["GATEWAY_EMBEDDED_ENGINE"] == "false"

@@ -36,7 +36,11 @@ the pool's resources, plus the device request and limit (devicesPerReplica of de
   {{- $_ := set $resources "requests" $requests }}
   {{- $_ := set $resources "limits" $limits }}
 {{- end }}
-{{- $image := mergeOverwrite (deepCopy $root.Values.image) (deepCopy (default (dict) $p.image)) }}
+{{- /* Another repository takes nothing but the pull policy from image.* (a digest or tag of
+the gateway's image would name a different image there); its tag defaults to the appVersion. */}}
+{{- $own := default (dict) $p.image }}
+{{- $base := ternary (dict "pullPolicy" $root.Values.image.pullPolicy) $root.Values.image (not (empty $own.repository)) }}
+{{- $image := mergeOverwrite (deepCopy $base) (deepCopy $own) }}
 name: {{ $p.name }}
 deviceKind: {{ $p.deviceKind }}
 vendor: {{ default $kind.vendor $p.vendor | quote }}
