@@ -81,6 +81,14 @@ class RateLimitedError(GatewayError):
         self.headers = headers or {}
 
 
+class UpstreamError(GatewayError):
+    """An upstream engine answered, but refused the request (its 4xx): the gateway's 502."""
+
+    status = 502
+    type = "server_error"
+    code = "upstream_error"
+
+
 class ServiceUnavailableError(GatewayError):
     status = 503
     type = "server_error"
