@@ -118,4 +118,7 @@ async def _sse(service: CompletionService, prepared: PreparedCompletion) -> Asyn
     except Exception as exc:  # headers are sent: the error goes in the stream
         error = as_gateway_error(exc)
         yield _sse_event(error_body(error.message, error.type, error.param, error.code))
+        # A replica that failed mid-answer: the client still learns what it is billed for.
+        if prepared.request.include_usage and outcome.usage is not None and outcome.cost is not None:
+            yield _sse_event(usage_chunk_body(prepared, outcome.usage, outcome.cost))
     yield b"data: [DONE]\n\n"
