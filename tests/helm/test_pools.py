@@ -10,6 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from gateway.dispatch.pools_file import load_pools_file
 from gateway.settings import Settings
 from tests.helm.conftest import (
     CHART_DIR,
@@ -561,3 +562,48 @@ def test_docs_examples_render_valid_kubernetes(render) -> None:
     assert set(pool_workloads(objects)) == {"gpu-eu", "npu-cn"}
     assert [e["name"] for e in pools_file(objects)["pools"]] == ["gpu-eu", "npu-cn", "vllm-us"]
     assert settings_configmap(objects)["GATEWAY_EMBEDDED_ENGINE"] == "false"
+
+
+def test_the_gateway_loads_the_rendered_pools_file(render, tmp_path) -> None:
+    """The rendered pools.yaml passes the gateway's own loader (GATEWAY_POOLS_FILE) unchanged."""
+    values = merge(POOLS, {"pools": [*POOLS["pools"], pool(name="noted", notes="rack 7", artifacts=["a1"])]})
+    path = tmp_path / "pools.yaml"
+    path.write_text(yaml.safe_dump(pools_file(render(values))))
+    loaded = {p.spec.name: p for p in load_pools_file(path)}
+    assert list(loaded) == [
+        "gpu-eu",
+        "npu-cn",
+        "rocm-us",
+        "cpu-eu",
+        "noted",
+        "vllm-us",
+        "sglang-eu",
+        "deepseek-api",
+    ]
+    gpu = loaded["gpu-eu"]
+    assert (gpu.spec.backend, gpu.spec.device_kind, gpu.spec.vendor, gpu.spec.software_stack) == (
+        "worker",
+        "cuda",
+        "nvidia",
+        "CUDA",
+    )
+    assert [(r.url, r.capacity) for r in gpu.replicas] == [
+        (f"http://gw-gateway-pool-gpu-eu.{NAMESPACE}.svc:8100", 96)
+    ]
+    assert len(loaded["npu-cn"].replicas) == 3 and loaded["npu-cn"].spec.sovereign is True
+    assert set(loaded["rocm-us"].spec.variants) == {"flash", "pro"}  # [] in the file: every variant
+    assert (loaded["noted"].spec.notes, loaded["noted"].artifacts) == ("rack 7", ("a1",))
+    vllm = loaded["vllm-us"].spec
+    assert (vllm.backend, vllm.models, vllm.api_key_env) == (
+        "vllm",
+        {"flash": "deepseek-ai/DeepSeek-V4-Flash"},
+        "GATEWAY_UPSTREAM_KEY_VLLM_US",
+    )
+    assert loaded["sglang-eu"].spec.api_key_env is None
+    assert [r.capacity for r in loaded["sglang-eu"].replicas] == [128, 100]
+
+
+def test_deployment_pool_capacity_is_bounded(render) -> None:
+    with pytest.raises(helm.HelmRenderError, match="capacity x replicaCount"):
+        render(merge(POOLS, {"pools": [pool(capacity=60000, replicaCount=2)]}))
+    render(merge(POOLS, {"pools": [pool(capacity=60000, replicaCount=2, workload="StatefulSet")]}))

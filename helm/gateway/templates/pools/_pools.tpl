@@ -57,6 +57,8 @@ devicesPerReplica: {{ $devices }}
 dtype: {{ default $root.Values.config.dtype $p.dtype | quote }}
 threads: {{ ternary $p.threads $root.Values.config.threads (hasKey $p "threads") | int }}
 modelPath: {{ default $root.Values.config.modelPath $p.modelPath | quote }}
+notes: {{ default "" $p.notes | quote }}
+artifacts: {{ default (list) $p.artifacts | toJson }}
 image: {{ $image | toJson }}
 resources: {{ $resources | toJson }}
 {{- end }}
@@ -109,6 +111,8 @@ dict "root" $ "pool" $resolved.
     "backend" "worker"
     "replicas" (include "gateway.poolReplicas" (dict "root" $root "pool" .) | fromYamlArray)
   }}
+  {{- with .notes }}{{ $_ := set $entry "notes" . }}{{ end }}
+  {{- with .artifacts }}{{ $_ := set $entry "artifacts" . }}{{ end }}
   {{- $entries = append $entries $entry }}
 {{- end }}
 {{- range .Values.upstreams }}
@@ -136,6 +140,8 @@ dict "root" $ "pool" $resolved.
   {{- if .apiKeySecret }}
     {{- $_ := set $entry "api_key_env" (include "gateway.upstreamKeyEnv" .name) }}
   {{- end }}
+  {{- with .notes }}{{ $_ := set $entry "notes" . }}{{ end }}
+  {{- with .artifacts }}{{ $_ := set $entry "artifacts" . }}{{ end }}
   {{- $entries = append $entries $entry }}
 {{- end }}
 {{- dict "pools" $entries | toYaml }}
@@ -173,6 +179,9 @@ dict "root" $ "pool" $resolved.
   {{- end }}
   {{- if and (ne .deviceKind "cpu") (hasKey . "devicesPerReplica") (lt (int .devicesPerReplica) 1) }}
     {{- fail (printf "gateway: pools[%s] has deviceKind %s: devicesPerReplica must be at least 1 (the device plugin hands out the device the worker runs on)" .name .deviceKind) }}
+  {{- end }}
+  {{- if and (ne (default "Deployment" .workload) "StatefulSet") (gt (mul (default 64 .capacity | int) (ternary .replicaCount 1 (hasKey . "replicaCount") | int)) 100000) }}
+    {{- fail (printf "gateway: pools[%s]: capacity x replicaCount is its Service's capacity in pools.yaml and may not exceed 100000 (use workload StatefulSet, or a lower capacity)" .name) }}
   {{- end }}
   {{- $device := .device | default "" }}
   {{- if and $device (not (hasPrefix (ternary "cuda" .deviceKind (eq .deviceKind "rocm")) $device)) }}
