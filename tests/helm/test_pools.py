@@ -346,13 +346,15 @@ def test_worker_token_from_an_existing_secret(render, values, secret, key) -> No
         ({"pools": [pool(deviceKind="cpu", vendor="intel", devicesPerReplica=1)]}, "requests no device"),
         ({"pools": [pool(device="npu:0")]}, "does not match deviceKind"),
         ({"pools": [pool(devicesPerReplica=0)]}, "at least 1"),
+        ({"pools": [pool(workload="StatefulSet"), pool(name="g-hl")]}, "headless Service"),
         ({"upstreams": [upstream(baseUrl="http://u:pw@vllm:8000/v1")]}, "carries a password"),
         ({"config": {"extra": {"GATEWAY_UPSTREAM_KEY_X": "sk-123"}}}, "upstream keys"),
         ({"config": {"extra": {"GATEWAY_WORKER_TOKEN": "x"}}}, "GATEWAY_WORKER_TOKEN"),
     ],
     ids=[
         "no-token", "token-without-pools", "token-twice", "duplicate-name", "cpu-with-devices",
-        "device-mismatch", "gpu-without-device", "password-in-url", "upstream-key-in-extra", "token-in-extra",
+        "device-mismatch", "gpu-without-device", "headless-name-clash", "password-in-url",
+        "upstream-key-in-extra", "token-in-extra",
     ],
 )  # fmt: skip
 def test_inconsistent_pool_values_fail(render, values, message) -> None:

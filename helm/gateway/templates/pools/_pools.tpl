@@ -188,6 +188,11 @@ dict "root" $ "pool" $resolved.
     {{- fail (printf "gateway: pools[%s]: device %q does not match deviceKind %s (cpu, cuda[:N] for cuda and rocm, npu[:N])" .name $device .deviceKind) }}
   {{- end }}
 {{- end }}
+{{- range $v.pools }}
+  {{- if and (eq (default "Deployment" .workload) "StatefulSet") (has (printf "%s-hl" .name) $names) }}
+    {{- fail (printf "gateway: the pool %s-hl would share a Service name with the headless Service of the StatefulSet pool %s: rename one" .name .name) }}
+  {{- end }}
+{{- end }}
 {{- range $v.upstreams }}
   {{- if has .name $names }}
     {{- fail (printf "gateway: the pool name %q is used twice (pools and upstreams share one registry)" .name) }}
