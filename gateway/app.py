@@ -37,13 +37,13 @@ from gateway.compliance.service import ComplianceCache
 from gateway.console import console_router
 from gateway.service.completions import CompletionService
 from gateway.service.metering import Metering
+from gateway.service.serving import start_serving
 from gateway.service.tenant_policies import PolicyCache
 from gateway.service.wiring import start_metering
 from gateway.settings import Settings
 from gateway.telemetry import Telemetry, telemetry_middleware
 from gateway.telemetry.rejections import count_rejection
 from inference import ModelArtifact
-from policy.router import default_router
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
             metering = await start_metering(settings, sessions, stack)
             completions: CompletionService | None = None
             if settings.load_model:
-                completions = await _start_engine(
+                completions = await start_serving(
                     settings, sessions, policies, compliance, metering, stack, tel
                 )
             app.state.services = Services(
@@ -159,52 +159,6 @@ async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-async def _start_engine(
-    settings: Settings,
-    sessions: async_sessionmaker[AsyncSession],
-    policies: PolicyCache,
-    compliance: ComplianceCache,
-    metering: Metering,
-    stack: AsyncExitStack,
-    telemetry: Telemetry,
-) -> CompletionService:
-    from gateway.telemetry.engine import TracedEngine
-    from inference import EmbeddedModel, Engine
-
-    started = time.perf_counter()
-    model = await asyncio.to_thread(
-        EmbeddedModel.load,
-        settings.model_path or None,
-        device=settings.device,
-        dtype=settings.dtype,
-        threads=settings.threads or None,
-    )
-    engine = Engine(model)
-    await engine.start()
-    stack.push_async_callback(engine.stop)
-    log.info("model %s loaded in %.1fs", model.artifact.name, time.perf_counter() - started)
-    from billing.db import transaction
-    from gateway.compliance.seed import ensure_embedded_registry
-
-    async with transaction(sessions) as session:  # the artifact registry knows what serves
-        await ensure_embedded_registry(
-            session, model.artifact.path, settings.region, sha256=model.artifact.sha256
-        )
-    router = await asyncio.to_thread(default_router)  # the `auto` model's difficulty scorer
-    telemetry.observe_engine(lambda: engine_gauges(engine.stats()))
-    traced = TracedEngine(engine, telemetry, response_model=model.artifact.name)
-    return CompletionService(
-        model=model,
-        engine=traced,
-        sessions=sessions,
-        policies=policies,
-        compliance=compliance,
-        metering=metering,
-        telemetry=telemetry,
-        router=router,
-    )
 
 
 def engine_gauges(stats: dict[str, Any]) -> dict[str, int]:

@@ -72,15 +72,19 @@ class TenantCompliance:
         return result
 
     def deployment_for(self, decision: DecisionLike, use_case: str | None) -> Candidate:
-        """After deciding: the eligible deployment that serves ``decision.model``; the first
-        by name when several are eligible (load balancing belongs to the dispatcher)."""
+        """After deciding: the first eligible deployment that serves ``decision.model``."""
+        return self.deployments_for(decision, use_case)[0]
+
+    def deployments_for(self, decision: DecisionLike, use_case: str | None) -> list[Candidate]:
+        """After deciding: every eligible deployment that serves ``decision.model``, by name;
+        the dispatcher picks among their pools. Raises the rule's refusal when there is none."""
         result = self.evaluate(decision.model, use_case)
         placement = getattr(decision, "placement", None)
         pools = getattr(placement, "pools", None)
         eligible = [c for c in result.eligible if pools is None or c.pool.name in pools]
         if not eligible:
             raise refusal(result, what=f"model {decision.model}")
-        return eligible[0]
+        return eligible
 
     def audit_fields(
         self,

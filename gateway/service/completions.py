@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -27,12 +27,14 @@ from billing.ratelimit import RateLimitResult
 from gateway.api.schemas import ChatCompletionRequest
 from gateway.auth.service import Principal
 from gateway.compliance.service import ComplianceCache, TenantCompliance
-from gateway.errors import InvalidRequestError, RateLimitedError
+from gateway.errors import InvalidRequestError, RateLimitedError, UpstreamError
 from gateway.service.catalog import check_model
 from gateway.service.metering import Metering
 from gateway.service.recording import AttemptRecord, audit_attempt, record_billing_events
 from gateway.service.tenant_policies import PolicyCache
 from gateway.telemetry import Telemetry
+from inference.dispatch import DispatchRequest, Placement
+from inference.errors import ReplicaError
 from inference.types import (
     EngineConfig,
     Finished,
@@ -62,8 +64,12 @@ class ChatModel(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
 
-class GenerationEngine(Protocol):
-    def generate(self, request: GenerationRequest) -> AsyncIterator[TokenDelta | Finished]: ...
+class Dispatch(Protocol):
+    """inference.dispatch.Dispatcher: runs a request on a replica of one of `pools`."""
+
+    def generate(
+        self, request: DispatchRequest, pools: Sequence[str], placement: Placement
+    ) -> AsyncIterator[TokenDelta | Finished]: ...
 
 
 # Reasoning budgets in tokens per (variant, mode); the engine closes the reasoning segment
@@ -86,13 +92,15 @@ class PreparedCompletion:
     generation: GenerationRequest
     started_at: dt.datetime
     compliance: TenantCompliance
-    deployment: Candidate
+    deployment: Candidate  # the first eligible one; the one that served, once placed
     messages: list[dict[str, Any]]
     use_case: str | None = None
     reservation: Reservation | None = None
     client_logprobs: bool = False  # the client asked for them (the cascade may need them anyway)
     rate_limit_headers: dict[str, str] = field(default_factory=dict)
     estimated_tokens: int = 0  # charged to token rate limits at admission, corrected at the end
+    # Every eligible deployment of the decided model: their pools are where it may run.
+    deployments: list[Candidate] = field(default_factory=list)
 
     @property
     def model_id(self) -> str:
@@ -122,6 +130,8 @@ class Outcome:
     status: str = "failed"
     cost: Cost | None = None
     answer_parts: list[str] = field(default_factory=list)  # for retention: full
+    placement: Placement = field(default_factory=Placement)
+    usage_source: str = "measured"
 
 
 @dataclass
@@ -159,7 +169,7 @@ class CompletionService:
         self,
         *,
         model: ChatModel,
-        engine: GenerationEngine,
+        dispatcher: Dispatch,
         sessions: async_sessionmaker[AsyncSession],
         policies: PolicyCache,
         compliance: ComplianceCache,
@@ -170,7 +180,7 @@ class CompletionService:
     ):
         self._telemetry = telemetry or Telemetry.disabled()
         self._model = model
-        self._engine = engine
+        self._dispatcher = dispatcher
         self._sessions = sessions
         self._policies = policies
         self._compliance = compliance
@@ -226,7 +236,7 @@ class CompletionService:
             mode=str(decision.mode),
             policy_version=decision.policy_version,
         )
-        deployment = tc.deployment_for(decision, use_case)
+        deployments = tc.deployments_for(decision, use_case)
         if decision.mode is not Mode.NON_THINK:
             # The engine opens the reasoning segment with a few prompt tokens of its own.
             room = self._context_room(len(prompt_ids) + self._think_overhead, request.output_limit)
@@ -242,10 +252,11 @@ class CompletionService:
             generation=self._generation(request_id, principal, request, decision, prompt_ids, max_tokens),
             started_at=started_at,
             compliance=tc,
-            deployment=deployment,
+            deployment=deployments[0],
             messages=messages,
             use_case=use_case,
             client_logprobs=client_logprobs,
+            deployments=deployments,
         )
         estimated_tokens = len(prompt_ids) + max_tokens
         with self._telemetry.span("billing.rate_limit"):
@@ -380,8 +391,14 @@ class CompletionService:
             prepared.generation.prompt_token_ids,
             prepared.generation.sampling.max_tokens or 1,
         )
-        deployment = prepared.compliance.deployment_for(decision, prepared.use_case)
-        return replace(prepared, decision=decision, generation=generation, deployment=deployment)
+        deployments = prepared.compliance.deployments_for(decision, prepared.use_case)
+        return replace(
+            prepared,
+            decision=decision,
+            generation=generation,
+            deployment=deployments[0],
+            deployments=deployments,
+        )
 
     async def _collect(
         self,
@@ -427,7 +444,7 @@ class CompletionService:
         """Generate, then record cost, usage and audit exactly once however it ends
         (finished, client gone, or error)."""
         try:
-            async for event in self._engine.generate(prepared.generation):
+            async for event in self._dispatch(prepared, outcome):
                 if isinstance(event, TokenDelta):
                     outcome.completion_tokens += len(event.token_ids)
                     if event.reasoning:
@@ -437,6 +454,7 @@ class CompletionService:
                 else:
                     outcome.finish_reason = event.finish_reason
                     outcome.usage = event.usage
+                    outcome.usage_source = event.usage_source
                     outcome.status = "cancelled" if event.finish_reason == "cancelled" else "completed"
                     u = event.usage  # priced now so that a stream's final usage chunk carries the cost
                     outcome.cost = cost_of(
@@ -457,13 +475,17 @@ class CompletionService:
         self, prepared: PreparedCompletion, outcome: Outcome, attempt: int, escalation: Escalation | None
     ) -> AttemptRecord:
         prompt_tokens = len(prepared.generation.prompt_token_ids)
-        usage = outcome.usage or Usage(
-            prompt_tokens=prompt_tokens,
-            prompt_cache_hit_tokens=0,
-            prompt_cache_miss_tokens=prompt_tokens,
-            completion_tokens=outcome.completion_tokens,
-            reasoning_tokens=outcome.reasoning_tokens,
-        )
+        if outcome.usage is None:  # interrupted: bill the prompt and what was delivered
+            outcome.usage_source = "estimated" if outcome.placement.backend in UPSTREAMS else "measured"
+            outcome.usage = Usage(
+                prompt_tokens=prompt_tokens,
+                prompt_cache_hit_tokens=0,
+                prompt_cache_miss_tokens=prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                reasoning_tokens=outcome.reasoning_tokens,
+            )
+        usage = outcome.usage
+        deployment = self._served_deployment(prepared, outcome.placement)
         record = AttemptRecord(
             request_id=prepared.request_id,
             attempt=attempt,
@@ -478,14 +500,50 @@ class CompletionService:
             started_at=prepared.started_at,
             # The deployment, profile version and prompt/answer fields the retention allows.
             compliance=prepared.compliance.audit_fields(
-                prepared.deployment, prepared.messages, "".join(outcome.answer_parts)
+                deployment, prepared.messages, "".join(outcome.answer_parts)
             ),
             escalation=None
             if escalation is None
             else {"confidence": escalation.confidence, "reason": escalation.reason},
+            dispatch=self._dispatch_fields(outcome),
+            served_artifact=None if outcome.placement.backend in LOCAL_BACKENDS else weights_of(deployment),
         )
         outcome.cost = record.cost
         return record
+
+    def _dispatch(
+        self, prepared: PreparedCompletion, outcome: Outcome
+    ) -> AsyncIterator[TokenDelta | Finished]:
+        request = DispatchRequest(
+            generation=prepared.generation,
+            messages=prepared.messages,
+            variant=prepared.variant,
+            mode=prepared.mode,
+            model=prepared.model_id,
+            salt_text=prepared.generation.cache_salt.hex()[:32],
+            stream=prepared.request.stream and prepared.decision.cascade is None,
+            reasoning_effort="max" if prepared.mode == str(Mode.THINK_MAX) else None,
+        )
+        pools = list(dict.fromkeys(d.pool.name for d in prepared.deployments))
+        return _upstream_errors(self._dispatcher.generate(request, pools, outcome.placement))
+
+    @staticmethod
+    def _served_deployment(prepared: PreparedCompletion, placement: Placement) -> Candidate:
+        for d in prepared.deployments:
+            if d.pool.name == placement.pool:
+                return d
+        return prepared.deployment
+
+    @staticmethod
+    def _dispatch_fields(outcome: Outcome) -> dict[str, Any]:
+        p = outcome.placement
+        return {
+            "pool": p.pool,
+            "replica": p.replica,
+            "backend": p.backend,
+            "failed_replicas": list(p.failures),
+            "usage_source": outcome.usage_source,
+        }
 
     async def _record(self, record: AttemptRecord) -> None:
         with self._telemetry.span("billing.record", attempt=record.attempt):
@@ -531,6 +589,31 @@ class CompletionService:
             return
         if alerts:
             await record_billing_events(self._sessions, [alert.to_event() for alert in alerts])
+
+
+LOCAL_BACKENDS = frozenset({None, "embedded", "worker"})  # our engine: the embedded model's artifact
+UPSTREAMS = frozenset({"vllm", "sglang", "deepseek"})
+
+
+def weights_of(deployment: Candidate) -> dict[str, Any]:
+    """The model weights a deployment names (what an upstream serves), for the records."""
+    weights = next((a for a in deployment.artifacts if a.kind == "model_weights"), None)
+    if weights is None:
+        return {"name": deployment.name, "sha256": None, "license": "unknown"}
+    return {"name": weights.name, "sha256": weights.sha256, "license": weights.license}
+
+
+async def _upstream_errors(
+    stream: AsyncIterator[TokenDelta | Finished],
+) -> AsyncIterator[TokenDelta | Finished]:
+    """An upstream that refused the request itself is a 502 naming it, not an engine outage."""
+    try:
+        async for event in stream:
+            yield event
+    except ReplicaError as exc:
+        if exc.retryable:
+            raise
+        raise UpstreamError(f"The upstream engine refused the request: {exc}") from exc
 
 
 def rate_limited(result: RateLimitResult) -> RateLimitedError:

@@ -39,6 +39,10 @@ class AttemptRecord:
     # deployment, compliance_profile_version, retention fields (gateway.compliance.service)
     compliance: dict[str, Any]
     escalation: dict[str, Any] | None = None
+    # Where it ran (pool, replica, backend, replicas that failed before it, usage_source) and,
+    # when that is not the embedded model, the weights artifact the deployment names.
+    dispatch: dict[str, Any] | None = None
+    served_artifact: dict[str, Any] | None = None
 
     @property
     def cost(self) -> Cost:
@@ -55,7 +59,7 @@ class AttemptRecord:
             model=self.decision.model,
             variant=str(self.decision.variant),
             mode=str(self.decision.mode),
-            artifact_id=self.artifact.name,
+            artifact_id=self.served_artifact["name"] if self.served_artifact else self.artifact.name,
             status=self.status,
             started_at=self.started_at,
             finished_at=finished_at,
@@ -79,11 +83,13 @@ class AttemptRecord:
             "status": self.status,
             "finish_reason": self.finish_reason,
             "decision": self.decision.audit_dict(),
-            "artifact": {
+            "artifact": self.served_artifact
+            or {
                 "name": self.artifact.name,
                 "sha256": self.artifact.sha256,
                 "license": self.artifact.license,
             },
+            "dispatch": self.dispatch,
             "usage": {
                 "prompt_tokens": u.prompt_tokens,
                 "prompt_cache_hit_tokens": u.prompt_cache_hit_tokens,

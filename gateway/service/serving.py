@@ -1,0 +1,115 @@
+"""What serves completions in this process: the embedded engine (unless switched off), the
+registry entries that describe it, the pools file, and the dispatcher over all pools."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import AsyncExitStack
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from billing.db import transaction
+from gateway.compliance.models import DevicePool, PoolReplica
+from gateway.compliance.seed import (
+    EMBEDDED_POOL,
+    SYSTEM_ACTOR,
+    ensure_artifact,
+    ensure_embedded_registry,
+    gguf_artifact,
+    support_artifacts,
+)
+from gateway.compliance.service import ComplianceCache
+from gateway.dispatch.pools_file import load_pools_file, sync_pools_file
+from gateway.dispatch.replicas import EMBEDDED_URL
+from gateway.dispatch.wiring import start_dispatch
+from gateway.service.completions import CompletionService
+from gateway.service.metering import Metering
+from gateway.service.tenant_policies import PolicyCache
+from gateway.settings import Settings
+from gateway.telemetry import Telemetry
+from policy.router import default_router
+
+log = logging.getLogger(__name__)
+
+
+async def start_serving(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    policies: PolicyCache,
+    compliance: ComplianceCache,
+    metering: Metering,
+    stack: AsyncExitStack,
+    telemetry: Telemetry,
+) -> CompletionService:
+    from gateway.app import engine_gauges  # noqa: PLC0415 - the gauge mapping lives with the app
+    from gateway.telemetry.engine import TracedEngine
+    from inference import EmbeddedModel, Engine
+    from inference.tokenizer_model import TokenizerModel
+
+    pools_file = load_pools_file(settings.pools_file) if settings.pools_file else []  # fail fast
+    started = time.perf_counter()
+    model: EmbeddedModel | TokenizerModel
+    traced = None
+    if settings.embedded_engine:
+        model = await asyncio.to_thread(
+            EmbeddedModel.load,
+            settings.model_path or None,
+            device=settings.device,
+            dtype=settings.dtype,
+            threads=settings.threads or None,
+        )
+        engine = Engine(model)
+        await engine.start()
+        stack.push_async_callback(engine.stop)
+        telemetry.observe_engine(lambda: engine_gauges(engine.stats()))
+        traced = TracedEngine(engine, telemetry, response_model=model.artifact.name)
+        log.info("model %s loaded in %.1fs", model.artifact.name, time.perf_counter() - started)
+    else:  # pools only: the tokenizer still counts prompt tokens for decisions and estimates
+        model = await asyncio.to_thread(TokenizerModel, settings.model_path or None)
+    async with transaction(sessions) as session:  # the artifact registry knows what serves
+        artifacts = await _register_local(session, settings, model.artifact.path, model.artifact.sha256)
+        if pools_file:
+            await sync_pools_file(session, pools_file, artifacts)
+    compliance.invalidate(None)
+    dispatcher = await start_dispatch(settings, sessions, stack, engine=traced, encode=model.encode)
+    router = await asyncio.to_thread(default_router)  # the `auto` model's difficulty scorer
+    return CompletionService(
+        model=model,
+        dispatcher=dispatcher,
+        sessions=sessions,
+        policies=policies,
+        compliance=compliance,
+        metering=metering,
+        telemetry=telemetry,
+        router=router,
+    )
+
+
+async def _register_local(
+    session: AsyncSession, settings: Settings, path: object, sha256: str
+) -> tuple[str, ...]:
+    """The embedded model's artifacts (what worker pools run too); with the engine, also the
+    embedded pool, its deployments and its one in-process replica."""
+    if not settings.embedded_engine:
+        weights = await ensure_artifact(session, gguf_artifact(path, sha256=sha256))  # type: ignore[arg-type]
+        support = [await ensure_artifact(session, s) for s in support_artifacts()]
+        return (weights.name, *(s.name for s in support))
+    embedded = await ensure_embedded_registry(session, path, settings.region, sha256=sha256)  # type: ignore[arg-type]
+    pool = await session.scalar(select(DevicePool).where(DevicePool.name == EMBEDDED_POOL))
+    assert pool is not None
+    has_replica = await session.scalar(select(PoolReplica.id).where(PoolReplica.pool_id == pool.id))
+    if has_replica is None:
+        try:
+            async with session.begin_nested():  # another gateway replica may add it first
+                session.add(
+                    PoolReplica(
+                        pool_id=pool.id, url=EMBEDDED_URL, capacity=64, enabled=True, created_by=SYSTEM_ACTOR
+                    )
+                )
+        except IntegrityError:
+            pass
+    return tuple(a.name for a in embedded.deployments[0].artifacts) if embedded.deployments else ()
