@@ -35,6 +35,7 @@ from gateway.auth.service import Authenticator
 from gateway.compliance.admin_api import compliance_router
 from gateway.compliance.service import ComplianceCache
 from gateway.console import console_router
+from gateway.dispatch.admin_api import dispatch_router
 from gateway.service.completions import CompletionService
 from gateway.service.metering import Metering
 from gateway.service.serving import start_serving
@@ -126,6 +127,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
         limits_router,
         keys_router,
         compliance_router,
+        dispatch_router,
     ]
     if settings.metrics == "prometheus":
         handlers.append(prometheus_metrics)

@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,13 +19,16 @@ from gateway.settings import Settings
 from inference.dispatch import (
     Backend,
     Dispatcher,
+    DispatchRequest,
     EmbeddedBackend,
+    Placement,
     PoolConfig,
     ReplicaSpec,
     UpstreamBackend,
     WorkerBackend,
 )
 from inference.dispatch.embedded_backend import LocalEngine
+from inference.types import Finished, TokenDelta
 
 log = logging.getLogger(__name__)
 REFRESH_S = 10.0
@@ -72,6 +76,38 @@ def servable(pools: list[PoolConfig], *, has_engine: bool) -> list[PoolConfig]:
     return [p for p in pools if p.backend != "embedded" or has_engine]
 
 
+class PoolDispatch:
+    """The dispatcher of this process, kept in step with the registry."""
+
+    def __init__(
+        self, dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession], *, has_engine: bool
+    ) -> None:
+        self.dispatcher = dispatcher
+        self._sessions = sessions
+        self._has_engine = has_engine
+
+    def generate(
+        self, request: DispatchRequest, pools: Sequence[str], placement: Placement
+    ) -> AsyncIterator[TokenDelta | Finished]:
+        return self.dispatcher.generate(request, pools, placement)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return self.dispatcher.snapshot()
+
+    async def refresh(self) -> None:
+        async with self._sessions() as session:
+            pools = await pool_configs(session)
+        await self.dispatcher.configure(servable(pools, has_engine=self._has_engine))
+
+    async def refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            try:
+                await self.refresh()
+            except Exception:  # the database may be briefly away: keep the last configuration
+                log.warning("refreshing the pool registry failed; keeping the previous one", exc_info=True)
+
+
 async def start_dispatch(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
@@ -79,38 +115,20 @@ async def start_dispatch(
     *,
     engine: LocalEngine | None,
     encode: Callable[[str], list[int]],
-) -> Dispatcher:
+) -> PoolDispatch:
     dispatcher = Dispatcher(
         backend_factory(settings, engine=engine, encode=encode),
         max_attempts=settings.dispatch_max_attempts,
         affinity=settings.dispatch_affinity,
         health_interval_s=float(settings.dispatch_health_interval_s),
     )
-    await refresh(dispatcher, sessions, has_engine=engine is not None)
+    runtime = PoolDispatch(dispatcher, sessions, has_engine=engine is not None)
+    await runtime.refresh()
     await dispatcher.start()
     stack.push_async_callback(dispatcher.stop)
-    task = asyncio.create_task(_refresh_loop(dispatcher, sessions, has_engine=engine is not None))
+    task = asyncio.create_task(runtime.refresh_loop())
     stack.push_async_callback(_cancel, task)
-    return dispatcher
-
-
-async def refresh(
-    dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession], *, has_engine: bool
-) -> None:
-    async with sessions() as session:
-        pools = await pool_configs(session)
-    await dispatcher.configure(servable(pools, has_engine=has_engine))
-
-
-async def _refresh_loop(
-    dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession], *, has_engine: bool
-) -> None:
-    while True:
-        await asyncio.sleep(REFRESH_S)
-        try:
-            await refresh(dispatcher, sessions, has_engine=has_engine)
-        except Exception:  # the database may be briefly away: keep the last configuration
-            log.warning("refreshing the pool registry failed; keeping the previous one", exc_info=True)
+    return runtime
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

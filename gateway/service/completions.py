@@ -193,6 +193,10 @@ class CompletionService:
     def artifact(self) -> ModelArtifact:
         return self._model.artifact
 
+    @property
+    def dispatcher(self) -> Dispatch:
+        return self._dispatcher
+
     # -- prepare ---------------------------------------------------------------------------
 
     async def prepare(
