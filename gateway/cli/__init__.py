@@ -12,6 +12,7 @@ from gateway.cli.demo import demo
 from gateway.cli.keys import key
 from gateway.cli.models import models
 from gateway.cli.policy import policy
+from gateway.cli.pools import pools
 from gateway.cli.prices import prices
 from gateway.cli.router import router
 from gateway.cli.serve import serve
@@ -38,6 +39,7 @@ for command in (
     audit,
     router,
     worker,
+    pools,
 ):
     cli.add_command(command)
 

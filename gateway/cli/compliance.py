@@ -16,6 +16,7 @@ from gateway.compliance import profiles, registry
 from gateway.compliance.gguf_meta import sha256_file
 from gateway.compliance.reports import build_report, parse_period, report_csv
 from gateway.compliance.seed import EXAMPLES, gguf_artifact
+from inference.dispatch.types import BACKENDS
 from policy.compliance_rules import evaluate
 from policy.errors import PolicyError
 
@@ -147,12 +148,24 @@ def pool() -> None:
 
 @pool.command("add")
 @click.argument("name")
-@click.option("--device-kind", type=click.Choice(["cpu", "gpu", "npu"]), required=True)
+@click.option("--device-kind", type=click.Choice(list(registry.DEVICE_KINDS)), required=True)
 @click.option("--vendor", required=True, help="intel, amd, nvidia, huawei, ...")
 @click.option("--stack", "software_stack", type=click.Choice(["CUDA", "ROCm", "CANN", "CPU"]), required=True)
 @click.option("--region", required=True)
 @click.option("--sovereign", is_flag=True, help="The pool counts as sovereign hardware.")
 @click.option("--notes")
+@click.option(
+    "--backend",
+    type=click.Choice(list(BACKENDS)),
+    default="worker",
+    show_default=True,
+    help="How requests reach it.",
+)
+@click.option(
+    "--variant", "variants", multiple=True, type=click.Choice(["flash", "pro"]), help="Repeat; default all."
+)
+@click.option("--model", "models", multiple=True, help="VARIANT=NAME: the upstream's model name (repeat).")
+@click.option("--api-key-env", help="Upstreams: the NAME of the environment variable holding the credential.")
 @_actor
 def pool_add(
     name: str,
@@ -162,11 +175,30 @@ def pool_add(
     region: str,
     sovereign: bool,
     notes: str | None,
+    backend: str,
+    variants: tuple[str, ...],
+    models: tuple[str, ...],
+    api_key_env: str | None,
     actor: str,
 ) -> None:
-    """Register a device pool."""
+    """Register a device pool (then add replicas: `gateway pools replica add`)."""
     settings = load_settings()
-    spec = registry.PoolSpec(name, device_kind, vendor, software_stack, region, sovereign, notes)
+    model_map = dict(m.split("=", 1) for m in models if "=" in m)
+    if len(model_map) != len(models):
+        raise click.BadParameter("use VARIANT=NAME", param_hint="--model")
+    spec = registry.PoolSpec(
+        name,
+        device_kind,
+        vendor,
+        software_stack,
+        region,
+        sovereign,
+        notes,
+        backend=backend,
+        variants=variants,
+        models=model_map,
+        api_key_env=api_key_env,
+    )
 
     async def go() -> dict[str, Any]:
         async with db_transaction(settings) as session:
