@@ -77,6 +77,15 @@ def align_by_expert(expert_ids: torch.Tensor, num_experts: int, block_m: int) ->
     return MoeAlignment(sorted_ids, block_expert.to(torch.int32), block_m, n)
 
 
+# A decode batch (up to this many tokens: memory-bound) whose tokens together select every
+# expert runs as the dense FFN with a per-token expert mask (the weights are read once either
+# way, and one GEMM beats E small ones). Otherwise the twin runs one GEMM per selected expert
+# over the tokens that chose it, on views of the weights: each selected slice is read once and
+# nothing is copied (gathering the selected slices into one matrix costs, on the CPU, about
+# what the dense GEMM does: it reads and writes them before the GEMM reads them again).
+UNION_MAX_TOKENS = 64
+
+
 def moe_swiglu_ref(
     x: torch.Tensor,  # [T, D]
     w_gate: torch.Tensor,  # [E, Fe, D]
@@ -85,9 +94,31 @@ def moe_swiglu_ref(
     expert_ids: torch.Tensor,  # [T, K] int, -1 = empty slot
     expert_weights: torch.Tensor,  # [T, K]
 ) -> torch.Tensor:
-    """The twin: one batched pass per selected expert over the tokens that chose it (the
-    loop runs over experts, never over tokens). fp32 accumulation, output in x's dtype."""
+    """The twin (and the CPU path); no loop over tokens. fp32 accumulation, output in x's
+    dtype."""
     check_moe_shapes(x, w_gate, w_up, w_down, expert_ids, expert_weights)
+    e = w_gate.shape[0]
+    ids = expert_ids.long()
+    if x.shape[0] <= UNION_MAX_TOKENS and torch.bincount(ids[ids >= 0], minlength=e).all():
+        return _masked_dense(x, w_gate, w_up, w_down, ids, expert_weights)
+    return _per_expert(x, w_gate, w_up, w_down, expert_ids, expert_weights)
+
+
+def _masked_dense(x, w_gate, w_up, w_down, ids, expert_weights) -> torch.Tensor:
+    e, fe, d = w_gate.shape
+    t = x.shape[0]
+    gate = torch.zeros(t, e, dtype=torch.float32, device=x.device)  # 0 where not chosen
+    gate.scatter_add_(1, ids.clamp(min=0), torch.where(ids >= 0, expert_weights.float(), 0.0))
+    # reshape: a view when the slices are views of the dense weights, else one copy
+    wg, wu = w_gate.reshape(e * fe, d), w_up.reshape(e * fe, d)
+    wd = w_down.permute(1, 0, 2).reshape(d, e * fe)
+    xf = x.float()
+    h = F.silu(F.linear(xf, wg.float())) * F.linear(xf, wu.float())
+    h = (h.view(t, e, fe) * gate[:, :, None]).view(t, e * fe)
+    return F.linear(h, wd.float()).to(x.dtype)
+
+
+def _per_expert(x, w_gate, w_up, w_down, expert_ids, expert_weights) -> torch.Tensor:
     t, k = expert_ids.shape
     out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     flat = expert_ids.reshape(-1).long()

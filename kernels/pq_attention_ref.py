@@ -6,7 +6,7 @@ codebook `k_books[h, m]` of C centroids and the cache keeps the centroid's index
 likewise with their own codebooks. Scores come from lookup tables: for each query head the
 table `lut[m, c] = q_m . k_books[kvh, m, c]` (M x C products, once per step), and a key's
 score is `sum_m lut[m, code_m]`, which equals `q . decoded_key` exactly (up to fp32
-summation order). Values are decoded from their codebooks. Everything else is the contract
+summation order). The output is attention over the decoded values. Everything else is the contract
 of `kernels.decode_attention_ref`: slots, lengths, grouped query heads, fp32 softmax.
 """
 
@@ -68,25 +68,31 @@ def pq_decode_attention_ref(
     seq_lens: torch.Tensor,  # [B] int (>= 1)
     scale: float,
 ) -> torch.Tensor:
-    """The twin, batched over sequences (padded to the longest): scores by table lookup,
-    values decoded by gathering centroids. Output in q's dtype."""
+    """The twin, batched over sequences (padded to the longest), all by table: scores gather
+    M entries of the query's score table per key; values never get decoded either: each
+    key's probability is added to its code's bin per value subspace (a C-bin histogram),
+    and the output is the histogram times the codebook. Output in q's dtype."""
     check_books(k_codes, k_books)
     check_books(v_codes, v_books)
     b, h, d = q.shape
     kvh, _, m = k_codes.shape
+    mv, c_v = v_books.shape[1], v_books.shape[2]
     g = h // kvh
     width = int(seq_lens.max()) if b else 0
-    idx = slots[:, :width].long()
     ok = torch.arange(width, device=q.device)[None, :] < seq_lens.long()[:, None]  # [B, L]
-    idx = torch.where(ok, idx, 0)
-    lut = score_tables(q, k_books).view(b, kvh, g, m, -1).permute(0, 1, 3, 4, 2)  # [B, KVH, M, C, G]
-    codes = k_codes[:, idx].long().permute(1, 0, 2, 3)  # [B, KVH, L, M]
-    bi = torch.arange(b, device=q.device)[:, None, None, None]
-    hi = torch.arange(kvh, device=q.device)[None, :, None, None]
-    mi = torch.arange(m, device=q.device)[None, None, None, :]
-    scores = lut[bi, hi, mi, codes].sum(dim=3).permute(0, 1, 3, 2) * scale  # [B, KVH, G, L]
+    idx = torch.where(ok, slots[:, :width].long(), 0).reshape(-1)
+
+    def gathered(codes: torch.Tensor) -> torch.Tensor:  # [KVH, S, M] -> [B, KVH, 1, M, L]
+        sel = torch.index_select(codes, 1, idx).view(kvh, b, width, -1).long()
+        return sel.permute(1, 0, 3, 2)[:, :, None]
+
+    lut = score_tables(q, k_books).view(b, kvh, g, m, -1)  # [B, KVH, G, M, C]
+    kc = gathered(k_codes).expand(b, kvh, g, m, width)
+    scores = torch.gather(lut, 4, kc).sum(dim=3) * scale  # [B, KVH, G, L]
     scores = scores.masked_fill(~ok[:, None, None, :], float("-inf"))
     p = torch.softmax(scores, dim=-1)
-    v = pq_decode(v_codes.reshape(kvh, -1, v_codes.shape[2])[:, idx.reshape(-1)], v_books)
-    v = v.view(kvh, b, width, d).transpose(0, 1)  # [B, KVH, L, D]
-    return torch.matmul(p, v).reshape(b, h, d).to(q.dtype)
+    vc = gathered(v_codes).expand(b, kvh, g, mv, width)
+    hist = torch.zeros(b, kvh, g, mv, c_v, device=q.device)
+    hist.scatter_add_(4, vc, p[:, :, :, None, :].expand(b, kvh, g, mv, width))
+    out = torch.einsum("bkgmc,kmcd->bkgmd", hist, v_books.float())
+    return out.reshape(b, h, d).to(q.dtype)

@@ -1,7 +1,7 @@
 """Triton kernel: batched Sinkhorn-Knopp of small square matrices (mHC's H_res).
 
 One program holds BLOCK_B whole matrices in registers (n <= 16, padded to a power of two)
-and runs every round there (in the log domain, as the twin), so each matrix is read and
+and runs every round there, so each matrix is read and
 written once instead of 2 x iters times as the eager twin does. The contract and the twin
 are in `kernels.sinkhorn_ref`.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.sinkhorn_ref import DEFAULT_ITERS
+from kernels.sinkhorn_ref import DEFAULT_ITERS, TINY
 from kernels.triton_support import available, next_pow2, require_triton, tl, triton
 
 __all__ = ["available", "sinkhorn_knopp"]
@@ -26,6 +26,7 @@ if triton is not None:
         N: tl.constexpr,
         N_PAD: tl.constexpr,
         BLOCK_B: tl.constexpr,
+        TINY: tl.constexpr,
     ):
         pid = tl.program_id(0)
         offs_b = pid * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -34,16 +35,13 @@ if triton is not None:
         mask = (offs_b[:, None, None] < batch) & (offs_i[None, :, None] < N) & (offs_j[None, None, :] < N)
         ptrs = offs_b[:, None, None] * (N * N) + offs_i[None, :, None] * N + offs_j[None, None, :]
         x = tl.load(x_ptr + ptrs, mask=mask, other=float("-inf")).to(tl.float32)
-        for _ in range(iters):  # log domain: subtract row, then column logsumexp
-            r = tl.max(x, axis=2)
-            r = tl.where(r == float("-inf"), 0.0, r)  # padding rows are all -inf: keep them so
-            rs = tl.sum(tl.exp(x - r[:, :, None]), axis=2)
-            x = x - (r + tl.log(tl.where(rs > 0, rs, 1.0)))[:, :, None]
-            c = tl.max(x, axis=1)
-            c = tl.where(c == float("-inf"), 0.0, c)
-            cs = tl.sum(tl.exp(x - c[:, None, :]), axis=1)
-            x = x - (c + tl.log(tl.where(cs > 0, cs, 1.0)))[:, None, :]
-        tl.store(out_ptr + ptrs, tl.exp(x), mask=mask)
+        rmax = tl.max(x, axis=2)
+        rmax = tl.where(rmax == float("-inf"), 0.0, rmax)  # padding rows are all -inf
+        m = tl.where(mask, tl.exp(x - rmax[:, :, None]), 0.0)
+        for _ in range(iters):
+            m = m / tl.maximum(tl.sum(m, axis=2), TINY)[:, :, None]
+            m = m / tl.maximum(tl.sum(m, axis=1), TINY)[:, None, :]
+        tl.store(out_ptr + ptrs, m, mask=mask)
 
 
 def sinkhorn_knopp(logits: torch.Tensor, iters: int = DEFAULT_ITERS, block_b: int = 16) -> torch.Tensor:
@@ -60,5 +58,5 @@ def sinkhorn_knopp(logits: torch.Tensor, iters: int = DEFAULT_ITERS, block_b: in
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     if batch:
         grid = (triton.cdiv(batch, block_b),)
-        _sinkhorn_kernel[grid](x, out, batch, iters, N=n, N_PAD=next_pow2(n), BLOCK_B=block_b)
+        _sinkhorn_kernel[grid](x, out, batch, iters, N=n, N_PAD=next_pow2(n), BLOCK_B=block_b, TINY=TINY)
     return out.reshape(*lead, n, n)

@@ -53,8 +53,8 @@ def test_kernel_matches_the_twin(shape, block_b):
 
 @needs_triton
 def test_kernel_handles_large_logits_and_an_empty_batch():
-    x = _logits((5, 4, 4), scale=30.0)  # the max shift keeps exp finite
+    x = _logits((5, 4, 4), scale=30.0)  # spreads of ~100: some columns underflow entirely
     got = sinkhorn_knopp(x)
-    assert torch.isfinite(got).all()
+    assert torch.isfinite(got).all()  # floored sums: zeros, never NaN
     torch.testing.assert_close(got, sinkhorn_knopp_ref(x), rtol=1e-4, atol=1e-6)
     assert sinkhorn_knopp(torch.zeros(0, 4, 4)).shape == (0, 4, 4)
