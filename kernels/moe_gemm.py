@@ -168,7 +168,8 @@ def moe_swiglu(
     weights = expert_weights.reshape(-1).contiguous()
     out_k = torch.zeros((t * k, d), dtype=torch.float32, device=x.device)
     if al.num_blocks:
-        precision = "ieee" if w_gate.dtype == torch.float32 else "tf32"
+        # fp32 inputs: exact products (parity with the twin); bf16/fp16: the backend default
+        precision = "ieee" if w_gate.dtype == torch.float32 else None
         h = torch.empty((al.sorted_ids.shape[0], fe), dtype=torch.float32, device=x.device)
         _moe_gate_up_kernel[(al.num_blocks, triton.cdiv(fe, block_f))](
             x,

@@ -119,3 +119,16 @@ def test_kernel_dense_equivalence_and_a_token_with_no_expert():
     got = moe_swiglu(x, *_slices(wg, wu, wd, 4), ids, torch.ones(3, 4))
     torch.testing.assert_close(got[:2], _dense(x[:2], wg, wu, wd), rtol=1e-4, atol=1e-5)
     assert (got[2] == 0).all()
+
+
+@needs_triton
+def test_kernel_in_half_precision():
+    # the serving dtype path (bf16 on GPU; the interpreter has no bf16, fp16 takes the same path)
+    wg, wu, wd, g = _ffn(d=32, experts=4, fe=16)
+    x = torch.randn(5, 32, generator=g)
+    ids, w = _routing(5, 4, 2, g)
+    ws = [t.half() for t in _slices(wg, wu, wd, 4)]
+    got = moe_swiglu(x.half(), *ws, ids, w.half())
+    assert got.dtype == torch.float16
+    want = moe_swiglu_ref(x.half(), *ws, ids, w.half())
+    torch.testing.assert_close(got.float(), want.float(), rtol=1e-2, atol=1e-2)
