@@ -96,3 +96,6 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [make_handler(fmt)]
     root.setLevel(level.upper())
+    # httpx logs a line per request at INFO: every health probe and upstream call of
+    # dispatch. Its warnings still show; the gateway logs its own dispatch failures.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

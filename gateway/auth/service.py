@@ -151,11 +151,15 @@ class Authenticator:
                 raise failure
             if key.expires_at is not None and key.expires_at <= now:
                 raise failure
-            if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
-                await self._touch(key.id, now)
-            return Principal(
+            touch = key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION
+            principal = Principal(
                 tenant.id, tenant.name, key.id, frozenset(key.scopes.split()), rate_limits_of(tenant, key)
             )
+        # After the read session is back in the pool: touching inside it held two connections
+        # per request, and 16 concurrent first uses of a key exhausted the pool (deadlock).
+        if touch:
+            await self._touch(key.id, now)
+        return principal
 
     async def _touch(self, key_id: str, now: dt.datetime) -> None:
         async with transaction(self._sessions) as session:
