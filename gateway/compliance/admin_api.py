@@ -14,6 +14,7 @@ import dataclasses
 import os
 from typing import Any
 
+import msgspec
 from litestar import Request, Response, Router, get, post, put
 
 from billing.db import transaction
@@ -51,6 +52,10 @@ def _fields(body: dict[str, Any], cls: Any, required: tuple[str, ...]) -> dict[s
     missing = [k for k in required if not body.get(k)]
     if missing:
         raise InvalidRequestError(f"missing field(s): {', '.join(missing)}", param=missing[0])
+    try:  # the field types (a number where a name goes is a 400, not a TypeError later)
+        msgspec.convert(body, cls)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequestError(f"Invalid request: {exc}") from None
     return body
 
 
@@ -110,7 +115,10 @@ async def add_deployment(request: Request[Any, Any, Any]) -> dict[str, Any]:
     admin = await require_admin(request)
     body = await _json_body(request)
     keys = ("name", "model_id", "variant", "pool", "artifacts")
-    if set(body) != set(keys) or not isinstance(body.get("artifacts"), list):
+    texts = [body.get(k) for k in keys[:4]] + (
+        body["artifacts"] if isinstance(body.get("artifacts"), list) else [0]
+    )
+    if set(body) != set(keys) or not all(isinstance(v, str) for v in texts):
         raise InvalidRequestError(f"the body needs exactly: {', '.join(keys)} (artifacts: a list of names)")
     async with transaction(request.app.state.services.sessions) as session:
         await registry.add_deployment(session, actor=admin.actor, **body)
