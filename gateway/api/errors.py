@@ -53,6 +53,9 @@ def as_gateway_error(exc: Exception) -> GatewayError:
         return InvalidRequestError(str(exc))
     if isinstance(exc, InferenceError):
         return ServiceUnavailableError(f"The inference engine could not serve the request: {exc}")
+    if isinstance(exc, RecursionError):
+        # Parsers (JSON, YAML policy and profile documents) recurse once per nesting level.
+        return InvalidRequestError("The request body is nested too deeply.", code="nested_too_deeply")
     return GatewayError("The server had an error while processing your request.")
 
 

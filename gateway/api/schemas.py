@@ -11,6 +11,9 @@ from gateway.errors import InvalidRequestError
 
 MAX_STOP_SEQUENCES = 16
 MAX_MESSAGES = 2048
+# Bounds that keep absurd integers a 400 naming the field (not an overflow further on); a
+# max_tokens within them that does not fit the context is a context_length_exceeded 400.
+INT32_MAX = 2**31 - 1
 
 
 class TextPart(msgspec.Struct, tag_field="type", tag="text", forbid_unknown_fields=False):
@@ -48,13 +51,13 @@ class ChatCompletionRequest(msgspec.Struct, forbid_unknown_fields=False):
     messages: Annotated[list[Message], msgspec.Meta(min_length=1, max_length=MAX_MESSAGES)]
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
-    top_k: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    top_k: Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)] | None = None
+    max_completion_tokens: Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)] | None = None
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = None
+    seed: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | None = None
     frequency_penalty: Annotated[float, msgspec.Meta(ge=-2, le=2)] | None = None
     presence_penalty: Annotated[float, msgspec.Meta(ge=-2, le=2)] | None = None
     logprobs: bool | None = None
@@ -101,6 +104,10 @@ def decode_body(body: bytes, type_: type[T]) -> T:
         raise InvalidRequestError(f"Invalid request: {message}", param=param) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+    except RecursionError:  # msgspec recurses once per nesting level, also in skipped fields
+        raise InvalidRequestError(
+            "The request body is nested too deeply.", code="nested_too_deeply"
+        ) from None
 
 
 def decode_chat_request(body: bytes) -> ChatCompletionRequest:

@@ -25,6 +25,9 @@ from gateway.auth import service as auth
 from gateway.errors import InvalidRequestError, NotFoundError
 from gateway.service.recording import record_billing_events
 
+# Budget limits are stored in integer units of 1e-12 USD in a signed 64-bit column.
+MAX_LIMIT_USD = Decimal(2**63 - 1).scaleb(-12)
+
 
 class BudgetBody(msgspec.Struct, forbid_unknown_fields=True):
     limit_usd: Annotated[str, msgspec.Meta(pattern=r"^\d+(\.\d+)?$")]
@@ -129,6 +132,8 @@ async def put_budget(
 ) -> dict[str, Any]:
     """Set a tenant's or a key's budget from a PUT body (audited); this process forgets its
     cached copy at once."""
+    if Decimal(body.limit_usd) > MAX_LIMIT_USD:  # the BIGINT column of 1e-12 USD units
+        raise InvalidRequestError(f"limit_usd must be at most {MAX_LIMIT_USD}", param="limit_usd")
     payload = await budgets.set_budget(
         services.metering.budget_store,
         services.sessions,
