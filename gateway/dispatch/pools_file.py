@@ -25,6 +25,9 @@ from gateway.compliance.models import (
     RegisteredArtifact,
 )
 from gateway.compliance.registry import (
+    _NAME,
+    DEVICE_KINDS,
+    SOFTWARE_STACKS,
     PoolSpec,
     add_deployment,
     add_pool,
@@ -35,7 +38,7 @@ from gateway.compliance.registry import (
 )
 from gateway.compliance.seed import EXAMPLES, ensure_artifact
 from gateway.dispatch.replicas import check_replica
-from gateway.errors import ConfigurationError, GatewayError
+from gateway.errors import ConfigurationError, GatewayError, InvalidRequestError
 from inference.dispatch.types import ReplicaSpec
 from policy.types import MODEL_OF_VARIANT
 
@@ -88,12 +91,15 @@ def _entry(path: str | Path, index: int, raw: Any) -> FilePool:
     where = f"GATEWAY_POOLS_FILE {path}, pools[{index}]"
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{where}: each pool is a mapping")
+    if isinstance(raw.get("name"), str) and raw["name"]:
+        where += f" ({raw['name']})"
     unknown = sorted(set(raw) - _POOL_KEYS)
     if unknown:
         raise ConfigurationError(f"{where}: unknown field {unknown[0]!r}")
     for key in ("name", "backend", "region"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise ConfigurationError(f"{where}: `{key}` is required")
+    _check_types(where, raw)
     kind = str(raw.get("device_kind", "cpu"))
     spec = PoolSpec(
         name=raw["name"],
@@ -111,19 +117,48 @@ def _entry(path: str | Path, index: int, raw: Any) -> FilePool:
     )
     replicas = []
     try:
+        # What the registry checks when it adds the pool, checked here too: a pool the file
+        # updates is not added again, and a bad file must fail at start-up, not at sync.
+        if not _NAME.match(spec.name):
+            raise InvalidRequestError(f"invalid pool name {spec.name!r}", param="name")
+        if spec.device_kind not in DEVICE_KINDS:
+            raise InvalidRequestError(
+                f"device_kind must be one of {', '.join(DEVICE_KINDS)}", param="device_kind"
+            )
+        if spec.software_stack not in SOFTWARE_STACKS:
+            raise InvalidRequestError(
+                f"software_stack must be one of {', '.join(SOFTWARE_STACKS)}", param="software_stack"
+            )
         check_dispatch_fields(spec)
         for r in raw.get("replicas") or ():
             if not isinstance(r, dict) or not isinstance(r.get("url"), str):
-                raise ConfigurationError(f"{where}: each replica is a mapping with a `url`")
+                raise InvalidRequestError("each replica is a mapping with a `url`", param="url")
             replica = ReplicaSpec(r["url"].rstrip("/"), r.get("capacity", 64))
             check_replica(spec.backend, replica.url, replica.capacity)
             replicas.append(replica)
     except GatewayError as exc:
-        raise ConfigurationError(f"{where} ({raw['name']}): {exc}") from None
+        raise ConfigurationError(f"{where}: {exc}") from None
     artifacts = raw.get("artifacts") or ()
     if not isinstance(artifacts, (list, tuple)) or not all(isinstance(a, str) for a in artifacts):
         raise ConfigurationError(f"{where}: `artifacts` is a list of registered artifact names")
     return FilePool(spec, tuple(replicas), tuple(artifacts))
+
+
+def _check_types(where: str, raw: dict[str, Any]) -> None:
+    """YAML gives any type: refuse the wrong ones by name rather than coercing them
+    (`sovereign: "no"` must not become True, `models: [flash]` must not crash)."""
+    for key in ("device_kind", "vendor", "software_stack", "notes", "api_key_env"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise ConfigurationError(f"{where}: `{key}` must be a string")
+    if "sovereign" in raw and not isinstance(raw["sovereign"], bool):
+        raise ConfigurationError(f"{where}: `sovereign` must be true or false")
+    for key, kind, what in (
+        ("variants", list, "a list of variants (flash, pro)"),
+        ("models", dict, "a mapping of variant to the upstream's model name"),
+        ("replicas", list, "a list of replicas (`url`, `capacity`)"),
+    ):
+        if raw.get(key) is not None and not isinstance(raw[key], kind):
+            raise ConfigurationError(f"{where}: `{key}` must be {what}")
 
 
 async def sync_pools_file(
