@@ -214,3 +214,25 @@ async def test_an_unhealthy_replica_gets_no_traffic(pool) -> None:
     placement = Placement()
     await drain(dispatcher, request, placement)
     assert placement.replica == replica_id(first)  # back, and affinity returns to it
+
+
+async def test_the_same_tenant_and_prefix_stay_on_the_replica_that_holds_it(
+    fleet: list[FakeUpstream],
+) -> None:
+    for up in fleet:
+        up.reset()
+    dispatcher = Dispatcher(make_backend, affinity=True)
+    await dispatcher.configure([pool_of(fleet)])
+    used: set[str] = set()
+    try:
+        for t in range(12):
+            request = dispatch_request(salt=f"tenant-{t}")
+            first, second = Placement(), Placement()
+            await drain(dispatcher, request, first)
+            _, done = await drain(dispatcher, request, second)
+            assert first.replica == second.replica
+            assert done[0].usage.prompt_cache_hit_tokens > 0  # that replica held the prefix
+            used.add(str(first.replica))
+    finally:
+        await dispatcher.stop()
+    assert len(used) > 1  # tenants spread over the replicas
