@@ -1,0 +1,299 @@
+"""What the gateway adds in front of an instant OpenAI-compatible upstream.
+
+An instant upstream (bench/instant_upstream.py, its own process) answers a fixed completion
+with usage. In front of it, `gateway serve` processes with the whole request path on: key
+auth, the policy decision, rate limits (rpm + tpm), a hard budget's reservation, the ledger
+write and the audit event, configured by a pools file with one `backend: vllm` pool and
+GATEWAY_EMBEDDED_ENGINE=false (no weights loaded). Optionally the LiteLLM proxy (one worker,
+no database) in front of the same upstream.
+
+Measured in one run:
+- latency at one connection: requests alternate direct / gateway / LiteLLM (keep-alive), so
+  the added p50/p99 is the gateway's median minus the upstream's, side by side;
+- requests/s at 32 connections (wrk): direct, one gateway process, two gateway processes
+  (two `gateway serve` on two ports, the connections split between them), LiteLLM.
+
+    .venv/bin/python bench/gateway_overhead.py [--quick] [--store sqlite|postgres] [--profile DIR]
+
+The last line is one JSON object (added_p50_ms, added_p99_ms, rps_1proc, rps_2proc,
+direct_rps, litellm_added_p50_ms, litellm_rps, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _gateway_proc import GATEWAY, GatewaySetup, Proc, Processes, free_port, sigterm_as_interrupt, wait_http  # noqa: E402
+from _load import Target, alternating_latency, has_wrk, summary_ms, throughput  # noqa: E402
+
+LITELLM_VENV = Path(os.environ.get("BENCH_LITELLM_VENV", "/tmp/litellm-venv"))
+PYSPY = os.environ.get("BENCH_PYSPY", shutil.which("py-spy") or "/tmp/pyspy-venv/bin/py-spy")
+# The issue's reference for LiteLLM on this kind of machine, used when it cannot be installed.
+LITELLM_REFERENCE = {"added_p50_ms": 8.0, "rps": 146.0}
+LITELLM_KEY = "sk-bench-" + os.urandom(16).hex()
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def body(model: str, *, stream: bool = False) -> dict[str, Any]:
+    b: dict[str, Any] = {"model": model, "max_tokens": 16, "temperature": 0, "messages": QUESTION}
+    if stream:
+        b["stream"] = True
+        b["stream_options"] = {"include_usage": True}
+    return b
+
+
+def pools_yaml(upstream_port: int) -> str:
+    return f"""pools:
+  - name: instant
+    device_kind: cuda
+    vendor: nvidia
+    software_stack: CUDA
+    region: local
+    variants: [flash, pro]
+    backend: vllm
+    models: {{flash: instant-flash, pro: instant-pro}}
+    replicas:
+      - url: http://127.0.0.1:{upstream_port}/v1
+        capacity: 512
+"""
+
+
+def litellm_config(upstream_port: int) -> str:
+    return f"""model_list:
+  - model_name: deepseek-v4-flash
+    litellm_params:
+      model: openai/instant-flash
+      api_base: http://127.0.0.1:{upstream_port}/v1
+      api_key: sk-none
+litellm_settings:
+  telemetry: false
+"""
+
+
+def start_gateway(procs: Processes, setup: GatewaySetup, name: str, port: int) -> Proc:
+    argv = [GATEWAY, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    proc = procs.start(name, argv, setup.env)
+    wait_http(f"http://127.0.0.1:{port}/readyz", proc)
+    return proc
+
+
+def start_litellm(procs: Processes, workdir: Path, upstream_port: int) -> tuple[Proc, int] | None:
+    exe = LITELLM_VENV / "bin" / "litellm"
+    if not exe.exists():
+        return None
+    port = free_port()
+    config = workdir / "litellm.yaml"
+    config.write_text(litellm_config(upstream_port))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    # A master key (LiteLLM refuses to start without one); without a database it is the only key.
+    env.update(
+        {
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_LOG": "ERROR",
+            "NO_DOCKER": "1",
+            "LITELLM_MASTER_KEY": LITELLM_KEY,
+        }
+    )
+    argv = [
+        str(exe),
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
+    proc = procs.start("litellm", argv, env)
+    wait_http(f"http://127.0.0.1:{port}/health/liveliness", proc, timeout=240)
+    return proc, port
+
+
+def sanity(gateway: Target) -> None:
+    """One request: 200, usage mapped from the upstream, rate-limit headers (limits applied)."""
+    response = httpx.post(
+        gateway.url, json=body("deepseek-v4-flash"), headers=dict(gateway.headers), timeout=30
+    )
+    if response.status_code != 200:
+        raise RuntimeError(f"gateway answered {response.status_code}: {response.text[:500]}")
+    usage = response.json()["usage"]
+    if usage.get("prompt_cache_hit_tokens") != 16 or "cost_usd" not in usage:
+        raise RuntimeError(f"unexpected usage from the gateway: {usage}")
+    if "x-ratelimit-remaining-requests" not in response.headers:
+        raise RuntimeError("no rate-limit headers: the tenant's limits were not applied")
+
+
+def run(args: argparse.Namespace, setup: GatewaySetup, procs: Processes) -> dict[str, Any]:
+    up_port = free_port()
+    upstream = procs.start(
+        "upstream",
+        [sys.executable, str(Path(__file__).with_name("instant_upstream.py")), "--port", str(up_port)],
+    )
+    wait_http(f"http://127.0.0.1:{up_port}/v1/models", upstream)
+    setup.prepare(pools_yaml(up_port))
+    # Limits far above the load (so nothing is refused) but checked on every request.
+    key = setup.tenant("bench", budget_usd="1000", rpm=50_000_000, tpm=2_000_000_000)
+    auth = {"authorization": f"Bearer {key}"}
+    ports = [free_port(), free_port()]
+    gw = [start_gateway(procs, setup, f"gateway-{i}", p) for i, p in enumerate(ports)]
+    direct = Target("direct", f"http://127.0.0.1:{up_port}/v1/chat/completions")
+    gw_targets = [
+        Target(f"gateway-{i}", f"http://127.0.0.1:{p}/v1/chat/completions", auth) for i, p in enumerate(ports)
+    ]
+    sanity(gw_targets[0])
+    sanity(gw_targets[1])
+    litellm = None if args.no_litellm else start_litellm(procs, setup.dir, up_port)
+    lite_target = (
+        Target(
+            "litellm",
+            f"http://127.0.0.1:{litellm[1]}/v1/chat/completions",
+            {"authorization": f"Bearer {LITELLM_KEY}"},
+        )
+        if litellm
+        else None
+    )
+    audit_before = setup.count_rows("audit_events")["audit_events"]
+    usage_before = setup.count_rows("usage_records")["usage_records"]
+
+    # Latency at one connection, interleaved. The direct target gets the upstream's model name.
+    lat_targets = [direct, gw_targets[0], *([lite_target] if lite_target else [])]
+    bodies = {"direct": body("instant-flash")}
+    lat = asyncio.run(_alternate(lat_targets, bodies, args.rounds, stream=False))
+    lat_stream = asyncio.run(
+        _alternate(lat_targets, {"direct": body("instant-flash", stream=True)}, args.rounds // 2, stream=True)
+    )
+    answered = (args.rounds + 20) + (args.rounds // 2 + 20)
+
+    # Throughput at 32 connections.
+    c, d = args.connections, args.duration
+    rps_direct = throughput([direct], body("instant-flash"), c, d)
+    rps_1 = throughput([gw_targets[0]], body("deepseek-v4-flash"), c, d)
+    rps_2 = throughput(gw_targets, body("deepseek-v4-flash"), c, d)
+    rps_lite = throughput([lite_target], body("deepseek-v4-flash"), c, d) if lite_target else None
+    answered += rps_1["requests"] - rps_1["errors"] + rps_2["requests"] - rps_2["errors"]
+    profile = None
+    if args.profile:  # after the measurements, so sampling does not slow them
+        profile = record_profile(procs, gw[0], gw_targets[0], Path(args.profile), c, d)
+        answered += profile["load"]["requests"] - profile["load"]["errors"]
+
+    for proc in gw:  # graceful stop flushes the batched ledger writer (and writes the profile)
+        procs.stop(proc)
+    rows = setup.count_rows("usage_records", "audit_events")
+    g, dl = lat["gateway-0"], lat["direct"]
+    gs, ds = lat_stream["gateway-0"], lat_stream["direct"]
+    result: dict[str, Any] = {
+        "bench": "gateway_overhead",
+        "store": setup.store,
+        "load_tool": "wrk" if has_wrk() else "httpx",
+        "connections": c,
+        "duration_s": d,
+        "latency_rounds": args.rounds,
+        "direct_p50_ms": dl["p50_ms"],
+        "gateway_p50_ms": g["p50_ms"],
+        "added_p50_ms": round(g["p50_ms"] - dl["p50_ms"], 3),
+        "added_p99_ms": round(g["p99_ms"] - dl["p99_ms"], 3),
+        "added_p50_stream_ms": round(gs["p50_ms"] - ds["p50_ms"], 3),
+        "added_p99_stream_ms": round(gs["p99_ms"] - ds["p99_ms"], 3),
+        "direct_rps": rps_direct["rps"],
+        "rps_1proc": rps_1["rps"],
+        "rps_2proc": rps_2["rps"],
+        "scaling_2proc": round(rps_2["rps"] / rps_1["rps"], 2) if rps_1["rps"] else None,
+        "errors_1proc": rps_1["errors"],
+        "errors_2proc": rps_2["errors"],
+        "p50_ms_at_32_1proc": rps_1["p50_ms"],
+        "p99_ms_at_32_1proc": rps_1["p99_ms"],
+        "ledger_rows": rows["usage_records"] - usage_before,
+        "audit_events": rows["audit_events"] - audit_before,
+        "gateway_requests_ok": answered,
+    }
+    if lite_target is not None and rps_lite is not None:
+        lt, lts = lat["litellm"], lat_stream["litellm"]
+        result.update(
+            {
+                "litellm": "measured",
+                "litellm_added_p50_ms": round(lt["p50_ms"] - dl["p50_ms"], 3),
+                "litellm_added_p99_ms": round(lt["p99_ms"] - dl["p99_ms"], 3),
+                "litellm_added_p50_stream_ms": round(lts["p50_ms"] - ds["p50_ms"], 3),
+                "litellm_rps": rps_lite["rps"],
+                "litellm_errors": rps_lite["errors"],
+            }
+        )
+    else:
+        result.update(
+            {
+                "litellm": "reference (issue 15; not measured in this run)",
+                "litellm_added_p50_ms": LITELLM_REFERENCE["added_p50_ms"],
+                "litellm_rps": LITELLM_REFERENCE["rps"],
+            }
+        )
+    if profile is not None:
+        result["profile"] = profile["files"]
+        result["profile_rps"] = profile["load"]["rps"]
+    return result
+
+
+def record_profile(
+    procs: Processes, gateway: Proc, target: Target, directory: Path, connections: int, duration: float
+) -> dict[str, Any]:
+    """py-spy samples the gateway process (wall-clock, idle included, so waiting on the
+    database or the upstream shows) while wrk loads it at `connections`. The output is
+    collapsed stacks (one `frame;frame;... count` a line), for flamegraph tools or a grep."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / "gateway.pyspy.txt"
+    secs = max(2, int(duration))
+    argv = [PYSPY, "record", "--pid", str(gateway.pid), "--rate", "200", "--duration", str(secs + 1)]
+    spy = procs.start("py-spy", [*argv, "--format", "raw", "-o", str(out), "--nonblocking"])
+    time.sleep(1.0)  # py-spy attaches
+    load = throughput([target], body("deepseek-v4-flash"), connections, secs)
+    spy.popen.wait(60)
+    procs.stop(spy)
+    return {"files": [str(out)], "load": load}
+
+
+async def _alternate(
+    targets: list[Target], bodies: dict[str, dict[str, Any]], rounds: int, *, stream: bool
+) -> dict[str, dict[str, float]]:
+    default = body("deepseek-v4-flash", stream=stream)
+    samples = await alternating_latency(targets, default, rounds, bodies=bodies)
+    return {name: summary_ms(s) for name, s in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="gateway overhead against an instant upstream")
+    parser.add_argument("--quick", action="store_true", help="smoke run: short measurements")
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=None, help="seconds per throughput run (default 5)")
+    parser.add_argument("--rounds", type=int, default=None, help="latency rounds (default 400)")
+    parser.add_argument("--no-litellm", action="store_true", help="do not start the LiteLLM proxy")
+    parser.add_argument("--profile", default=None, help="record the first gateway with py-spy into DIR")
+    args = parser.parse_args()
+    args.duration = args.duration or (2.0 if args.quick else 5.0)
+    args.rounds = args.rounds or (60 if args.quick else 400)
+    started = time.perf_counter()
+    with sigterm_as_interrupt():
+        setup = GatewaySetup(args.store)
+        try:
+            with Processes(setup.dir) as procs:
+                result = run(args, setup, procs)
+        finally:
+            setup.cleanup()
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
