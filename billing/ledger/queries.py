@@ -21,7 +21,7 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, null, or_, select
+from sqlalchemy import Select, and_, func, literal_column, null, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.cost import units_to_usd_str
@@ -180,43 +180,45 @@ async def unrolled_hours(
     return sorted({_hour_value(v) for v in (await session.scalars(q)).all()})
 
 
-async def _raw_groups(
-    session: AsyncSession,
+def _raw_select(
+    dialect: str,
     tenant_id: str,
     ranges: list[tuple[dt.datetime, dt.datetime]],
     api_key_id: str | None,
     by_day: bool,
-) -> Any:
+    sign: int = 1,
+) -> Select[Any]:
     r = UsageRecord
-    day = [day_of(dialect_of(session), r.started_at)] if by_day else []
+    day = [day_of(dialect, r.started_at)] if by_day else []
     q = (
-        select(*(day or [null()]), r.variant, r.mode, *_raw_sums())
+        select(literal_column(str(sign)), *(day or [null()]), r.variant, r.mode, *_raw_sums())
         .where(r.tenant_id == tenant_id, _in_ranges(r.started_at, ranges), r.cost_total.is_not(None))
         .group_by(*day, r.variant, r.mode)
     )
     if api_key_id is not None:
         q = q.where(r.api_key_id == api_key_id)
-    return (await session.execute(q)).all()
+    return q
 
 
-async def _rollup_groups(
-    session: AsyncSession,
+def _rollup_select(
+    dialect: str,
     tenant_id: str,
     table: type[UsageDaily] | type[UsageHourly],
     when: Any,
     ranges: list[tuple[dt.datetime, dt.datetime]],
     api_key_id: str | None,
     by_day: bool,
-) -> Any:
-    day = [day_of(dialect_of(session), when)] if by_day else []
+    sign: int = 1,
+) -> Select[Any]:
+    day = [day_of(dialect, when)] if by_day else []
     q = (
-        select(*(day or [null()]), table.variant, table.mode, *_sums(table))
+        select(literal_column(str(sign)), *(day or [null()]), table.variant, table.mode, *_sums(table))
         .where(table.tenant_id == tenant_id, _in_ranges(when, ranges))
         .group_by(*day, table.variant, table.mode)
     )
     if api_key_id is not None:
         q = q.where(UsageHourly.api_key_id == api_key_id)
-    return (await session.execute(q)).all()
+    return q
 
 
 async def _groups(
@@ -230,21 +232,24 @@ async def _groups(
     include_fresh: bool,
 ) -> Groups:
     """Exact sums per (day, variant, mode) in [start, end): the rollup, with the hours it
-    may not hold completely yet replaced by their raw records (see the module docstring)."""
-    groups: Groups = {}
+    may not hold completely yet replaced by their raw records (see the module docstring).
+    One statement: rollup rows (+), the stale hours' rollup rows (-), their records (+)."""
+    dialect = dialect_of(session)
     stale = await unrolled_hours(session, tenant_id, start, end) if include_fresh else []
     if stale is None:  # the rollup never ran: everything from the records
-        _add(groups, await _raw_groups(session, tenant_id, [(start, end)], api_key_id, by_day))
-        return groups
-    table, when = _source(start, end, api_key_id)
-    _add(groups, await _rollup_groups(session, tenant_id, table, when, [(start, end)], api_key_id, by_day))
-    if stale:
-        ranges = _hour_ranges(stale)
-        rolled = await _rollup_groups(
-            session, tenant_id, UsageHourly, UsageHourly.hour, ranges, api_key_id, by_day
-        )
-        _add(groups, rolled, -1)
-        _add(groups, await _raw_groups(session, tenant_id, ranges, api_key_id, by_day))
+        parts = [_raw_select(dialect, tenant_id, [(start, end)], api_key_id, by_day)]
+    else:
+        table, when = _source(start, end, api_key_id)
+        parts = [_rollup_select(dialect, tenant_id, table, when, [(start, end)], api_key_id, by_day)]
+        if stale:
+            ranges = _hour_ranges(stale)
+            hourly, hour = UsageHourly, UsageHourly.hour
+            parts.append(_rollup_select(dialect, tenant_id, hourly, hour, ranges, api_key_id, by_day, -1))
+            parts.append(_raw_select(dialect, tenant_id, ranges, api_key_id, by_day))
+    statement = parts[0] if len(parts) == 1 else union_all(*parts)
+    groups: Groups = {}
+    for row in (await session.execute(statement)).all():
+        _add(groups, [tuple(row[1:])], int(row[0]))
     return {k: v for k, v in groups.items() if any(v)}
 
 
