@@ -8,7 +8,6 @@ history and law "humanities"; economics, politics, psychology, geography and cul
 from __future__ import annotations
 
 
-
 def _names(text: str) -> frozenset[str]:
     return frozenset(text.split())
 

@@ -1,0 +1,1 @@
+"""Per-tenant router calibration: fitted from the tenant's cascade outcomes, versioned."""
