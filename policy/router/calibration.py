@@ -50,7 +50,6 @@ def _sigmoid(z: float) -> float:
 def fit_logistic(xs: Sequence[float], ys: Sequence[bool], ridge: float = RIDGE) -> tuple[float, float]:
     """(intercept, slope) of a one-feature logistic regression, ridge on both, by Newton."""
     a, b = 0.0, 0.0
-    n = len(xs)
     for _ in range(50):
         ga = gb = haa = hab = hbb = 0.0
         for x, y in zip(xs, ys, strict=True):

@@ -21,72 +21,22 @@ _TURN = re.compile(r"^(?:user|assistant|human|system|customer|agent|q|a)\s*:", r
 _CHOICE = re.compile(r"^\(?[A-Ha-h][.)]\s+(.*)$", re.M)
 _LIST = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+", re.M)
 _CAPITALISED = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]+")
-_FUNCTION_WORDS = frozenset(
-    [
-        "the",
-        "a",
-        "an",
-        "of",
-        "to",
-        "in",
-        "and",
-        "or",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "it",
-        "that",
-        "this",
-        "for",
-        "on",
-        "with",
-        "as",
-        "by",
-        "at",
-        "from",
-        "which",
-        "who",
-        "what",
-        "when",
-        "where",
-        "how",
-        "if",
-        "then",
-        "than",
-        "but",
-        "not",
-        "no",
-        "all",
-        "each",
-    ]
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_FUNCTION_WORDS = _words(
+    "the a an of to in and or is are was were be been it that this for on with as by at from "
+    "which who what when where how if then than but not no all each"
 )
-_ASK_LONG = frozenset(
-    [
-        "explain",
-        "describe",
-        "write",
-        "essay",
-        "detail",
-        "detailed",
-        "compare",
-        "discuss",
-        "analyse",
-        "analyze",
-        "summarize",
-        "summarise",
-        "justify",
-        "prove",
-        "derive",
-        "steps",
-    ]
+_ASK_LONG = _words(
+    "explain describe write essay detail detailed compare discuss analyse analyze summarize "
+    "summarise justify prove derive steps"
 )
-_ASK_EXACT = frozenset(
-    ["calculate", "compute", "exactly", "how", "many", "much", "total", "find", "determine", "solve"]
-)
-_NEGATION = frozenset(["not", "except", "never", "least", "neither", "nor", "false", "incorrect"])
+_ASK_EXACT = _words("calculate compute exactly how many much total find determine solve")
+_NEGATION = _words("not except never least neither nor false incorrect")
 
 SIGNAL_NAMES: tuple[str, ...] = (
     "chars",
