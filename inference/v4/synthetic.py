@@ -14,6 +14,7 @@ random: its text is noise; it exists to exercise the mechanisms and their cost.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -66,6 +67,18 @@ class V4Config:
         )
 
 
+class SyntheticExperts:
+    """The runner-facing expert router (`n_experts`, `route(k_rows)`, the shape of
+    inference.moe's): a step's FFN with a per-row number of experts."""
+
+    def __init__(self, model: SyntheticV4Model) -> None:
+        self.model = model
+        self.n_experts = model.config.n_experts
+
+    def route(self, k_rows: torch.Tensor) -> Callable[[int, torch.Tensor], torch.Tensor]:
+        return lambda li, h: self.model.ffn_branch(li, h, k_rows)
+
+
 def experts_for(fraction: float, n_experts: int) -> int:
     """Active experts per token for an active fraction (at least one)."""
     if not 0.0 < fraction <= 1.0:
@@ -88,6 +101,7 @@ class SyntheticV4Model:
         self.int4_max_rows = 0
         self.decode_attention = self._paged_decode  # the runner passes slots + lengths
         self.expert_fraction = 1.0
+        self.experts = SyntheticExperts(self)
         g = torch.Generator().manual_seed(c.seed)
 
         def w(*shape: int, fan_in: int) -> torch.Tensor:
@@ -142,13 +156,20 @@ class SyntheticV4Model:
         x1, x2 = x.chunk(2, dim=-1)
         return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
-    def ffn_branch(self, li: int, h: torch.Tensor) -> torch.Tensor:
-        """The MoE FFN: the router's top experts (their count from `expert_fraction`), each
-        at weight 1, so that every expert selected is exactly the dense SwiGLU FFN."""
+    def ffn_branch(self, li: int, h: torch.Tensor, k_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The MoE FFN: each row runs the router's top experts at weight 1, so that every
+        expert selected is exactly the dense SwiGLU FFN. Their count is `k_rows[t]` per row
+        (a request's mode), else `expert_fraction` of them for all; a row's unused slots are
+        -1, which the kernel skips."""
         c, lw = self.config, self.layers[li]
         y = self._norm(h, lw["ffn_norm"])
-        k = experts_for(self.expert_fraction, c.n_experts)
-        ids = torch.topk(y @ lw["router"].T, k, dim=-1).indices
+        if k_rows is None:
+            k_rows = torch.full(
+                (y.shape[0],), experts_for(self.expert_fraction, c.n_experts), device=y.device
+            )
+        k_max = int(k_rows.max()) if k_rows.numel() else 1
+        ids = torch.topk(y @ lw["router"].T, k_max, dim=-1).indices
+        ids = torch.where(torch.arange(k_max, device=y.device)[None, :] < k_rows[:, None], ids, -1)
         fe = c.ffn_dim // c.n_experts
         return dispatch.moe_swiglu(
             y,
@@ -216,13 +237,13 @@ class SyntheticV4Model:
         meta: AttnMetadata,
         kv: KVCache,
         logits_rows: torch.Tensor | None = None,
-        ffn: object | None = None,  # the engine's dense-model router hook: not used here
+        ffn: Callable[[int, torch.Tensor], torch.Tensor] | None = None,  # from `experts.route`
     ) -> StepLogits:
         x = expand_streams(F.embedding(input_ids, self.embed).float(), self.config.n_streams)
         for li in range(self.config.n_layers):
             hc_attn, hc_ffn = self.hc[li]
             x, _ = hc_attn(x, lambda h, li=li: self.attention_branch(li, h, positions, meta, kv))
-            x, _ = hc_ffn(x, lambda h, li=li: self.ffn_branch(li, h))
+            x, _ = hc_ffn(x, lambda h, li=li: self.ffn_branch(li, h) if ffn is None else ffn(li, h))
         h = collapse_streams(x)
         if logits_rows is not None:
             h = h[logits_rows]

@@ -104,3 +104,30 @@ def test_mhc_keeps_the_stream_mixing_doubly_stochastic_in_the_model():
     x = torch.randn(3, SMALL.n_streams, SMALL.dim)
     _, _, h_res = model.hc[1][0].coefficients(x)
     assert (h_res.sum(-1) - 1).abs().max() < 1e-5 and (h_res.sum(-2) - 1).abs().max() < 1e-5
+
+
+def test_per_row_expert_counts_through_the_route():
+    # one step mixing a Think Max row and a Non-think row: each row as if run alone
+    model = SyntheticV4Model(SMALL)
+    toks = _tokens(2, seed=5)
+    n = 2
+    kv = KVCache(model.cfg, 8, model.kv_dtype, model.device)
+    slots = torch.arange(n)
+    # two one-token sequences in one step: two fresh prefill segments
+    meta = AttnMetadata(
+        slot_mapping=slots,
+        prefills=[PrefillSegment(0, 1, slots[:1], fresh=True), PrefillSegment(1, 2, slots[1:], fresh=True)],
+        decode_start=n,
+    )
+    k_rows = torch.tensor([experts_for(0.92, 16), experts_for(0.35, 16)])
+    mixed = model.forward(toks, torch.zeros(n, dtype=torch.long), meta, kv, None, model.experts.route(k_rows))
+    for row, frac in enumerate((0.92, 0.35)):
+        model.expert_fraction = frac
+        alone = _prefill_logits(model, toks[row : row + 1])
+        torch.testing.assert_close(mixed.values[row], alone[0], rtol=1e-5, atol=1e-5)
+    all_rows = model.experts.route(torch.tensor([16, 16]))
+    model.expert_fraction = 1.0
+    dense = model.forward(toks, torch.zeros(n, dtype=torch.long), meta, kv, None).values
+    torch.testing.assert_close(
+        model.forward(toks, torch.zeros(n, dtype=torch.long), meta, kv, None, all_rows).values, dense
+    )
