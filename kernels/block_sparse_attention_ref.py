@@ -96,29 +96,47 @@ def block_sparse_attention_ref(
     scale: float,
 ) -> torch.Tensor:
     """The twin: gathers only the attended keys (selected blocks + window) per query, so its
-    cost also follows the attended count, not the context length. Output in q's dtype."""
+    cost also follows the attended count, not the context length; queries go in chunks so
+    that a long prefill's gathered keys stay within ~128 MB. Output in q's dtype."""
     check_attention_shapes(q, k, v, seq_lens)
     b, h, tq, d = q.shape
-    kvh, s = k.shape[1], k.shape[2]
-    g = h // kvh
+    kvh = k.shape[1]
     pos = query_positions(seq_lens, tq)  # [B, Tq]
-    ar = torch.arange(block_size, device=q.device)
+    kf, vf = k.float(), v.float()
+    qf = q.float().view(b, kvh, h // kvh, tq, d)
+    per_query = b * kvh * (block_idx.shape[-1] * block_size + window + block_size - 1) * d
+    chunk = max(1, GATHER_BUDGET // max(1, per_query))
+    out = torch.empty((b, kvh, h // kvh, tq, d), dtype=torch.float32, device=q.device)
+    for c0 in range(0, tq, chunk):
+        c1 = min(tq, c0 + chunk)
+        out[:, :, :, c0:c1] = _attend_chunk(
+            qf[:, :, :, c0:c1], kf, vf, pos[:, c0:c1], block_idx[:, :, c0:c1], block_size, window, scale
+        )
+    return out.reshape(b, h, tq, d).to(q.dtype)
+
+
+GATHER_BUDGET = 1 << 25  # fp32 elements of gathered keys per chunk (and as many values)
+
+
+def _attend_chunk(qf, kf, vf, pos, block_idx, block_size: int, window: int, scale: float) -> torch.Tensor:
+    """qf [B, KVH, G, tc, D] fp32, pos [B, tc], block_idx [B, KVH, tc, top_k]."""
+    b, kvh, _, tc, d = qf.shape
+    s = kf.shape[2]
+    ar = torch.arange(block_size, device=qf.device)
     blk = block_idx.long()
-    tok_b = (blk[..., None] * block_size + ar).flatten(-2)  # [B, KVH, Tq, top_k*bs]
+    tok_b = (blk[..., None] * block_size + ar).flatten(-2)  # [B, KVH, tc, top_k*bs]
     ok_b = (blk >= 0)[..., None].expand(*blk.shape, block_size).flatten(-2)
     ls = local_start(pos, window, block_size)
-    tok_l = ls[..., None] + torch.arange(window + block_size - 1, device=q.device)  # [B, Tq, Lw]
+    tok_l = ls[..., None] + torch.arange(window + block_size - 1, device=qf.device)  # [B, tc, Lw]
     ok_l = (tok_l <= pos[..., None]) & (pos[..., None] >= 0)
     idx = torch.cat([tok_b, tok_l[:, None].expand(b, kvh, *tok_l.shape[1:])], dim=-1)
     ok = torch.cat([ok_b, ok_l[:, None].expand(b, kvh, *ok_l.shape[1:])], dim=-1)
     idx = torch.where(ok, idx, 0).clamp(max=s - 1)
     n = idx.shape[-1]
-    flat = idx.reshape(b, kvh, tq * n, 1).expand(b, kvh, tq * n, d)
-    kg = torch.gather(k.float(), 2, flat).view(b, kvh, tq, n, d)
-    vg = torch.gather(v.float(), 2, flat).view(b, kvh, tq, n, d)
-    qg = q.float().view(b, kvh, g, tq, d)
-    sc = torch.einsum("bkgtd,bktnd->bkgtn", qg, kg) * scale
+    flat = idx.reshape(b, kvh, tc * n, 1).expand(b, kvh, tc * n, d)
+    kg = torch.gather(kf, 2, flat).view(b, kvh, tc, n, d)
+    vg = torch.gather(vf, 2, flat).view(b, kvh, tc, n, d)
+    sc = torch.einsum("bkgtd,bktnd->bkgtn", qf, kg) * scale
     sc = sc.masked_fill(~ok[:, :, None], float("-inf"))
     p = torch.softmax(sc, dim=-1).nan_to_num(0.0)  # a padding query has no keys: output 0
-    out = torch.einsum("bkgtn,bktnd->bkgtd", p, vg)
-    return out.reshape(b, h, tq, d).to(q.dtype)
+    return torch.einsum("bkgtn,bktnd->bkgtd", p, vg)

@@ -134,3 +134,14 @@ def test_kernel_matches_the_twin(lens, tq, heads, kvh, dim, bs, top_k, window):
 
 def test_query_positions_mark_padding():
     assert query_positions(torch.tensor([2]), 4).tolist() == [[-2, -1, 0, 1]]
+
+
+def test_twin_chunks_long_prefills_without_changing_the_result(monkeypatch):
+    from kernels import block_sparse_attention_ref as ref
+
+    q, k, v = _case(2, 4, 2, 40, 8, 12, seed=6)
+    lens = torch.tensor([40, 25])
+    idx = select_blocks(q, block_summaries(k, lens, 4), lens, 2, 4, 4)
+    whole = block_sparse_attention_ref(q, k, v, lens, idx, 4, 4, 0.3)
+    monkeypatch.setattr(ref, "GATHER_BUDGET", 1)  # one query per chunk
+    torch.testing.assert_close(block_sparse_attention_ref(q, k, v, lens, idx, 4, 4, 0.3), whole)
