@@ -25,6 +25,7 @@ from billing.jobs.celery_app import create_celery_app
 from billing.jobs.tracing import install_celery_propagation
 from gateway.errors import ConfigurationError
 from gateway.logs import configure_logging
+from gateway.router_calibration.tasks import register as register_router_calibration
 from gateway.settings import Settings
 from gateway.telemetry.core import Telemetry
 
@@ -50,6 +51,7 @@ def create_worker_app(
         redis_url=settings.redis_url,
         result_backend=os.environ.get("GATEWAY_CELERY_RESULT_BACKEND"),
     )
+    register_router_calibration(app, settings.resolved_database_url)  # daily per-tenant refit
     return app, telemetry
 
 
