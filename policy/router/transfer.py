@@ -190,3 +190,31 @@ def transfer_report(
             "summary": summarise(per_fold, ["random", *scorers]),
         }
     )
+
+
+def file_report(csv_path: str | Path, data_dir: str | Path, *, output_tokens: int = 256) -> dict[str, Any]:
+    """The shipped router on an operator's labelled CSV next to the three baselines.
+
+    The TF-IDF + LR baseline is trained on the rows the shipped router was trained on (the
+    training splits of ``data_dir``/{gsm8k,mmlu}.csv), so both face the operator's traffic
+    with the same knowledge; prompts of the CSV that are among those rows are left out.
+    """
+    from policy.router.scorer import default_router
+
+    router = default_router()
+    data = read_csv(csv_path)
+    total = len(data.prompts)
+    data = data.subset([not router.was_trained_on(p) for p in data.prompts])
+    if not data.prompts:
+        raise ValueError(f"{csv_path}: no rows to evaluate (all {total} were training prompts)")
+    data_dir = Path(data_dir)
+    train = join(*(split(read_csv(data_dir / name))[0] for name in ("gsm8k.csv", "mmlu.csv")))
+    fold = disjoint(f"shipped->{Path(csv_path).name}", train, data)
+    scorers: dict[str, Fit] = {
+        "length": fit_length,
+        "tfidf_lr": fit_tfidf_lr,
+        "router": lambda _train: lambda prompts: np.array([router.raw(p) for p in prompts]),
+    }
+    row = run_fold(fold, scorers, output_tokens, {})
+    row["left_out_trained"] = total - len(data.prompts)
+    return _rounded({"protocol": "file", "file": str(csv_path), "output_tokens": output_tokens, **row})
