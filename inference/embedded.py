@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -13,6 +13,9 @@ from .gguf_loader import LlamaConfig, load_gguf
 from .model import LlamaModel
 from .tokenizer import ChatTokenizer
 from .types import ModelArtifact
+
+if TYPE_CHECKING:
+    from .moe import ExpertFFN
 
 
 class EmbeddedModel:
@@ -23,6 +26,7 @@ class EmbeddedModel:
         artifact: ModelArtifact,
         config: LlamaConfig,
         threads: int | None,
+        experts: ExpertFFN | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -34,6 +38,8 @@ class EmbeddedModel:
         self.weight_dtype = model.weight_dtype
         self.kv_dtype = model.kv_dtype
         self.threads = threads
+        # routed experts over the FFN (requests with an expert_fraction); None: dense only
+        self.experts = experts
 
     @classmethod
     def load(
@@ -43,7 +49,12 @@ class EmbeddedModel:
         device: str = "cpu",
         dtype: str = "auto",
         threads: int | None = None,
+        experts: bool = False,
+        moe_cache_dir: str | Path | None = None,
     ) -> EmbeddedModel:
+        """`experts`: build the routed experts (the plan is fit on calibration text on the
+        first load of an artifact and cached, see inference.moe.cache; `moe_cache_dir` is
+        the preferred cache directory)."""
         dev = resolve_device(device)  # fails fast, before reading 100 MB
         n_threads = max(1, int(threads)) if threads is not None else None
         # Build on one intra-op thread: an OpenMP team of 2 formed in this (loading) thread
@@ -57,10 +68,32 @@ class EmbeddedModel:
             wdtype = resolve_weight_dtype(dtype, dev, tdtype)
             model = LlamaModel(g.config, g.tensors, tdtype, dev, weight_dtype=wdtype)
             tok = ChatTokenizer(g.metadata)
+            moe = None
+            if experts:
+                from .moe import build_expert_ffn
+
+                moe = build_expert_ffn(model, g.tensors, g.artifact.sha256, tok.encode_text, moe_cache_dir)
             g.tensors.clear()
         finally:
             torch.set_num_threads(prev)
-        return cls(model, tok, g.artifact, g.config, n_threads)
+        return cls(model, tok, g.artifact, g.config, n_threads, moe)
+
+    def enable_experts(self, cache_dir: str | Path | None = None) -> ExpertFFN:
+        """Build the routed experts of a model loaded without them (re-reads the file's FFN
+        blocks; the plan comes from the cache or is fit). Call before an Engine is made."""
+        if self.experts is None:
+            from .moe import build_expert_ffn
+
+            prev = torch.get_num_threads()
+            torch.set_num_threads(1)  # as in load: no OpenMP team in this thread
+            try:
+                g = load_gguf(self.artifact.path)
+                self.experts = build_expert_ffn(
+                    self.model, g.tensors, self.artifact.sha256, self.tokenizer.encode_text, cache_dir
+                )
+            finally:
+                torch.set_num_threads(prev)
+        return self.experts
 
     def encode_chat(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True) -> list[int]:
         return self.tokenizer.encode_chat(messages, add_generation_prompt=add_generation_prompt)

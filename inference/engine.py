@@ -123,6 +123,9 @@ class Engine:
             raise InvalidRequestError("max_tokens must be >= 1")
         if request.reasoning_budget is not None and request.reasoning_budget < 0:
             raise InvalidRequestError("reasoning_budget must be >= 0")
+        f = request.expert_fraction
+        if f is not None and not (isinstance(f, int | float) and 0.0 < f <= 1.0):
+            raise InvalidRequestError("expert_fraction must be in (0, 1]")
         n = len(ids) + (len(self.think_open_ids) if request.reasoning_budget is not None else 0)
         ctx = self.context_length
         if sp.max_tokens is None:
@@ -197,7 +200,11 @@ class Engine:
             if self.blocks is None:
                 self.blocks = BlockManager(self.num_blocks, cfg.block_size, cfg.enable_prefix_cache)
                 self.runner = ModelRunner(
-                    self.model.model, self.num_blocks, cfg.block_size, cfg.decode_buffer_bytes
+                    self.model.model,
+                    self.num_blocks,
+                    cfg.block_size,
+                    cfg.decode_buffer_bytes,
+                    experts=getattr(self.model, "experts", None),
                 )
             self.scheduler = Scheduler(self.blocks, cfg.max_num_seqs, cfg.max_num_batched_tokens)
             self.processor = OutputProcessor(self.model.tokenizer, cfg)

@@ -82,6 +82,10 @@ def _cat(ws: list[torch.Tensor | Q4_1Weight]) -> torch.Tensor | Q4_1Weight:
     return torch.cat([_as_tensor(w) for w in ws])
 
 
+# One layer's FFN for a step that routes it (`inference.moe`): (layer index, normed input
+# [T, dim] in the compute dtype) -> the FFN output [T, dim]; None = the dense FFN.
+FFNRoute = Callable[[int, torch.Tensor], torch.Tensor]
+
 PagedAttention = Callable[
     [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor
 ]
@@ -205,6 +209,7 @@ class LlamaModel:
         meta: AttnMetadata,
         kv: KVCache,
         logits_rows: torch.Tensor | None,  # [S] flat rows whose logits are wanted; None = all
+        ffn: FFNRoute | None = None,  # routed experts (inference.moe); None = dense
     ) -> StepLogits:
         cfg = self.cfg
         nh, nkv, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
@@ -249,7 +254,7 @@ class LlamaModel:
                 if n_dec:
                     out[ds:] = self._decode(q[ds:], cache, meta, li, nkv, g)
             h = ops.add_norm(x, wo(out), ffn_norm)
-            y = wdown(ops.silu_mul(wgu(h)))
+            y = wdown(ops.silu_mul(wgu(h))) if ffn is None else ffn(li, h)
             if li < last:
                 h = ops.add_norm(x, y, self.layers[li + 1][0])
             else:

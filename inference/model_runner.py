@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from .decode_buffer import DecodeBuffer
-from .model import AttnMetadata, KVCache, LlamaModel, PrefillSegment, StepLogits
+from .model import AttnMetadata, FFNRoute, KVCache, LlamaModel, PrefillSegment, StepLogits
+from .moe.experts import ExpertFFN, experts_for
 from .scheduler import SchedulerOutput
 
 
@@ -16,8 +17,10 @@ class ModelRunner:
         num_blocks: int,
         block_size: int,
         decode_buffer_bytes: int = 1 << 30,
+        experts: ExpertFFN | None = None,
     ) -> None:
         self.model = model
+        self.experts = experts  # routes the FFN of steps with expert fractions
         self.block_size = block_size
         self.device = model.device
         self.kv = KVCache(model.cfg, num_blocks * block_size, model.kv_dtype, model.device)
@@ -77,7 +80,7 @@ class ModelRunner:
         input_ids = torch.tensor(ids, dtype=torch.long, device=dev)
         positions = torch.cat(pos).to(dev)
         rows = None if len(logit_rows) == row else torch.tensor(logit_rows, dtype=torch.long, device=dev)
-        logits = self.model.forward(input_ids, positions, meta, self.kv, rows)
+        logits = self.model.forward(input_ids, positions, meta, self.kv, rows, self._ffn_route(out))
         if meta.buf is not None:
             meta.buf.advance(list(range(len(out.decodes))))
         if not logit_rows:
@@ -86,6 +89,19 @@ class ModelRunner:
             top = logits.exact_top
             return StepLogits(logits.values.cpu(), top.cpu() if top is not None else None)
         return logits
+
+    def _ffn_route(self, out: SchedulerOutput) -> FFNRoute | None:
+        """The routed FFN of a step (each flat row keeps its sequence's share of the
+        experts), or None when every row is dense."""
+        ex = self.experts
+        items = out.prefills + out.decodes  # the flat rows' order (decodes may be reordered)
+        fracs = [s.seq.request.expert_fraction for s in items]
+        if ex is None or all(f is None for f in fracs):
+            return None
+        E = ex.n_experts
+        ks = torch.tensor([E if f is None else experts_for(f, E) for f in fracs], dtype=torch.long)
+        counts = torch.tensor([s.num_tokens for s in items], dtype=torch.long)
+        return ex.route(torch.repeat_interleave(ks, counts).to(self.device))
 
     def _decode_inputs(self, out: SchedulerOutput, meta: AttnMetadata, ids, pos, slot_parts):
         dev = self.device
