@@ -1,11 +1,13 @@
 """Where a request runs: constraints -> healthy replicas -> affinity with bounded load ->
-bounded retries before the first token.
+bounded retries before the first token reaches the client.
 
 The caller (the gateway's service) passes the pools the decision and the tenant's compliance
 profile allow; the dispatcher never widens that set. A replica that fails before the first
 token is marked in its breaker and the request goes to the next one (at most
 `max_attempts` replicas); after the first token nothing is retried, since the client already
-holds part of that answer: the stream ends with StreamInterruptedError.
+holds part of that answer: the stream ends with StreamInterruptedError. A request whose
+client waits for the whole answer (not streamed) is held here until it finished, so a replica
+that dies mid-answer is retried like one that failed before its first token.
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ class Dispatcher:
                 pools=tuple(pools),
             )
         key = balancer.affinity_key(request.generation.cache_salt, request.generation.prompt_token_ids)
+        buffered = not request.stream  # the client waits for the whole answer: retry mid-answer too
         tried: set[str] = set()
         while len(tried) < self.max_attempts:
             replica = self._choose([r for r in replicas if r.id not in tried], key)
@@ -145,12 +148,20 @@ class Dispatcher:
                 replica.backend.kind,
             )
             replica.in_flight += 1
+            held: list[TokenDelta | Finished] = []
             try:
                 async for event in replica.backend.generate(request):
+                    if buffered:
+                        held.append(event)
+                        continue
                     placement.first_token = True
                     yield event
                 replica.breaker.success()
                 replica.served += 1
+                if buffered:
+                    placement.first_token = True
+                    for event in held:
+                        yield event
                 return
             except ReplicaError as exc:
                 if placement.first_token:  # a backend that breaks the contract: never retry then
@@ -163,10 +174,17 @@ class Dispatcher:
                 replica.breaker.failure()
                 replica.failed += 1
                 log.warning("replica %s failed before the first token, trying another: %s", replica.id, exc)
-            except StreamInterruptedError:
+            except StreamInterruptedError as exc:
                 replica.breaker.failure()
                 replica.failed += 1
-                raise
+                if not buffered:
+                    raise
+                # Nothing reached the client yet: the whole answer comes from another replica,
+                # and the tokens the failed one made are not billed.
+                placement.failures.append(f"{replica.id}: {exc}")
+                log.warning(
+                    "replica %s failed mid-answer (not yet sent), trying another: %s", replica.id, exc
+                )
             except BaseException:  # cancelled (client gone) or the request's own error
                 replica.breaker.release_trial()
                 raise

@@ -44,7 +44,9 @@ class DispatchRequest:
     model: str  # the API model id (deepseek-v4-flash, ...)
     # The tenant's prefix-cache salt as text, for upstreams (vLLM cache_salt, DeepSeek user_id).
     salt_text: str = ""
-    stream: bool = True  # upstreams: ask for a stream (else one JSON answer)
+    # The client streams: events go out as they come. False: the whole answer is awaited
+    # (upstreams are asked for one JSON answer; a replica failing mid-answer is retried).
+    stream: bool = True
     reasoning_effort: str | None = None  # high | max, when thinking
 
 
