@@ -57,9 +57,12 @@ class CircuitBreaker:
 
     def failure(self) -> None:
         self._failures += 1
-        if self._opened_at is not None:  # the trial failed: stay open, longer
-            self._cooldown = min(self._cooldown * 2, self._max)
-            self._opened_at = self._clock()
+        if self._opened_at is not None:
+            # Only a failed half-open trial lengthens the cooldown; requests that were already
+            # in flight when the circuit opened fail too, and must not push it to the maximum.
+            if self._trial:
+                self._cooldown = min(self._cooldown * 2, self._max)
+                self._opened_at = self._clock()
         elif self._failures >= self._threshold:
             self._opened_at = self._clock()
         self._trial = False
