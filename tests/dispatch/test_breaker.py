@@ -80,3 +80,15 @@ def test_a_trial_without_a_verdict_frees_the_slot() -> None:
     assert b.allows() and not b.allows()
     b.release_trial()  # the client went away mid-trial
     assert b.state == "half-open" and b.allows()
+
+
+def test_failures_of_requests_already_in_flight_do_not_lengthen_the_cooldown() -> None:
+    """Ten requests on a replica that dies fail together: the circuit opens once, for the base
+    cooldown; only a failed half-open trial doubles it."""
+    clock = Clock()
+    b = breaker(clock)
+    for _ in range(10):
+        b.failure()
+    assert b.state == "open"
+    clock.now += 2.0
+    assert b.state == "half-open"
