@@ -5,8 +5,9 @@ from __future__ import annotations
 from gateway.errors import ModelNotFoundError
 from policy.types import AUTO_MODEL, MODEL_OF_VARIANT, VARIANT_OF_MODEL
 
-# Until device pools exist, both variants are served by the embedded model; the variant
-# still decides price, policy and audit records. `auto` lets the tenant's router choose.
+# Both variants are served by the embedded model unless pools serve them (docs/pools.md); the
+# variant decides price, policy, audit records and which pools may serve. `auto` lets the
+# tenant's router choose.
 SERVED_MODELS = tuple(sorted(VARIANT_OF_MODEL))
 REQUESTABLE_MODELS = (*SERVED_MODELS, AUTO_MODEL)
 
