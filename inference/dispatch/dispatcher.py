@@ -150,12 +150,13 @@ class Dispatcher:
             replica.in_flight += 1
             held: list[TokenDelta | Finished] = []
             try:
-                async for event in replica.backend.generate(request):
-                    if buffered:
-                        held.append(event)
-                        continue
-                    placement.first_token = True
-                    yield event
+                async with _closing(replica.backend.generate(request)) as events:
+                    async for event in events:
+                        if buffered:
+                            held.append(event)
+                            continue
+                        placement.first_token = True
+                        yield event
                 replica.breaker.success()
                 replica.served += 1
                 if buffered:
@@ -215,6 +216,20 @@ class Dispatcher:
             if by_id[rid].breaker.allows():
                 return by_id[rid]
         return None
+
+
+@contextlib.asynccontextmanager
+async def _closing(
+    events: AsyncIterator[TokenDelta | Finished],
+) -> AsyncIterator[AsyncIterator[TokenDelta | Finished]]:
+    """Close the backend's stream however the loop ends: a client that went away must free
+    the replica's sequence (and its HTTP connection) now, not when the generator is collected."""
+    try:
+        yield events
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _backend_changed(old: PoolConfig, new: PoolConfig) -> bool:
