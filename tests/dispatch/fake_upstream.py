@@ -302,6 +302,8 @@ class FakeUpstream:
         if body.get("stream"):
             await self._stream(send, rec, body, answer, usage, fault)
         else:
+            if fault is not None and fault.kind == "slow_words":
+                await asyncio.sleep(fault.delay_s * (len(answer.reasoning) + len(answer.content)))
             await self._whole(send, rec, body, answer, usage)
 
     async def _whole(
@@ -381,7 +383,7 @@ class FakeUpstream:
             last = i == len(pieces) - 1
             await chunk({key: text}, answer.finish if last else None, logprobs=lp)
             words += 1
-            await asyncio.sleep(0)
+            await asyncio.sleep(fault.delay_s if fault is not None and fault.kind == "slow_words" else 0)
         if fault is not None and fault.kind in ("drop", "error_chunk") and words <= fault.after_words:
             await self._fail_mid_stream(send, fault)
             return

@@ -236,3 +236,30 @@ async def test_the_same_tenant_and_prefix_stay_on_the_replica_that_holds_it(
     finally:
         await dispatcher.stop()
     assert len(used) > 1  # tenants spread over the replicas
+
+
+async def test_a_long_streamed_answer_is_not_a_timeout(pool) -> None:
+    """The timeout is for the first token: a stream whose tokens keep coming is served even
+    when the whole answer takes longer than the timeout."""
+    dispatcher, ups = pool
+    request = dispatch_request()
+    first = await first_choice(dispatcher, ups, request)
+    first.script(Fault("slow_words", delay_s=TIMEOUT_S / 3))  # 6 words: 2x the timeout in all
+    placement = Placement()
+    deltas, done = await drain(dispatcher, request, placement)
+    assert "".join(d.text for d in deltas) == DEFAULT_ANSWER and not placement.failures
+    assert placement.replica == replica_id(first)
+
+
+async def test_a_json_answer_cannot_tell_a_long_answer_from_a_dead_replica(pool) -> None:
+    """Why the service asks upstreams for a stream even when the client wants one JSON answer:
+    a JSON answer arrives only when the whole generation is done, so a long one runs into the
+    first-token timeout and is generated again on another replica (paid for twice)."""
+    dispatcher, ups = pool
+    request = dispatch_request(stream=False)
+    first = await first_choice(dispatcher, ups, request)
+    first.script(Fault("slow_words", delay_s=TIMEOUT_S / 3))
+    placement = Placement()
+    await drain(dispatcher, request, placement)
+    assert len(placement.failures) == 1 and "ReadTimeout" in placement.failures[0]
+    assert sum(len(u.chat_requests()) for u in ups.values()) == 2

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.slow
 VLLM_KEY = "sk-vllm-upstream-secret-4f1c9e"
 DEEPSEEK_KEY = "sk-deepseek-upstream-secret-8b2d77"
 VLLM_MODEL = "deepseek-ai/DeepSeek-V4-Flash"
+FIRST_TOKEN_TIMEOUT_S = 2  # seconds (an integer setting)
 QUESTION = [
     {"role": "system", "content": "You answer geography questions in one sentence."},
     {"role": "user", "content": "What is the capital of France?"},
@@ -79,6 +80,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                 "GATEWAY_UPSTREAM_KEY_VLLM_EU": VLLM_KEY,
                 "GATEWAY_UPSTREAM_KEY_DEEPSEEK": DEEPSEEK_KEY,
                 "GATEWAY_LOG_LEVEL": "debug",
+                "GATEWAY_DISPATCH_FIRST_TOKEN_TIMEOUT_S": str(FIRST_TOKEN_TIMEOUT_S),
             },
         )
     except BaseException:
@@ -161,7 +163,9 @@ def test_vllm_pool_streaming_and_not(fleet: Fleet) -> None:
     assert answer.choices[0].message.content == "The capital of France is Paris."
     first = fleet.vllm.chat_requests()[-1]
     assert first.body["model"] == VLLM_MODEL and first.body["chat_template_kwargs"]["thinking"] is False
-    assert first.body["cache_salt"] and first.body["stream"] is False
+    assert first.body["cache_salt"]
+    # Asked as a stream all the same: the first-token timeout then means the first token.
+    assert first.body["stream"] is True and first.body["stream_options"] == {"include_usage": True}
     assert_usage_is_upstreams(answer.usage, first.usage_sent)  # type: ignore[arg-type]
 
     chunks = list(
@@ -232,6 +236,23 @@ def test_deepseek_pool_thinking_and_the_usage_report(fleet: Fleet) -> None:
     assert day["variant"] == "pro" and day["requests"] == 1
     assert sum(lines.values()) == usage["prompt_tokens"] + usage["completion_tokens"], lines
     assert Decimal(report["total_cost_usd"]) == Decimal(usage["cost_usd"])
+
+
+def test_a_long_json_answer_is_generated_once(fleet: Fleet) -> None:
+    """A non-streaming answer that takes longer than the first-token timeout in all is served
+    by the replica that started it, not generated again elsewhere."""
+    api = client(fleet, "upstream-long")
+    before = len(fleet.vllm.chat_requests())
+    fleet.vllm.script(Fault("slow_words", delay_s=FIRST_TOKEN_TIMEOUT_S * 0.35))  # 6 words: 2.1x the timeout
+    answer = api.chat.completions.create(
+        model="deepseek-v4-flash",
+        messages=QUESTION,
+        max_tokens=40,
+        extra_body={"thinking": {"type": "disabled"}},
+    )
+    assert answer.choices[0].message.content == "The capital of France is Paris."
+    assert len(fleet.vllm.chat_requests()) == before + 1
+    assert completed_event(fleet.server, answer.id)["dispatch"]["failed_replicas"] == []
 
 
 def test_no_usage_is_estimated_and_recorded_so(fleet: Fleet) -> None:
