@@ -16,6 +16,7 @@ from inference.dispatch.types import DispatchRequest
 from inference.types import Usage
 
 FINISH_REASONS = frozenset({"stop", "length"})
+OPENAI_EFFORTS = frozenset({"low", "medium", "high"})
 
 
 def request_body(dialect: str, request: DispatchRequest, model: str) -> dict[str, Any]:
@@ -56,7 +57,10 @@ def request_body(dialect: str, request: DispatchRequest, model: str) -> dict[str
     # ones `enable_thinking` (an unused kwarg is ignored by the template).
     body["chat_template_kwargs"] = {"thinking": thinking, "enable_thinking": thinking}
     if thinking:
-        body["reasoning_effort"] = effort
+        # vLLM's request schema takes only low/medium/high (anything else is a 400); SGLang
+        # also takes "max". The template gets the effort itself through its kwargs.
+        body["chat_template_kwargs"]["reasoning_effort"] = effort
+        body["reasoning_effort"] = effort if dialect == "sglang" or effort in OPENAI_EFFORTS else "high"
     if s.top_k:
         body["top_k"] = s.top_k
     if request.salt_text:
