@@ -51,7 +51,13 @@ FOREIGN_FIELDS = {
     "sglang": {"user_id", "thinking"},
     "deepseek": {"cache_salt", "chat_template_kwargs", "separate_reasoning", "top_k"},
 }
-EFFORTS = {"low", "medium", "high", "max", "xhigh"}
+# What each server's request schema accepts: vLLM's ChatCompletionRequest has
+# Literal["low", "medium", "high"] (a pydantic 400 otherwise); SGLang adds "none" and "max".
+EFFORTS = {
+    "vllm": {"low", "medium", "high"},
+    "sglang": {"none", "low", "medium", "high", "max"},
+    "deepseek": {"low", "medium", "high", "max", "xhigh"},
+}
 
 
 @dataclass(frozen=True)
@@ -210,8 +216,8 @@ class FakeUpstream:
         if foreign:
             return f"Unsupported parameter for {self.dialect}: {foreign[0]}"
         effort = body.get("reasoning_effort")
-        if effort is not None and effort not in EFFORTS:
-            return f"reasoning_effort must be one of {sorted(EFFORTS)}"
+        if effort is not None and effort not in EFFORTS[self.dialect]:
+            return f"reasoning_effort must be one of {sorted(EFFORTS[self.dialect])}"
         mt = body.get("max_tokens")
         if mt is not None and (not isinstance(mt, int) or mt < 1):
             return "max_tokens must be a positive integer"

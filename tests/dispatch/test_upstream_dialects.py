@@ -101,6 +101,10 @@ async def test_mode_mapped_onto_the_engine_controls(upstreams: Make, dialect: st
         assert high["chat_template_kwargs"]["thinking"] is True
         assert top["chat_template_kwargs"]["thinking"] is True
         assert "thinking" not in high and "user_id" not in high
+        assert high["reasoning_effort"] == "high" and "reasoning_effort" not in non
+        # think-max: vLLM's schema stops at "high"; the template hears "max" through its kwargs.
+        assert top["reasoning_effort"] == ("max" if dialect == "sglang" else "high")
+        assert top["chat_template_kwargs"]["reasoning_effort"] == "max"
         assert high.get("separate_reasoning") is (True if dialect == "sglang" else None)
     assert off.usage.reasoning_tokens == 0 and not any(d.reasoning for d in off_deltas)
 
