@@ -14,6 +14,7 @@ Nothing happens at import time: `app` is built on first access (the celery CLI's
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +39,9 @@ def create_worker_app(
     if not settings.redis_url:
         raise ConfigurationError("GATEWAY_REDIS_URL is required: Redis is the Celery broker")
     configure_logging(settings.log_level, settings.log_format)
+    # Python warnings (Celery's SecurityWarning when run as root, say) as log records too:
+    # printed raw they would be the only lines on stderr that are not JSON.
+    logging.captureWarnings(True)
     # a receiver of setup_logging keeps Celery's worker and beat from replacing the root
     # logger's handlers with their own (plain text, no redaction)
     signals.setup_logging.connect(_keep_gateway_logging, weak=False)
