@@ -106,3 +106,42 @@ async def append_event(
     await session.flush()
     await session.execute(text("UPDATE audit_chain_head SET last_hash = :h WHERE id = 1"), {"h": event.hash})
     return event
+
+
+async def append_events(session: AsyncSession, events: list[dict[str, Any]]) -> list[AuditEvent]:
+    """Append several events in order inside the caller's transaction, claiming their
+    sequence numbers with one UPDATE of the chain head (the batched writer's group commit).
+    Each dict has kind, actor, payload and optionally tenant_id, request_id, at, event_id."""
+    if not events:
+        return []
+    head = (
+        await session.execute(
+            text(
+                "UPDATE audit_chain_head SET last_seq = last_seq + :n WHERE id = 1 "
+                "RETURNING last_seq, last_hash"
+            ),
+            {"n": len(events)},
+        )
+    ).one()
+    seq, prev_hash = int(head[0]) - len(events), str(head[1])
+    rows: list[AuditEvent] = []
+    for spec in events:
+        seq += 1
+        event = AuditEvent(
+            seq=seq,
+            event_id=spec.get("event_id") or f"evt_{uuid.uuid4().hex}",
+            at=spec.get("at") or utcnow(),
+            kind=spec["kind"],
+            actor=spec["actor"],
+            tenant_id=spec.get("tenant_id"),
+            request_id=spec.get("request_id"),
+            payload=json.loads(json.dumps(spec["payload"], sort_keys=True, default=str)),
+            prev_hash=prev_hash,
+            hash="",
+        )
+        event.hash = prev_hash = event_hash(event)
+        rows.append(event)
+    session.add_all(rows)
+    await session.flush()
+    await session.execute(text("UPDATE audit_chain_head SET last_hash = :h WHERE id = 1"), {"h": prev_hash})
+    return rows

@@ -25,6 +25,7 @@ from billing.cost import Cost, cost_of, units_to_decimal, usd_to_units
 from billing.db import utcnow
 from billing.ratelimit import RateLimitResult
 from gateway.api.schemas import ChatCompletionRequest
+from gateway.audit.writer import AuditWriter
 from gateway.auth.service import Principal
 from gateway.compliance.service import ComplianceCache, TenantCompliance
 from gateway.errors import InvalidRequestError, RateLimitedError, UpstreamError
@@ -175,9 +176,11 @@ class CompletionService:
         compliance: ComplianceCache,
         metering: Metering,
         reasoning_budgets: dict[tuple[str, str], int] | None = None,
+        audit: AuditWriter,
         router: Router | None = None,
         telemetry: Telemetry | None = None,
     ):
+        self._audit = audit
         self._telemetry = telemetry or Telemetry.disabled()
         self._model = model
         self._dispatcher = dispatcher
@@ -557,7 +560,7 @@ class CompletionService:
         with self._telemetry.span("billing.record", attempt=record.attempt):
             await self._metering.record(record.usage_entry(utcnow()))
         with self._telemetry.span("audit.append", attempt=record.attempt):
-            await audit_attempt(self._sessions, record)
+            audit_attempt(self._audit, record)
         u = record.usage
         self._telemetry.record_completion(
             tenant_id=record.principal.tenant_id,

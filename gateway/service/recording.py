@@ -14,6 +14,7 @@ from billing.cost import Cost, cost_of
 from billing.db import transaction, utcnow
 from billing.ledger.entry import UsageEntry
 from gateway.audit.log import append_event
+from gateway.audit.writer import AuditWriter
 from gateway.auth.service import Principal
 from inference.types import ModelArtifact, Usage
 from policy.types import Decision
@@ -104,25 +105,18 @@ class AttemptRecord:
         }
 
 
-async def audit_attempt(sessions: async_sessionmaker[AsyncSession], record: AttemptRecord) -> None:
+def audit_attempt(writer: AuditWriter, record: AttemptRecord) -> None:
+    """Queue the attempt's event on the batched audit writer (group commit, spooled when the
+    database is down); it never delays the answer."""
     kind = "request.completed" if record.status == "completed" else f"request.{record.status}"
-    try:
-        async with transaction(sessions) as session:
-            await append_event(
-                session,
-                kind=kind,
-                actor=f"key:{record.principal.key_id}",
-                tenant_id=record.principal.tenant_id,
-                request_id=record.request_id,
-                payload=record.audit_payload(),
-                at=utcnow(),
-            )
-    except Exception:
-        # Ids only: prompt text never reaches the log.
-        log.exception(
-            "audit event for request %s attempt %d was not written", record.request_id, record.attempt
-        )
-        raise
+    writer.submit(
+        kind=kind,
+        actor=f"key:{record.principal.key_id}",
+        tenant_id=record.principal.tenant_id,
+        request_id=record.request_id,
+        payload=record.audit_payload(),
+        at=utcnow(),
+    )
 
 
 async def record_billing_events(

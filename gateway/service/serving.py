@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing.db import transaction
+from gateway.audit.writer import AuditWriter
 from gateway.compliance.models import DevicePool, PoolReplica
 from gateway.compliance.seed import (
     EMBEDDED_POOL,
@@ -77,7 +78,11 @@ async def start_serving(
     compliance.invalidate(None)
     dispatcher = await start_dispatch(settings, sessions, stack, engine=traced, encode=model.encode)
     router = await asyncio.to_thread(default_router)  # the `auto` model's difficulty scorer
+    audit = AuditWriter(sessions, settings.data_dir / "spool" / "audit")
+    await audit.start()
+    stack.push_async_callback(audit.stop)  # before the engine and the database close
     return CompletionService(
+        audit=audit,
         model=model,
         dispatcher=dispatcher,
         sessions=sessions,

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.server import RunningGateway, start_gateway
+from tests.e2e.server import RunningGateway, start_gateway, wait_rows
 
 # Cheap check (importing gateway.cli loads the engine's modules): are the groups registered?
 WIRED = "compliance" in (Path(__file__).parents[2] / "gateway" / "cli" / "__init__.py").read_text()
@@ -61,13 +60,14 @@ def test_profile_enforced_recorded_reported(server: RunningGateway, tmp_path: Pa
     served = chat(server, clinic["key"], metadata={"use_case": "medical"})  # Apache-2.0: express grant
     assert served.status_code == 200, served.text
     request_id = served.json()["id"]
-    with sqlite3.connect(server.data_dir / "gateway.db") as conn:
-        payload = json.loads(
-            conn.execute(
-                "SELECT payload FROM audit_events WHERE request_id = ? AND kind = 'request.completed'",
-                (request_id,),
-            ).fetchone()[0]
-        )
+    payload = json.loads(
+        wait_rows(
+            server,
+            1,
+            "SELECT payload FROM audit_events WHERE request_id = ? AND kind = 'request.completed'",
+            request_id,
+        )[0][0]
+    )
     deployment = payload["deployment"]
     assert deployment["pool"]["region"] == "local" and deployment["model_id"] == "deepseek-v4-flash"
     assert {a["license"] for a in deployment["artifacts"]} >= {"Apache-2.0"}

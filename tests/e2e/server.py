@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -75,3 +76,17 @@ def start_gateway(
         time.sleep(0.25)
     process.kill()
     raise RuntimeError(f"gateway did not become ready:\n{log_path.read_text()}")
+
+
+def wait_rows(
+    server: RunningGateway, count: int, sql: str, *args: object, timeout_s: float = 30
+) -> list[tuple]:
+    """Poll the server's SQLite database until `sql` returns `count` rows: usage records and
+    request audit events are written by batching writers a few ms after the answer."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with sqlite3.connect(server.data_dir / "gateway.db") as conn:
+            rows = conn.execute(sql, args).fetchall()
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)

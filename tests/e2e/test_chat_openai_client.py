@@ -86,7 +86,8 @@ def test_answer_stream_usage_records_and_revocation(gateway_server: RunningGatew
         (chunks[0].id, "deepseek-v4-pro", "completed", 1),
     ]
     assert rows[0][3] == usage.prompt_tokens and rows[0][4] == usage.completion_tokens
-    audited = db_rows(gateway_server, "SELECT kind FROM audit_events WHERE request_id = ?", answer.id)
+    # Request events go through the batched audit writer: committed a few ms after the answer.
+    audited = wait_rows(gateway_server, 1, "SELECT kind FROM audit_events WHERE request_id = ?", answer.id)
     assert audited == [("request.completed",)]
 
     assert gateway_server.cli("key", "revoke", issued["id"]).returncode == 0

@@ -26,6 +26,17 @@ use_cases:
 
 
 def audit_payloads(server: RunningGateway, request_id: str) -> list[dict]:
+    """Request events are committed by the batched audit writer a few ms after the answer:
+    wait for the first, then a little longer for any later batch of the same request."""
+    deadline = time.monotonic() + 30
+    rows: list[tuple] = []
+    while not rows and time.monotonic() < deadline:
+        time.sleep(0.05)
+        with sqlite3.connect(server.data_dir / "gateway.db") as conn:
+            rows = conn.execute(
+                "SELECT payload FROM audit_events WHERE request_id = ?", (request_id,)
+            ).fetchall()
+    time.sleep(0.3)
     with sqlite3.connect(server.data_dir / "gateway.db") as conn:
         rows = conn.execute("SELECT payload FROM audit_events WHERE request_id = ?", (request_id,)).fetchall()
     return [json.loads(r[0]) for r in rows]
