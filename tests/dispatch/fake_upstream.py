@@ -162,9 +162,15 @@ class FakeUpstream:
             time.sleep(0.01)
         return self
 
+    def request_stop(self) -> None:
+        """Ask the server to exit without waiting (stop() several at once: ask each, then stop)."""
+        if self._server is not None:
+            self._server.should_exit = True
+            self._server.force_exit = True  # do not wait for keep-alive or scripted-slow requests
+
     def stop(self) -> None:
         if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
+            self.request_stop()
             self._thread.join(timeout=5)
             self._server = self._thread = None
 

@@ -21,7 +21,7 @@ TIMEOUT_S = 0.4  # the first-token timeout of these tests' replicas
 
 @pytest.fixture(scope="module")
 def fleet(upstreams: Callable[..., FakeUpstream]) -> list[FakeUpstream]:
-    return [upstreams("vllm") for _ in range(3)]
+    return [upstreams("vllm", instance=i) for i in range(3)]
 
 
 @pytest.fixture
