@@ -528,11 +528,7 @@ class CompletionService:
             mode=prepared.mode,
             model=prepared.model_id,
             salt_text=prepared.generation.cache_salt.hex()[:32],
-            # Always a stream from an upstream, also for a JSON answer (collected here): the
-            # first-token timeout then means the first token. A JSON upstream answer comes only
-            # when the whole generation is done, so a long one timed out and was generated again
-            # on another replica (and paid for twice).
-            stream=True,
+            stream=prepared.request.stream and prepared.decision.cascade is None,
             reasoning_effort="max" if prepared.mode == str(Mode.THINK_MAX) else None,
         )
         pools = list(dict.fromkeys(d.pool.name for d in prepared.deployments))

@@ -25,12 +25,14 @@ def request_body(dialect: str, request: DispatchRequest, model: str) -> dict[str
     body: dict[str, Any] = {
         "model": model,
         "messages": request.messages,
-        "stream": request.stream,
+        # Always a stream, also when the client awaits the whole answer (the dispatcher holds it):
+        # a JSON answer arrives only when the whole generation is done, so the first-token
+        # timeout took a long answer for a dead replica and had it generated again elsewhere.
+        "stream": True,
+        "stream_options": {"include_usage": True},
         "temperature": s.temperature,
         "top_p": s.top_p,
     }
-    if request.stream:
-        body["stream_options"] = {"include_usage": True}
     if s.max_tokens is not None:
         body["max_tokens"] = s.max_tokens
     if s.stop:

@@ -45,7 +45,8 @@ class DispatchRequest:
     # The tenant's prefix-cache salt as text, for upstreams (vLLM cache_salt, DeepSeek user_id).
     salt_text: str = ""
     # The client streams: events go out as they come. False: the whole answer is awaited
-    # (upstreams are asked for one JSON answer; a replica failing mid-answer is retried).
+    # (the dispatcher holds it, so a replica failing mid-answer is retried; upstreams are asked
+    # for a stream either way).
     stream: bool = True
     reasoning_effort: str | None = None  # high | max, when thinking
 

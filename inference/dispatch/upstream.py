@@ -67,13 +67,8 @@ class UpstreamBackend:
             async with self._client.stream("POST", "/chat/completions", content=body) as response:
                 if response.status_code != 200:
                     raise await _rejected(self.url, response)
-                if request.stream:
-                    async for event in self._from_stream(request, response, state):
-                        yield event
-                else:
-                    data = json.loads(await response.aread())
-                    for event in self._from_answer(request, data, state):
-                        yield event
+                async for event in self._from_stream(request, response, state):  # always asked as a stream
+                    yield event
         except httpx.HTTPError as exc:
             message = f"upstream {self.url}: {type(exc).__name__}"
             if state.started:
@@ -112,17 +107,6 @@ class UpstreamBackend:
         if reason is None:
             raise_ended(f"upstream {self.url}", state.started)
         yield state.finished(request, reason or "stop", usage)
-
-    def _from_answer(
-        self, request: DispatchRequest, data: dict[str, Any], state: _Delivered
-    ) -> list[TokenDelta | Finished]:
-        choice = (data.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
-        events: list[TokenDelta | Finished] = []
-        events.extend(state.deltas(self._encode, message, choice.get("logprobs")))
-        reason = dialects.finish_reason(choice.get("finish_reason"))
-        events.append(state.finished(request, reason, dialects.usage_from(data.get("usage"))))
-        return events
 
     async def health(self) -> Health:
         try:
