@@ -102,7 +102,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
                 db=db,
                 sessions=sessions,
                 pepper=pepper,
-                authenticator=Authenticator(sessions, pepper),
+                authenticator=Authenticator(sessions, pepper, cache_ttl_s=settings.auth_cache_ms / 1000),
                 admin_authenticator=AdminAuthenticator(sessions, pepper),
                 policies=policies,
                 compliance=compliance,

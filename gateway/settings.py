@@ -72,6 +72,9 @@ class Settings:
     # into the registry at start-up. worker_token: the shared secret between the gateway and its
     # pool workers (`gateway worker`). embedded_engine: false runs no engine in this process
     # (only the tokenizer is read from the model file), so requests go to pools only.
+    # An API key that authenticated is remembered this long (ms): a key revoked on another
+    # process stops working within it. 0: every request reads the database.
+    auth_cache_ms: int = 1000
     pools_file: str = ""
     worker_token: str = ""
     embedded_engine: bool = True

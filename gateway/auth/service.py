@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -15,6 +17,7 @@ from gateway.audit.log import append_event
 from gateway.auth import keys
 from gateway.auth.models import ApiKey, Tenant
 from gateway.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
+from gateway.ttl_cache import TtlCache
 
 # last_used_at is a hint for operators, not an audit record: writing it at most once a
 # minute per key keeps a write off the hot path of every request.
@@ -120,12 +123,36 @@ def rate_limits_of(tenant: Tenant, key: ApiKey) -> tuple[RateLimit, ...]:
     return tuple(limits)
 
 
-class Authenticator:
-    """Turns a bearer token into a Principal, or raises AuthenticationError (401)."""
+@dataclass
+class _KnownKey:
+    principal: Principal
+    expires_at: dt.datetime | None
+    last_used_at: dt.datetime | None  # as this process last wrote or read it
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], pepper: bytes):
+
+class Authenticator:
+    """Turns a bearer token into a Principal, or raises AuthenticationError (401).
+
+    A key that authenticated is remembered for `cache_ttl_s` (default 1 s), so most requests
+    make no database round trip: a key revoked (or a tenant deactivated) elsewhere stops
+    working within that time on every replica, at once in the process that revoked it
+    (`forget()`). Unknown keys are never remembered."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        pepper: bytes,
+        *,
+        cache_ttl_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._sessions = sessions
         self._pepper = pepper
+        self._known: TtlCache[str, _KnownKey] = TtlCache(cache_ttl_s, clock)
+
+    def forget(self) -> None:
+        """Drop every remembered key (after a revocation in this process)."""
+        self._known.forget()
 
     async def authenticate(self, token: str | None, *, now: dt.datetime | None = None) -> Principal:
         # One message for every failure: a caller learns nothing about which keys exist.
@@ -134,6 +161,15 @@ class Authenticator:
             raise failure
         digest = keys.hash_key(token, self._pepper)
         now = now or utcnow()
+        known = await self._known.get(digest, lambda: self._load(token, digest, failure))
+        if known.expires_at is not None and known.expires_at <= now:
+            raise failure
+        if known.last_used_at is None or now - known.last_used_at >= LAST_USED_RESOLUTION:
+            known.last_used_at = now
+            await self._touch(known.principal.key_id, now)
+        return known.principal
+
+    async def _load(self, token: str, digest: str, failure: AuthenticationError) -> _KnownKey:
         async with self._sessions() as session:
             row = (
                 await session.execute(
@@ -149,17 +185,12 @@ class Authenticator:
                 raise failure
             if key.revoked_at is not None or not tenant.active:
                 raise failure
-            if key.expires_at is not None and key.expires_at <= now:
-                raise failure
-            touch = key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION
             principal = Principal(
                 tenant.id, tenant.name, key.id, frozenset(key.scopes.split()), rate_limits_of(tenant, key)
             )
-        # After the read session is back in the pool: touching inside it held two connections
-        # per request, and 16 concurrent first uses of a key exhausted the pool (deadlock).
-        if touch:
-            await self._touch(key.id, now)
-        return principal
+            # The touch happens after this read session is back in the pool: two pooled
+            # connections per request exhausted the pool at 16 concurrent first uses of a key.
+            return _KnownKey(principal, key.expires_at, key.last_used_at)
 
     async def _touch(self, key_id: str, now: dt.datetime) -> None:
         async with transaction(self._sessions) as session:

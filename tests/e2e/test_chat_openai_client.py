@@ -91,6 +91,9 @@ def test_answer_stream_usage_records_and_revocation(gateway_server: RunningGatew
     assert audited == [("request.completed",)]
 
     assert gateway_server.cli("key", "revoke", issued["id"]).returncode == 0
+    # The server remembers a key that authenticated for GATEWAY_AUTH_CACHE_MS (1 s): a key
+    # revoked by another process (this CLI) stops working within that time.
+    time.sleep(1.1)
     with pytest.raises(openai.AuthenticationError):
         api.chat.completions.create(model="deepseek-v4-flash", messages=QUESTION, max_tokens=4)
 

@@ -64,7 +64,9 @@ async def set_key_limits(request: Request[Any, Any, Any], key_id: str) -> dict[s
         tenant = await session.get(Tenant, key.tenant_id)
         assert tenant is not None
         await apply_limits(session, key, body, admin.actor)
-        return _limits_json(key, tenant)
+        out = _limits_json(key, tenant)
+    request.app.state.services.authenticator.forget()  # limits ride on the remembered principal
+    return out
 
 
 @get("/keys/{key_id:str}/budget")

@@ -1,8 +1,9 @@
 """Admin API: a tenant's rate limits (requests and tokens per minute, across all its keys).
 
 The same change as `gateway tenant limits NAME --rpm N --tpm N`: `auth.set_rate_limits`,
-which writes a `tenant.limits_set` audit event in the same transaction. Authentication reads the limits
-from the tenant row on every request, so a change applies to the next request.
+which writes a `tenant.limits_set` audit event in the same transaction. A change applies to the
+next request in this process, and within GATEWAY_AUTH_CACHE_MS (1 s) on every other one (the
+limits ride on the remembered principal of a key).
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ async def set_limits(request: Request[Any, Any, Any], name: str) -> dict[str, An
     async with transaction(request.app.state.services.sessions) as session:
         tenant = await auth.get_tenant_by_name(session, name)
         await apply_limits(session, tenant, body, admin.actor)
-        return _limits_json(tenant)
+        out = _limits_json(tenant)
+    request.app.state.services.authenticator.forget()  # limits ride on the remembered principal
+    return out
 
 
 limits_router = Router(path="/admin", route_handlers=[show_limits, set_limits])

@@ -117,6 +117,7 @@ async def revoke_key(request: Request[Any, Any, Any], key_id: str) -> dict[str, 
             tenant_id=row.tenant_id,
             payload={"key_id": key_id},
         )
+    request.app.state.services.authenticator.forget()  # this process: at once, not within the TTL
     return {"id": key_id, "revoked_at": _iso(row.revoked_at)}
 
 
