@@ -28,7 +28,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 GATEWAY = str(BIN / "gateway")
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BENCH_REDIS_DB = 12  # tests use 15, bench/billing_budgets.py 13
 
 
@@ -125,7 +124,7 @@ def wait_http(url: str, proc: Proc, timeout: float = 180.0, headers: Mapping[str
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited ({proc.popen.returncode}):\n{proc.log_tail()}")
+            raise RuntimeError(f"{proc.name} exited ({proc.popen.returncode}):\n{proc.log_tail(80)}")
         try:
             request = urllib.request.Request(url, headers=dict(headers or {}))
             with urllib.request.urlopen(request, timeout=2) as response:
@@ -193,15 +192,13 @@ class GatewaySetup:
         self.env = env
         run_cli(["db", "upgrade"], env)
 
-    def tenant(self, name: str, *, budget_usd: str, rpm: int, tpm: int) -> str:
-        """Create a tenant with a hard monthly budget and rate limits; return a new key's secret."""
-        run_cli(
-            [
-                "tenant", "create", name, "--budget-usd", budget_usd, "--budget-period", "month",
-                "--budget-mode", "hard", "--rpm", str(rpm), "--tpm", str(tpm), "--json",
-            ],
-            self.env,
-        )  # fmt: skip
+    def tenant(self, name: str, *, budget_usd: str | None = None, rpm: int = 0, tpm: int = 0) -> str:
+        """Create a tenant (with a hard monthly budget and rate limits when given); return a
+        new key's secret."""
+        args = ["tenant", "create", name, "--rpm", str(rpm), "--tpm", str(tpm), "--json"]
+        if budget_usd is not None:
+            args += ["--budget-usd", budget_usd, "--budget-period", "month", "--budget-mode", "hard"]
+        run_cli(args, self.env)
         created = json.loads(run_cli(["key", "create", "--tenant", name, "--json"], self.env))
         return str(created["key"])
 

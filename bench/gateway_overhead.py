@@ -33,10 +33,14 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench/ goes last on the path, not first (where Python puts a script's folder): it has
+# modules named like the project's packages (bench/kernels.py would shadow kernels/).
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
 from _gateway_proc import GATEWAY, GatewaySetup, Proc, Processes, free_port, sigterm_as_interrupt, wait_http  # noqa: E402
 from _load import Target, alternating_latency, has_wrk, summary_ms, throughput  # noqa: E402
+from _stages import backend_roundtrip, parse_spans, stage_medians  # noqa: E402
 
 LITELLM_VENV = Path(os.environ.get("BENCH_LITELLM_VENV", "/tmp/litellm-venv"))
 PYSPY = os.environ.get("BENCH_PYSPY", shutil.which("py-spy") or "/tmp/pyspy-venv/bin/py-spy")
@@ -82,9 +86,11 @@ litellm_settings:
 """
 
 
-def start_gateway(procs: Processes, setup: GatewaySetup, name: str, port: int) -> Proc:
+def start_gateway(
+    procs: Processes, setup: GatewaySetup, name: str, port: int, extra_env: dict[str, str] | None = None
+) -> Proc:
     argv = [GATEWAY, "serve", "--host", "127.0.0.1", "--port", str(port)]
-    proc = procs.start(name, argv, setup.env)
+    proc = procs.start(name, argv, {**setup.env, **(extra_env or {})})
     wait_http(f"http://127.0.0.1:{port}/readyz", proc)
     return proc
 
@@ -239,10 +245,29 @@ def run(args: argparse.Namespace, setup: GatewaySetup, procs: Processes) -> dict
                 "litellm_rps": LITELLM_REFERENCE["rps"],
             }
         )
+    if args.stages:  # a gateway that prints its spans: the time per stage, one connection
+        result["stages_ms"] = stage_breakdown(procs, setup, auth, args.stages)
+        result["dispatch_hop_ms"] = asyncio.run(
+            backend_roundtrip(f"http://127.0.0.1:{up_port}/v1", args.stages)
+        )
     if profile is not None:
         result["profile"] = profile["files"]
         result["profile_rps"] = profile["load"]["rps"]
     return result
+
+
+def stage_breakdown(procs: Processes, setup: GatewaySetup, auth: dict[str, str], n: int) -> dict[str, Any]:
+    port = free_port()
+    proc = start_gateway(procs, setup, "gateway-spans", port, {"GATEWAY_OTEL_EXPORTER": "console"})
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    with httpx.Client(headers=auth, timeout=30) as client:
+        for _ in range(n + 20):
+            response = client.post(url, json=body("deepseek-v4-flash"))
+            if response.status_code != 200:
+                raise RuntimeError(f"gateway answered {response.status_code}: {response.text[:300]}")
+    time.sleep(6)  # the batch span processor exports every 5 s
+    procs.stop(proc)
+    return stage_medians(parse_spans(proc.log_path.read_text(errors="replace")), skip=20)
 
 
 def record_profile(
@@ -279,10 +304,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=None, help="seconds per throughput run (default 5)")
     parser.add_argument("--rounds", type=int, default=None, help="latency rounds (default 400)")
     parser.add_argument("--no-litellm", action="store_true", help="do not start the LiteLLM proxy")
+    parser.add_argument(
+        "--stages", type=int, default=None, help="requests for the per-stage breakdown (0: none)"
+    )
     parser.add_argument("--profile", default=None, help="record the first gateway with py-spy into DIR")
     args = parser.parse_args()
     args.duration = args.duration or (2.0 if args.quick else 5.0)
     args.rounds = args.rounds or (60 if args.quick else 400)
+    if args.stages is None:
+        args.stages = 40 if args.quick else 200
     started = time.perf_counter()
     with sigterm_as_interrupt():
         setup = GatewaySetup(args.store)
