@@ -74,7 +74,7 @@ def main() -> None:
                 "mmlu_like": _time(router, MCQ, args.n),
                 "prompt_2000_tokens": _time(router, long[:8000], args.n),
                 "prompt_2000_tokens_source": "mmlu.csv" if DATA.exists() else "repeated",
-                "budget_p50_us": 1000,
+                "budget_p50_us": 2000,
             }
         )
     )

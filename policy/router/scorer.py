@@ -3,7 +3,7 @@
 The score is the percentile of the prompt's raw logit among the training prompts, so
 0.8 means "harder than about 80% of the reference prompts"; policies map it to
 (variant, mode) tiers. Load the file once (``Router.load()``) and reuse the object.
-Scoring a 2,000-token prompt takes a few hundred microseconds (bench/policy_router.py).
+Scoring a 2,000-token prompt takes well under a millisecond (bench/policy_router.py).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass
@@ -18,19 +19,26 @@ from functools import cache
 from pathlib import Path
 
 from policy.router.data import fingerprint
-from policy.router.features import STRUCTURE_NAMES, structure, words
+from policy.router.features import words
+from policy.router.signals import SIGNAL_NAMES, signals
 
 DEFAULT_PATH = Path(__file__).with_name("router.json")
-FORMAT = "gateway-router/1"
+FORMAT = "gateway-router/2"
 FORMS = ("free", "multiple_choice")  # one linear model per prompt form
-_MC = STRUCTURE_NAMES.index("multiple_choice")
+_CHOICE = re.compile(r"\n[A-D]\. ")
+
+
+def is_multiple_choice(prompt: str) -> bool:
+    """The form test: a line that starts an answer option ("\nA. ", ..., "\nD. ")."""
+    return _CHOICE.search(prompt) is not None
 
 
 @dataclass(frozen=True, slots=True)
 class Router:
     idf: dict[str, float]
     weight: dict[str, tuple[float, float]]  # per form
-    structure_weights: tuple[tuple[float, ...], tuple[float, ...]]  # per form
+    signal_names: tuple[str, ...]
+    signal_weights: tuple[tuple[float, ...], tuple[float, ...]]  # per form
     intercept: tuple[float, float]
     quantiles: tuple[float, ...]
     firsts: frozenset[str]  # words that start some bigram of the vocabulary
@@ -42,12 +50,17 @@ class Router:
         if doc.get("format") != FORMAT or tuple(doc.get("forms", ())) != FORMS:
             raise ValueError(f"{path}: not a {FORMAT} file with forms {FORMS}")
         vocab = doc["vocab"]
+        names = tuple(doc["signals"])
+        unknown = [n for n in names if n not in SIGNAL_NAMES]
+        if unknown:
+            raise ValueError(f"{path}: unknown signal(s) {', '.join(unknown)}")
         return cls(
             idf={t: v[0] for t, v in vocab.items()},
             weight={t: (v[1], v[2]) for t, v in vocab.items()},
-            structure_weights=(
-                tuple(doc["structure"][name][0] for name in STRUCTURE_NAMES),
-                tuple(doc["structure"][name][1] for name in STRUCTURE_NAMES),
+            signal_names=names,
+            signal_weights=(
+                tuple(doc["signals"][n][0] for n in names),
+                tuple(doc["signals"][n][1] for n in names),
             ),
             intercept=(float(doc["intercept"][0]), float(doc["intercept"][1])),
             quantiles=tuple(doc["quantiles"]),
@@ -64,8 +77,7 @@ class Router:
         tokens = words(prompt)
         firsts = self.firsts
         terms = Counter(tokens)
-        shape = structure(prompt, tokens, terms)
-        form = 1 if shape[_MC] > 0 else 0
+        form = 1 if is_multiple_choice(prompt) else 0
         # only bigrams whose first word starts some vocabulary bigram can match: skip the rest
         terms.update(a + " " + b for a, b in zip(tokens, tokens[1:], strict=False) if a in firsts)
         dot = 0.0
@@ -78,7 +90,8 @@ class Router:
             norm += x * x
             dot += x * weight[term][form]
         text = dot / math.sqrt(norm) if norm > 0 else 0.0
-        linear = sum(w * f for w, f in zip(self.structure_weights[form], shape, strict=True))
+        values = signals(prompt, self.signal_names)
+        linear = sum(w * f for w, f in zip(self.signal_weights[form], values, strict=True))
         return text + linear + self.intercept[form]
 
     def score(self, prompt: str) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 
 _WORD = re.compile(r"[A-Za-z]+")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -72,48 +73,105 @@ SIGNAL_NAMES: tuple[str, ...] = (
 )
 
 
-def signals(text: str) -> list[float]:
-    """The values of SIGNAL_NAMES for ``text``."""
-    words = _WORD.findall(text)
-    lower = [w.lower() for w in words]
-    n_words = len(words)
-    numbers = _NUMBER.findall(text)
-    sentences = max(1, len(_SENTENCE.findall(text)))
-    choices = _CHOICE.findall(text)
-    choice_lengths = [len(c) for c in choices]
-    mean_choice = sum(choice_lengths) / len(choices) if choices else 0.0
-    spread = math.sqrt(sum((x - mean_choice) ** 2 for x in choice_lengths) / len(choices)) if choices else 0.0
-    lengths = [len(w) for w in words]
-    raw = [
-        len(text) / 500,
-        n_words / 100,
-        sentences / 5,
-        n_words / sentences / 20,
-        (sum(lengths) / n_words if n_words else 0.0) / 5,
-        sum(1 for x in lengths if x >= 9) / n_words if n_words else 0.0,
-        len(set(lower)) / n_words if n_words else 0.0,
-        sum(1 for w in lower if w in _FUNCTION_WORDS) / n_words if n_words else 0.0,
-        len(_CAPITALISED.findall(text)) / 5,
-        len(numbers) / 5,
-        len(set(numbers)) / 5,
-        max((len(x) for x in numbers), default=0) / 5,
-        sum(1 for x in numbers if "." in x),
-        sum(1 for x in numbers if len(x.replace(",", "")) >= 4),
-        len(_MATH.findall(text)) / 5,
-        len(_CODE.findall(text)) / 5,
-        text.count("\n") / 5,
-        len(_LIST.findall(text)) / 5,
-        len(_TURN.findall(text)),
-        text.count("?"),
-        text.count(",") / 5,
-        (text.count("(") + text.count("[")) / 5,
-        (text.count('"') + text.count("\u201c")) / 5,
-        len(choices),
-        mean_choice / 50,
-        spread / 20,
-        sum(1 for c in choices if _NUMBER.search(c)),
-        sum(1 for w in lower if w in _ASK_LONG),
-        sum(1 for w in lower if w in _ASK_EXACT),
-        sum(1 for w in lower if w in _NEGATION),
-    ]
-    return [math.log1p(x) for x in raw]
+class _Prompt:
+    """The pieces several signals share, computed on first use."""
+
+    __slots__ = ("_choices", "_lower", "_numbers", "_sentences", "_words", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._words: list[str] | None = None
+        self._lower: list[str] | None = None
+        self._numbers: list[str] | None = None
+        self._choices: list[str] | None = None
+        self._sentences: int | None = None
+
+    @property
+    def words(self) -> list[str]:
+        if self._words is None:
+            self._words = _WORD.findall(self.text)
+        return self._words
+
+    @property
+    def lower(self) -> list[str]:
+        if self._lower is None:
+            self._lower = [w.lower() for w in self.words]
+        return self._lower
+
+    @property
+    def numbers(self) -> list[str]:
+        if self._numbers is None:
+            self._numbers = _NUMBER.findall(self.text)
+        return self._numbers
+
+    @property
+    def choices(self) -> list[str]:
+        if self._choices is None:
+            self._choices = _CHOICE.findall(self.text)
+        return self._choices
+
+    @property
+    def sentences(self) -> int:
+        if self._sentences is None:
+            self._sentences = max(1, len(_SENTENCE.findall(self.text)))
+        return self._sentences
+
+
+def _share(p: _Prompt, keep: Callable[[str], bool]) -> float:
+    return sum(1 for w in p.words if keep(w)) / len(p.words) if p.words else 0.0
+
+
+def _lower_share(p: _Prompt, words: frozenset[str]) -> float:
+    return sum(1 for w in p.lower if w in words) / len(p.lower) if p.lower else 0.0
+
+
+def _choice_spread(p: _Prompt) -> float:
+    lengths = [len(c) for c in p.choices]
+    if not lengths:
+        return 0.0
+    mean = sum(lengths) / len(lengths)
+    return math.sqrt(sum((x - mean) ** 2 for x in lengths) / len(lengths)) / 20
+
+
+_RAW: dict[str, Callable[[_Prompt], float]] = {
+    "chars": lambda p: len(p.text) / 500,
+    "words": lambda p: len(p.words) / 100,
+    "sentences": lambda p: p.sentences / 5,
+    "words_per_sentence": lambda p: len(p.words) / p.sentences / 20,
+    "mean_word_length": lambda p: (sum(map(len, p.words)) / len(p.words) if p.words else 0.0) / 5,
+    "long_word_share": lambda p: _share(p, lambda w: len(w) >= 9),
+    "distinct_word_share": lambda p: len(set(p.lower)) / len(p.lower) if p.lower else 0.0,
+    "function_word_share": lambda p: _lower_share(p, _FUNCTION_WORDS),
+    "capitalised_words": lambda p: len(_CAPITALISED.findall(p.text)) / 5,
+    "numbers": lambda p: len(p.numbers) / 5,
+    "distinct_numbers": lambda p: len(set(p.numbers)) / 5,
+    "longest_number": lambda p: max((len(x) for x in p.numbers), default=0) / 5,
+    "decimals": lambda p: sum(1 for x in p.numbers if "." in x),
+    "big_numbers": lambda p: sum(1 for x in p.numbers if len(x.replace(",", "")) >= 4),
+    "math_symbols": lambda p: len(_MATH.findall(p.text)) / 5,
+    "code_lines": lambda p: len(_CODE.findall(p.text)) / 5,
+    "lines": lambda p: p.text.count("\n") / 5,
+    "list_items": lambda p: len(_LIST.findall(p.text)) / 5,
+    "turns": lambda p: len(_TURN.findall(p.text)),
+    "question_marks": lambda p: p.text.count("?"),
+    "commas": lambda p: p.text.count(",") / 5,
+    "brackets": lambda p: (p.text.count("(") + p.text.count("[")) / 5,
+    "quotes": lambda p: (p.text.count('"') + p.text.count("\u201c")) / 5,
+    "choices": lambda p: len(p.choices),
+    "choice_chars": lambda p: (sum(map(len, p.choices)) / len(p.choices) if p.choices else 0.0) / 50,
+    "choice_length_spread": _choice_spread,
+    "numeric_choices": lambda p: sum(1 for c in p.choices if _NUMBER.search(c)),
+    "ask_long": lambda p: sum(1 for w in p.lower if w in _ASK_LONG),
+    "ask_exact": lambda p: sum(1 for w in p.lower if w in _ASK_EXACT),
+    "negations": lambda p: sum(1 for w in p.lower if w in _NEGATION),
+}
+assert tuple(_RAW) == SIGNAL_NAMES
+
+
+def signals(text: str, names: Sequence[str] = SIGNAL_NAMES) -> list[float]:
+    """The values of ``names`` (default: all of SIGNAL_NAMES) for ``text``, log1p-compressed.
+
+    Only the pieces the named signals need are computed (the serving router asks for few).
+    """
+    p = _Prompt(text)
+    return [math.log1p(_RAW[name](p)) for name in names]

@@ -1,22 +1,22 @@
 """Train the prompt-difficulty router and write policy/router/router.json.
 
     .venv/bin/python -m policy.router.train            # train on the training split, write the file
-    .venv/bin/python -m policy.router.train --cv       # 5-fold CV grid on the training split
-    .venv/bin/python -m policy.router.train --report   # held-out figures: baselines and the file
+    .venv/bin/python -m policy.router.train --report   # the transfer protocol (policy.router.transfer)
 
 Needs scikit-learn (training only; serving reads the JSON in pure Python). Data: the
 RouteLLM-labelled ``gsm8k.csv`` and ``mmlu.csv`` in ``--data`` (default
 ``../shared/data/routing`` beside the repository); only the training split is used to fit
 (held-out = sha256(prompt) mod 5 == 0, see ``data.split``).
 
-The model: one TF-IDF vocabulary over word 1-2-grams (sublinear tf, l2-normalised) plus the
-structural features of ``features.structure``, and two logistic regressions, one for
-free-form prompts and one for multiple-choice prompts (chosen by the ``multiple_choice``
-feature: the two forms fail for different reasons). Target: "the strong model is right and
-the weak one is wrong". Prompts on which both models agree say little about routing, so
-they get a small weight (``FORMS[...][1]``; discordant prompts weigh 1). The raw logit is
-mapped to its percentile among the training prompts, so policy tier thresholds read as
-"the share of the reference traffic below this score".
+The model (``RECIPE``): TF-IDF over word 1-2-grams (sublinear tf, l2-normalised, scaled by
+``text_scale``) plus a few standardised difficulty signals that do not depend on a data
+set's topic (``signals``), in one logistic regression per prompt form (free-form,
+multiple-choice); a form with fewer than ``min_form_rows`` training rows takes the model
+fitted on all rows. Target: "the strong model is right and the weak one is wrong"; prompts
+on which both models agree weigh ``agree_weight``. Strong regularisation (small ``C``) is
+what makes it transfer: with C = 2 the text weights fit the training sets' topics and
+formats, and off those sets rank worse than prompt length alone (docs/routing.md). The raw
+logit is mapped to its percentile among the training prompts.
 """
 
 from __future__ import annotations
@@ -25,181 +25,147 @@ import argparse
 import base64
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from policy.router.data import Labelled, fingerprint, read_csv, split
-from policy.router.features import STRUCTURE_NAMES, ngrams, structure
-from policy.router.metrics import apgr, curve
-from policy.router.scorer import FORMS as FORM_NAMES
+from policy.router.baselines import Scorer, target
+from policy.router.data import Labelled, fingerprint, join, read_csv, split
+from policy.router.features import ngrams
+from policy.router.scorer import FORMAT, FORMS, is_multiple_choice
+from policy.router.signals import signals
 
 FILES = ("gsm8k.csv", "mmlu.csv")
-MAX_FEATURES = 20000
-MIN_DF = 2
-# form -> (C, weight of prompts on which both models agree); chosen by --cv
-FORMS: dict[str, tuple[float, float]] = {"free": (2.0, 0.1), "multiple_choice": (2.0, 0.1)}
-SEED = 0
 OUT = Path(__file__).with_name("router.json")
-_MC = STRUCTURE_NAMES.index("multiple_choice")
 
 
-def _join(parts: dict[str, Labelled]) -> Labelled:
-    return Labelled(
-        [p for d in parts.values() for p in d.prompts],
-        [w for d in parts.values() for w in d.weak],
-        [s for d in parts.values() for s in d.strong],
-    )
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    signals: tuple[str, ...] = ("chars", "words")
+    text_scale: float = 2.0
+    C: float = 0.1
+    agree_weight: float = 0.1
+    min_form_rows: int = 200
+    max_features: int = 20000
+    min_df: int = 2
 
 
-def _matrix(vec, prompts: list[str]):
-    import scipy.sparse as sp
-
-    shape = np.array([structure(p) for p in prompts])
-    return sp.hstack([vec.transform(prompts), shape]).tocsr(), shape[:, _MC] > 0
+RECIPE = Recipe()
 
 
-def _fit(train: Labelled, forms: dict[str, tuple[float, float]]):
+@dataclass
+class Fitted:
+    vec: Any  # sklearn TfidfVectorizer
+    mean: np.ndarray  # of the signals on the training rows
+    std: np.ndarray
+    models: dict[str, Any]  # form -> LogisticRegression (missing forms -> "all")
+    recipe: Recipe
+
+    def matrix(self, prompts: list[str]) -> Any:
+        import scipy.sparse as sp
+
+        dense = (np.array([signals(p, self.recipe.signals) for p in prompts]) - self.mean) / self.std
+        return sp.hstack([self.vec.transform(prompts) * self.recipe.text_scale, dense]).tocsr()
+
+    def model_for(self, form: str) -> Any:
+        return self.models.get(form, self.models["all"])
+
+    def raw(self, prompts: list[str]) -> np.ndarray:
+        x = self.matrix(prompts)
+        mc = np.array([is_multiple_choice(p) for p in prompts], dtype=bool)
+        out = np.zeros(len(prompts))
+        for form, rows in (("free", ~mc), ("multiple_choice", mc)):
+            if rows.any():
+                out[rows] = self.model_for(form).decision_function(x[rows])
+        return out
+
+
+def fit_model(train: Labelled, recipe: Recipe = RECIPE) -> Fitted:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    vec = TfidfVectorizer(analyzer=ngrams, sublinear_tf=True, min_df=MIN_DF, max_features=MAX_FEATURES)
+    vec = TfidfVectorizer(
+        analyzer=ngrams, sublinear_tf=True, min_df=recipe.min_df, max_features=recipe.max_features
+    )
     vec.fit(train.prompts)
-    x, mc = _matrix(vec, train.prompts)
-    weak, strong = np.array(train.weak), np.array(train.strong)
-    y = (strong & ~weak).astype(int)
-    models = {}
-    for name, rows in (("free", ~mc), ("multiple_choice", mc)):
-        c, w0 = forms[name]
-        if not rows.any():
-            continue
-        weights = np.where(weak != strong, 1.0, w0)
-        models[name] = LogisticRegression(C=c, max_iter=5000).fit(
-            x[rows], y[rows], sample_weight=weights[rows]
-        )
-    return vec, models
+    dense = np.array([signals(p, recipe.signals) for p in train.prompts])
+    fitted = Fitted(vec, dense.mean(0), dense.std(0) + 1e-9, {}, recipe)
+    x = fitted.matrix(train.prompts)
+    y = target(train)
+    weights = np.where(np.array(train.weak) != np.array(train.strong), 1.0, recipe.agree_weight)
+    mc = np.array([is_multiple_choice(p) for p in train.prompts], dtype=bool)
+    for form, rows in (("all", np.ones(len(mc), dtype=bool)), ("free", ~mc), ("multiple_choice", mc)):
+        if rows.sum() >= recipe.min_form_rows and len(set(y[rows])) == 2:
+            model = LogisticRegression(C=recipe.C, max_iter=5000)
+            fitted.models[form] = model.fit(x[rows], y[rows], sample_weight=weights[rows])
+    if "all" not in fitted.models:
+        raise ValueError(f"{len(train.prompts)} training rows: too few, or one class only")
+    return fitted
 
 
-def _raw(vec, models, prompts: list[str]) -> np.ndarray:
-    x, mc = _matrix(vec, prompts)
-    free = models.get("free", models.get("multiple_choice"))
-    out = free.decision_function(x)
-    if mc.any() and "multiple_choice" in models:
-        out[mc] = models["multiple_choice"].decision_function(x[mc])
-    return out
+def fit(train: Labelled) -> Scorer:
+    """The recipe as a scorer factory for the transfer protocol."""
+    return fit_model(train).raw
 
 
-def cross_validate(parts: dict[str, Labelled]) -> list[dict[str, object]]:
-    """5-fold CV on the training split for a grid of (C, agree-weight), both forms alike."""
-    from sklearn.model_selection import KFold
-
-    data = _join(parts)
-    source = np.concatenate([np.full(len(d.prompts), i) for i, d in enumerate(parts.values())])
-    weak, strong = np.array(data.weak), np.array(data.strong)
-    grid = [(c, w0) for c in (0.5, 1.0, 2.0, 4.0) for w0 in (0.05, 0.1, 0.2)]
-    rows = []
-    for c, w0 in grid:
-        oof = np.zeros(len(data.prompts))
-        for tr, te in KFold(5, shuffle=True, random_state=SEED).split(oof):
-            keep = np.zeros(len(oof), dtype=bool)
-            keep[tr] = True
-            vec, models = _fit(data.subset(keep.tolist()), {f: (c, w0) for f in FORM_NAMES})
-            oof[te] = _raw(vec, models, [data.prompts[i] for i in te])
-        row: dict[str, object] = {"C": c, "agree_weight": w0}
-        for i, name in enumerate(parts):
-            m = source == i
-            row[name] = round(apgr(curve(oof[m], weak[m], strong[m])), 4)
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-    return rows
-
-
-def export(vec, models, train: Labelled, path: Path) -> dict:
+def export(fitted: Fitted, train: Labelled, path: Path) -> dict[str, Any]:
+    """router.json: text weights pre-scaled, signal weights with the standardisation folded in."""
+    vec, r = fitted.vec, fitted.recipe
     n_text = len(vec.vocabulary_)
-    coef = {f: models[f].coef_[0] for f in FORM_NAMES}
+    coef = {f: fitted.model_for(f).coef_[0] for f in FORMS}
+    intercept = {f: float(fitted.model_for(f).intercept_[0]) for f in FORMS}
+    signal_weights: dict[str, list[float]] = {}
+    for i, name in enumerate(r.signals):
+        ws = []
+        for f in FORMS:
+            w = coef[f][n_text + i] / fitted.std[i]
+            intercept[f] -= w * fitted.mean[i]
+            ws.append(round(float(w), 6))
+        signal_weights[name] = ws
     vocab = {
-        term: [round(float(vec.idf_[j]), 5), *(round(float(coef[f][j]), 5) for f in FORM_NAMES)]
+        term: [
+            round(float(vec.idf_[j]), 5),
+            *(round(float(coef[f][j] * r.text_scale), 5) for f in FORMS),
+        ]
         for term, j in sorted(vec.vocabulary_.items(), key=lambda kv: kv[1])
     }
-    raw = _raw(vec, models, train.prompts)
-    doc = {
-        "format": "gateway-router/1",
+    doc: dict[str, Any] = {
+        "format": FORMAT,
         "analyzer": "word 1-2-grams, sklearn default token pattern, lower-case, sublinear tf, l2",
-        "forms": list(FORM_NAMES),
-        "intercept": [round(float(models[f].intercept_[0]), 6) for f in FORM_NAMES],
-        "structure": {
-            name: [round(float(coef[f][n_text + i]), 6) for f in FORM_NAMES]
-            for i, name in enumerate(STRUCTURE_NAMES)
-        },
-        "quantiles": np.quantile(raw, np.linspace(0, 1, 201)).round(6).tolist(),
+        "recipe": {k: getattr(r, k) for k in r.__dataclass_fields__},
+        "forms": list(FORMS),
+        "form_models": {f: ("own" if f in fitted.models else "all") for f in FORMS},
+        "intercept": [round(intercept[f], 6) for f in FORMS],
+        "signals": signal_weights,
+        "quantiles": [],
         # sorted 32-bit fingerprints of the training prompts, so that evaluate() leaves them out
         "trained_prompts": base64.b64encode(
             np.array(sorted({fingerprint(p) for p in train.prompts}), dtype=">u4").tobytes()
         ).decode("ascii"),
         "vocab": vocab,
     }
+    doc["quantiles"] = np.quantile(fitted.raw(train.prompts), np.linspace(0, 1, 201)).round(6).tolist()
     path.write_text(json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n", encoding="utf-8")
     return doc
-
-
-def report(data_dir: Path, router_path: Path) -> dict[str, dict[str, float]]:
-    """Held-out APGR of baselines (trained on the same training split) and of the router."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    from policy.router.evaluate import evaluate
-    from policy.router.scorer import Router
-
-    splits = {name: split(read_csv(data_dir / name)) for name in FILES}
-    train = _join({k: tr for k, (tr, _) in splits.items()})
-    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
-    x = vec.fit_transform(train.prompts)
-    weak, strong = np.array(train.weak), np.array(train.strong)
-    targets = {
-        "tfidf_lr_weak_wrong": (~weak).astype(int),
-        "tfidf_lr_strong_beats_weak": (strong & ~weak).astype(int),
-    }
-    models = {k: LogisticRegression(max_iter=5000).fit(x, y) for k, y in targets.items()}
-    router = Router.load(router_path)
-    out: dict[str, dict[str, float]] = {}
-    rng = np.random.default_rng(SEED)
-    for name, (_, held) in splits.items():
-        row: dict[str, float] = {"n": len(held.prompts)}
-        row["random_mean_of_100"] = round(
-            float(
-                np.mean(
-                    [apgr(curve(rng.random(len(held.prompts)), held.weak, held.strong)) for _ in range(100)]
-                )
-            ),
-            4,
-        )
-        xh = vec.transform(held.prompts)
-        for k, m in models.items():
-            row[k] = round(apgr(curve(m.decision_function(xh), held.weak, held.strong)), 4)
-        result = evaluate(data_dir / name, router=router)  # leaves the training prompts out
-        row.update({f"router_{k}": v for k, v in result.items() if isinstance(v, float)})
-        out[name] = row
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the prompt router (see module doc).")
     parser.add_argument("--data", default=str(Path(__file__).parents[2].parent / "shared/data/routing"))
     parser.add_argument("--out", default=str(OUT))
-    parser.add_argument("--cv", action="store_true", help="print cross-validated APGR for a grid")
-    parser.add_argument("--report", action="store_true", help="held-out figures of baselines and --out")
+    parser.add_argument("--report", action="store_true", help="print the transfer protocol's report")
     args = parser.parse_args(argv)
     data_dir = Path(args.data)
     if args.report:
-        print(json.dumps(report(data_dir, Path(args.out)), indent=1))
+        from policy.router.transfer import transfer_report
+
+        print(json.dumps(transfer_report(data_dir), indent=1))
         return
-    parts = {name: split(read_csv(data_dir / name))[0] for name in FILES}
-    if args.cv:
-        cross_validate(parts)
-        return
-    train = _join(parts)
-    vec, models = _fit(train, FORMS)
-    doc = export(vec, models, train, Path(args.out))
+    train = join(*(split(read_csv(data_dir / name))[0] for name in FILES))
+    fitted = fit_model(train)
+    doc = export(fitted, train, Path(args.out))
     print(
         json.dumps(
             {
@@ -215,8 +181,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def fit(train: Labelled):
-    vec, models = _fit(train, FORMS)
-    return lambda prompts: _raw(vec, models, prompts)
