@@ -295,6 +295,20 @@ def test_an_upstream_failure_mid_stream_ends_with_an_error(fleet: Fleet) -> None
     usage = [e["usage"] for e in events if e.get("usage")]
     assert usage and usage[-1]["completion_tokens"] == 2  # billed for what was delivered, once
     assert len(fleet.vllm.chat_requests()) == before + 1  # not retried after the first token
+    request_id = events[0]["id"]
+    ledger = wait_rows(
+        fleet.server,
+        1,
+        "SELECT status, completion_tokens, cost_total FROM usage_records WHERE request_id = ?",
+        request_id,
+    )
+    assert len(ledger) == 1 and ledger[0][:2] == ("failed", 2)  # one record, what was delivered
+    assert Decimal(ledger[0][2]) / 10**12 == Decimal(usage[-1]["cost_usd"])
+    found = wait_rows(
+        fleet.server, 1, "SELECT kind, payload FROM audit_events WHERE request_id = ?", request_id
+    )
+    dispatch = [json.loads(p)["dispatch"] for _, p in found if "dispatch" in json.loads(p)]
+    assert dispatch and dispatch[0]["pool"] == "vllm-eu" and dispatch[0]["usage_source"] == "estimated"
 
 
 def test_a_refusal_is_a_502_naming_the_upstream(fleet: Fleet) -> None:
