@@ -286,6 +286,35 @@ def test_console_in_a_browser(browser_page, console_server: RunningGateway, uniq
     expect(page.locator("#models-list")).to_contain_text("deepseek-v4-flash")
     expect(page.locator("#sign-in")).to_be_hidden()  # a tenant key's call never signs out
 
+    # Pools: a worker pool's replica, drained and returned from the page (this process runs no
+    # dispatcher: GATEWAY_LOAD_MODEL=false).
+    pool = f"gpu-{unique}"
+    console_server.cli(
+        "compliance",
+        "pool",
+        "add",
+        pool,
+        "--device-kind",
+        "cuda",
+        "--vendor",
+        "nvidia",
+        "--stack",
+        "CUDA",
+        "--region",
+        "eu-west",
+        "--backend",
+        "worker",
+    )
+    console_server.cli("pools", "replica", "add", pool, "http://127.0.0.1:9", "--capacity", "8")
+    page.click("#top nav a[href='#/pools']")
+    replicas = page.locator("#pools section", has_text=pool).locator("table.replicas")
+    expect(replicas).to_contain_text("http://127.0.0.1:9")
+    expect(replicas).to_contain_text("not served by this process")
+    replicas.locator("button.replica-toggle").click()
+    expect(replicas).to_contain_text("drained")
+    replicas.locator("button.replica-toggle").click()
+    expect(replicas).to_contain_text("not served by this process")
+
     # Sign out: the key is forgotten and the data leaves the page.
     page.click("#sign-out")
     expect(page.locator("#sign-in")).to_be_visible()

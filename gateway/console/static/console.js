@@ -483,6 +483,28 @@
         listed));
   }
 
+  function pagePools(main) {
+    const box = h("div", { id: "pools" });
+    const load = () => fill(box, async () => {
+      const { data } = await api("GET", "/admin/pools");
+      if (!data.length) return h("p", { class: "muted" }, "No pools registered.");
+      return data.map((pool) => {
+        const toggle = (replica) => h("button", { type: "button", class: "replica-toggle", onclick: act(async () => {
+          await api("PATCH", "/admin/pools/" + enc(pool.name) + "/replicas", { json: { url: replica.url, enabled: !replica.enabled } });
+          notify((replica.enabled ? "Drained " : "Returned ") + replica.url + ".", "info");
+          await load();
+        }) }, replica.enabled ? "Drain" : "Return");
+        const state = (r) => (r.state ? (r.state.healthy ? "healthy" : "unhealthy") + ", breaker " + r.state.breaker + ", " + r.state.in_flight + " in flight" : r.enabled ? "not served by this process" : "drained");
+        return section(pool.name + " (" + pool.backend + ", " + pool.device_kind + ", " + pool.region + ")",
+          h("p", { class: "muted" }, "Variants: " + (pool.variants.length ? pool.variants.join(", ") : "all") + (pool.sovereign ? "; sovereign" : "") + "; source: " + pool.source),
+          pool.replicas.length ? table([["Replica", (r) => r.url], ["Capacity", (r) => r.capacity], ["State", state], ["", toggle]], pool.replicas, { class: "replicas" })
+            : h("p", { class: "muted" }, "No replicas."));
+      });
+    });
+    load();
+    main.append(h("h1", {}, "Pools"), h("p", { class: "muted" }, "Replicas as this gateway process sees them (health checks, circuit breakers). Draining stops new requests; those in flight finish. Other gateway processes follow within 10 s."), box);
+  }
+
   // ----- routing (the hash holds the page, never a secret) -----
 
   const ROUTES = [
@@ -491,6 +513,7 @@
     [/^#\/prices$/, (main) => pagePrices(main)],
     [/^#\/compliance$/, (main) => pageCompliance(main)],
     [/^#\/models$/, (main) => pageModels(main)],
+    [/^#\/pools$/, (main) => pagePools(main)],
   ];
 
   function route() {
