@@ -145,3 +145,20 @@ def test_twin_chunks_long_prefills_without_changing_the_result(monkeypatch):
     whole = block_sparse_attention_ref(q, k, v, lens, idx, 4, 4, 0.3)
     monkeypatch.setattr(ref, "GATHER_BUDGET", 1)  # one query per chunk
     torch.testing.assert_close(block_sparse_attention_ref(q, k, v, lens, idx, 4, 4, 0.3), whole)
+
+
+@pytest.mark.parametrize("top_k", [0, 2, 100])
+def test_twin_masked_and_gathered_paths_agree(top_k, monkeypatch):
+    from kernels import block_sparse_attention_ref as ref
+
+    q, k, v = _case(2, 4, 2, 45, 8, 9, seed=7)
+    lens = torch.tensor([45, 6])  # row 1 has padding queries
+    idx = select_blocks(q, block_summaries(k, lens, 4), lens, max(top_k, 1), 4, 5)
+    if top_k == 0:
+        idx.fill_(-1)
+    monkeypatch.setattr(ref, "MASKED_MIN_QUERIES", 10**6)
+    gathered = block_sparse_attention_ref(q, k, v, lens, idx, 4, 5, 0.3)
+    monkeypatch.setattr(ref, "MASKED_MIN_QUERIES", 0)
+    torch.testing.assert_close(
+        block_sparse_attention_ref(q, k, v, lens, idx, 4, 5, 0.3), gathered, rtol=1e-5, atol=1e-6
+    )
