@@ -1,7 +1,7 @@
 """The OpenAI client end to end: gateway -> upstream adapter -> fake vLLM / DeepSeek servers.
 
 The gateway runs with no engine of its own (GATEWAY_EMBEDDED_ENGINE=false) and a pools file:
-flash on a vLLM pool in eu-west (plus a dead one in us-east), pro on the DeepSeek API in
+flash on a vLLM pool in eu-west (plus dead ones: vLLM in us-east, AMD in eu-west), pro on the DeepSeek API in
 us-east and on an SGLang pool in eu-west with no replica. What the client is told equals what
 the upstream reported, the ledger and the usage report agree, the audit event names the pool
 and replica, and the upstream keys appear in no log and no audit event. Compliance placement:
@@ -62,6 +62,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             api_key_env="GATEWAY_UPSTREAM_KEY_VLLM_EU",
         ),
         upstream_pool("vllm-us", "vllm", [dead], region="us-east", variants=["flash"]),
+        upstream_pool(
+            "rocm-eu", "vllm", [dead], region="eu-west", variants=["flash"], vendor="amd", device_kind="rocm"
+        ),
         upstream_pool(
             "deepseek-api",
             "deepseek",
@@ -339,6 +342,13 @@ def test_a_forbidden_pool_is_never_chosen(fleet: Fleet) -> None:
     with pytest.raises(openai.APIStatusError) as err:
         eu.chat.completions.create(model="deepseek-v4-pro", messages=QUESTION, max_tokens=8)
     assert err.value.status_code == 503 and "sglang-eu" in str(err.value.message)
+    # Hardware: AMD only. Flash may run on rocm-eu alone, which is dead; the healthy NVIDIA
+    # pool in the same region is not used.
+    amd = client(fleet, "amd-only", "allowed_vendors: [amd]\n")
+    with pytest.raises(openai.APIStatusError) as err:
+        amd.chat.completions.create(model="deepseek-v4-flash", messages=QUESTION, max_tokens=8)
+    assert err.value.status_code == 503 and "rocm-eu" in str(err.value.message)
+    assert "vllm-eu" not in str(err.value.message)
     # A region no pool is in: 403 naming the rule.
     ap = client(fleet, "ap-only", "allowed_regions: [ap-south]\n")
     with pytest.raises(openai.PermissionDeniedError) as err:
