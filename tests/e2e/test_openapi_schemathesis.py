@@ -104,4 +104,5 @@ def test_every_operation_matches_the_schema(live: Live) -> None:
             except Exception as exc:  # every operation's failure, not only the first
                 failures.append(f"{operation.label} [{mode.value}]: {exc}"[:3000])
     assert len(calls) == len(operations)
+    print(f"\nschemathesis: {sum(calls.values())} cases over {len(operations)} operations")
     assert not failures, "\n\n".join(failures[:20])

@@ -56,3 +56,4 @@ def test_usage_matches_the_answers_at_once(gateway_server: RunningGateway) -> No
     outputs = [li["tokens"] for d in body["data"] for li in d["line_items"] if li["token_class"] == "output"]
     assert sum(outputs) == tokens
     assert elapsed < 1.0
+    print(f"\n/v1/usage answered {elapsed * 1000:.0f} ms after the last answer: {body['total_cost_usd']} USD")

@@ -54,8 +54,11 @@ def _log_lines(path: Path) -> list[dict[str, Any]]:
     lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     assert lines, "no log lines"
     parsed = []
-    for line in lines:
-        parsed.append(json.loads(line))  # every line a JSON object: nothing else writes to stderr
+    for line in lines:  # every line a JSON object: nothing else writes to stderr
+        try:
+            parsed.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise AssertionError(f"not a JSON log line in {path.name}: {line!r}") from None
     return parsed
 
 
