@@ -4,6 +4,8 @@ not retried, and a replica that keeps failing has its circuit opened."""
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -282,3 +284,22 @@ async def test_a_whole_answer_is_retried_mid_answer(pool, fault: Fault) -> None:
     assert "".join(d.text for d in deltas) == DEFAULT_ANSWER and len(done) == 1
     assert placement.replica == replica_id(other) and len(placement.failures) == 1
     assert done[0].usage.completion_tokens == len(DEFAULT_ANSWER.split())
+
+
+async def test_a_hot_prefix_spills_over_at_the_load_bound(fleet: list[FakeUpstream]) -> None:
+    """Many requests with one tenant and prefix at once: affinity keeps them together only up
+    to the bound (1.25x the mean in flight), then they spill over to the next replica."""
+    for up in fleet:
+        up.reset()
+        up.always = Fault("slow_words", delay_s=0.05)  # each answer stays in flight ~0.3 s
+    dispatcher = Dispatcher(make_backend, affinity=True)
+    await dispatcher.configure([pool_of(fleet[:2])])
+    placements = [Placement() for _ in range(8)]
+    try:
+        await asyncio.gather(*(drain(dispatcher, dispatch_request(), p) for p in placements))
+    finally:
+        await dispatcher.stop()
+    counts = [len(u.chat_requests()) for u in fleet[:2]]
+    assert sum(counts) == 8 and min(counts) > 0
+    assert max(counts) <= math.ceil(1.25 * 8 / 2)
+    assert not any(p.failures for p in placements)
