@@ -35,6 +35,7 @@ from billing.ledger import (  # noqa: E402
     UsageSpool,
     UsageWriter,
     build_invoice,
+    rollup_period,
     run_rollup,
     usage_by_day,
 )
@@ -185,6 +186,11 @@ async def seed(engine: Any, sessions: Any, rows: int, out: dict[str, Any]) -> No
 
 async def measure(engine: Any, sessions: Any, out: dict[str, Any]) -> None:
     run = f"{time.time_ns()}"
+    # A --skip-seed run starts from the seeded state: earlier runs' incremental records go.
+    async with engine.begin() as conn:
+        gone = await conn.execute(text("DELETE FROM usage_records WHERE request_id LIKE 'new-%'"))
+    if gone.rowcount:
+        await rollup_period(sessions, dt.datetime(2026, 9, 30, 19, tzinfo=dt.UTC), OCT)
 
     # Incremental: 10,000 new records through the batched writer, then the job again.
     catalog = seed_catalog()
