@@ -253,21 +253,28 @@ async def measure(engine: Any, sessions: Any, out: dict[str, Any]) -> None:
         async with sessions() as s:
             assert len(await usage_by_day(s, "ten_big", SEP, OCT, include_fresh=False)) == 30 * 6
 
+    async def small_rollup_only() -> None:
+        async with sessions() as s:
+            assert await usage_by_day(s, "ten_7", SEP, OCT, include_fresh=False)
+
     async with sessions() as s:
         out["unrolled_hours_big_tenant"] = len(await unrolled_hours(s, "ten_big", SEP, OCT) or [])
-    exact_runs: list[float] = []
-    rollup_runs: list[float] = []
-    for _ in range(30):  # alternated, side by side
-        for fn, times in ((big, exact_runs), (big_rollup_only, rollup_runs)):
-            t0 = time.perf_counter()
-            await fn()
-            times.append((time.perf_counter() - t0) * 1000)
-    out["usage_by_day_side_by_side"] = {
-        "exact_median_ms": round(statistics.median(exact_runs), 2),
-        "rollup_only_median_ms": round(statistics.median(rollup_runs), 2),
-        "ratio": round(statistics.median(exact_runs) / statistics.median(rollup_runs), 2),
-        "runs": 30,
-    }
+        out["unrolled_hours_small_tenant"] = len(await unrolled_hours(s, "ten_7", SEP, OCT) or [])
+    for label, exact_fn, rollup_fn in (("big", big, big_rollup_only), ("small", small, small_rollup_only)):
+        exact_runs: list[float] = []
+        rollup_runs: list[float] = []
+        for _ in range(30):  # alternated, side by side
+            for fn, times in ((exact_fn, exact_runs), (rollup_fn, rollup_runs)):
+                t0 = time.perf_counter()
+                await fn()
+                times.append((time.perf_counter() - t0) * 1000)
+        out[f"usage_by_day_side_by_side_{label}_tenant"] = {
+            "exact_median_ms": round(statistics.median(exact_runs), 2),
+            "rollup_only_median_ms": round(statistics.median(rollup_runs), 2),
+            "ratio": round(statistics.median(exact_runs) / statistics.median(rollup_runs), 2),
+            "runs": 30,
+        }
+    out["load_average_1m"] = round(os.getloadavg()[0], 2)
 
     async def invoice() -> None:
         async with sessions() as s:
