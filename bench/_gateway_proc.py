@@ -159,7 +159,7 @@ class GatewaySetup:
             raise ValueError("store is sqlite or postgres")
         self.store = store
         self._tmp = tempfile.TemporaryDirectory(prefix="gw-bench-") if tmp is None else None
-        self.dir = Path(self._tmp.name) if self._tmp is not None else tmp  # type: ignore[assignment]
+        self.dir: Path = Path(self._tmp.name) if self._tmp is not None else Path(str(tmp))
         self.data_dir = self.dir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.pools_file = self.dir / "pools.yaml"

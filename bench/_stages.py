@@ -32,7 +32,8 @@ STAGES = (
 def parse_spans(text: str) -> list[dict[str, Any]]:
     """The JSON objects in a console exporter's output (other lines are skipped)."""
     decoder = json.JSONDecoder()
-    spans, i = [], 0
+    spans: list[dict[str, Any]] = []
+    i = 0
     while True:
         i = text.find("{\n", i)
         if i < 0:
@@ -132,3 +133,80 @@ async def backend_roundtrip(upstream_base: str, rounds: int) -> dict[str, float]
         "upstream_backend_ms": round(statistics.median(via_backend) * 1e3, 3),
         "bare_httpx_ms": round(statistics.median(bare) * 1e3, 3),
     }
+
+
+# py-spy's collapsed stacks, bucketed: the most specific frame (from the leaf up) that names a
+# stage of the request path decides; a stack without one goes to the first layer (from the
+# leaf up) that it passes through (our handler code, Litestar, uvicorn), else the event loop.
+STAGE_BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "database threads (aiosqlite: batched ledger/audit writes, cache reloads)",
+        ("_connection_worker_thread (aiosqlite",),
+    ),
+    ("dispatch: httpx to the upstream, SSE parsing, usage mapping", ("UpstreamBackend.",)),
+    ("auth (key lookup, cache)", ("Authenticator.", "authenticate (gateway/api/auth.py")),
+    ("prompt tokenization (chat template + BPE)", ("encode_chat (inference/",)),
+    ("policy decision (decide)", ("decide (policy/decide.py",)),
+    ("policy/compliance/price caches", ("PolicyCache.get", "ComplianceCache.get", "Metering.quotes_at")),
+    ("rate limit", ("Metering.admit", "Metering.correct_tokens", "RateLimiter.")),
+    ("budget reservation + settle", ("Metering.reserve", "Metering.settle", "Budgets.")),
+    (
+        "ledger + audit (submit, batched writers)",
+        ("_record (gateway/service", "audit_attempt", "AuditWriter.", "UsageWriter."),
+    ),
+    ("telemetry (spans, metrics)", ("Telemetry.",)),
+)
+LAYER_BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "our handler, service and dispatcher code (the rest)",
+        ("(gateway/", "(inference/", "(billing/", "(policy/"),
+    ),
+    ("Litestar (routing, msgspec, responses)", ("(litestar/", "(msgspec")),
+    ("uvicorn + h11 (HTTP server)", ("(uvicorn/", "(h11/")),
+)
+
+
+def _bucket(frames: list[str]) -> str:
+    for buckets in (STAGE_BUCKETS, LAYER_BUCKETS):
+        for frame in reversed(frames):
+            hit = next((name for name, pats in buckets if any(p in frame for p in pats)), None)
+            if hit is not None:
+                return hit
+    return "asyncio event loop, sockets, other"
+
+
+def _aiosqlite_wait_frame() -> str | None:
+    """The frame of aiosqlite's worker thread waiting for its next call: py-spy counts that
+    blocking queue read as active, so it is left out (the thread is idle there)."""
+    try:
+        import inspect
+
+        import aiosqlite.core
+    except ImportError:
+        return None
+    lines, first = inspect.getsourcelines(aiosqlite.core._connection_worker_thread)
+    for i, text in enumerate(lines):
+        if "tx.get()" in text:
+            return f"_connection_worker_thread (aiosqlite/core.py:{first + i})"
+    return None
+
+
+def profile_shares(collapsed: str) -> dict[str, float]:
+    """Share of the busy samples (percent) per bucket."""
+    counts: dict[str, int] = defaultdict(int)
+    total = 0
+    idle = _aiosqlite_wait_frame()
+    for line in collapsed.splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        frames = stack.split(";")
+        if frames[-1] == idle:
+            continue
+        total += int(n)
+        counts[_bucket(frames)] += int(n)
+    return (
+        {k: round(100 * v / total, 1) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
+        if total
+        else {}
+    )

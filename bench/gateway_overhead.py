@@ -40,7 +40,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 
 from _gateway_proc import GATEWAY, GatewaySetup, Proc, Processes, free_port, sigterm_as_interrupt, wait_http  # noqa: E402
 from _load import Target, alternating_latency, has_wrk, summary_ms, throughput  # noqa: E402
-from _stages import backend_roundtrip, parse_spans, stage_medians  # noqa: E402
+from _stages import backend_roundtrip, parse_spans, profile_shares, stage_medians  # noqa: E402
 
 LITELLM_VENV = Path(os.environ.get("BENCH_LITELLM_VENV", "/tmp/litellm-venv"))
 PYSPY = os.environ.get("BENCH_PYSPY", shutil.which("py-spy") or "/tmp/pyspy-venv/bin/py-spy")
@@ -128,6 +128,10 @@ def start_litellm(procs: Processes, workdir: Path, upstream_port: int) -> tuple[
     return proc, port
 
 
+def upstream_stats(port: int) -> dict[str, int]:
+    return dict(httpx.get(f"http://127.0.0.1:{port}/stats", timeout=10).json())
+
+
 def sanity(gateway: Target) -> None:
     """One request: 200, usage mapped from the upstream, rate-limit headers (limits applied)."""
     response = httpx.post(
@@ -186,7 +190,9 @@ def run(args: argparse.Namespace, setup: GatewaySetup, procs: Processes) -> dict
     # Throughput at 32 connections.
     c, d = args.connections, args.duration
     rps_direct = throughput([direct], body("instant-flash"), c, d)
+    before = upstream_stats(up_port)
     rps_1 = throughput([gw_targets[0]], body("deepseek-v4-flash"), c, d)
+    after = upstream_stats(up_port)
     rps_2 = throughput(gw_targets, body("deepseek-v4-flash"), c, d)
     rps_lite = throughput([lite_target], body("deepseek-v4-flash"), c, d) if lite_target else None
     answered += rps_1["requests"] - rps_1["errors"] + rps_2["requests"] - rps_2["errors"]
@@ -221,6 +227,13 @@ def run(args: argparse.Namespace, setup: GatewaySetup, procs: Processes) -> dict
         "errors_2proc": rps_2["errors"],
         "p50_ms_at_32_1proc": rps_1["p50_ms"],
         "p99_ms_at_32_1proc": rps_1["p99_ms"],
+        # New TCP connections the gateway opened to the upstream per request it sent there
+        # during the 1-process run: ~0 when it keeps connections alive, 1 when it does not.
+        "upstream_connections_per_request": round(
+            (after["connections"] - before["connections"])
+            / max(1, after["completions"] - before["completions"]),
+            3,
+        ),
         "ledger_rows": rows["usage_records"] - usage_before,
         "audit_events": rows["audit_events"] - audit_before,
         "gateway_requests_ok": answered,
@@ -252,6 +265,7 @@ def run(args: argparse.Namespace, setup: GatewaySetup, procs: Processes) -> dict
         )
     if profile is not None:
         result["profile"] = profile["files"]
+        result["profile_shares_pct"] = profile_shares(Path(profile["files"][0]).read_text())
         result["profile_rps"] = profile["load"]["rps"]
     return result
 

@@ -4,7 +4,8 @@ A raw asyncio HTTP/1.1 server (uvloop when installed) that answers every
 `POST /v1/chat/completions` with one fixed completion and its usage, at once: non-streaming
 as one JSON body, streaming (`"stream": true`) as SSE chunks with the usage in the last chunk
 (as vLLM does with `stream_options.include_usage`). `GET /v1/models` answers the model list
-(the gateway's health check). Keep-alive and pipelined requests are served on one connection.
+(the gateway's health check), `GET /stats` the connections and completions served so far.
+Keep-alive and pipelined requests are served on one connection.
 It does no work per request beyond finding the request's end and one `json.loads`, so it is
 far faster than anything in front of it and the difference measures the proxy.
 
@@ -118,10 +119,13 @@ _BAD = _response(
 
 
 class _Cache:
-    """The answers per (model, stream), built once: the upstream costs nothing per request."""
+    """The answers per (model, stream), built once: the upstream costs nothing per request.
+    Also counts connections and completions (GET /stats), to see whether callers keep alive."""
 
     def __init__(self) -> None:
         self._answers: dict[tuple[str, bool], bytes] = {}
+        self.connections = 0
+        self.completions = 0
 
     def get(self, model: str, stream: bool) -> bytes:
         key = (model, stream)
@@ -140,6 +144,7 @@ class InstantHTTP(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._cache.connections += 1
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
@@ -170,6 +175,9 @@ class InstantHTTP(asyncio.Protocol):
         method, path = (parts[0], parts[1]) if len(parts) >= 2 else (b"", b"")
         if method == b"GET" and path.endswith(b"/models"):
             return _MODELS
+        if method == b"GET" and path == b"/stats":
+            stats = {"connections": self._cache.connections, "completions": self._cache.completions}
+            return _response("200 OK", _dump(stats), b"application/json")
         if method != b"POST" or not path.endswith(b"/chat/completions"):
             return _NOT_FOUND
         try:
@@ -178,6 +186,7 @@ class InstantHTTP(asyncio.Protocol):
             return _BAD
         if not isinstance(request, dict):
             return _BAD
+        self._cache.completions += 1
         return self._cache.get(str(request.get("model", "instant")), bool(request.get("stream")))
 
 
@@ -201,7 +210,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18001)
     args = parser.parse_args()
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
     except ImportError:
         asyncio.run(serve(args.host, args.port))
     else:
