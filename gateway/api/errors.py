@@ -53,6 +53,9 @@ def as_gateway_error(exc: Exception) -> GatewayError:
         return InvalidRequestError(str(exc))
     if isinstance(exc, InferenceError):
         return ServiceUnavailableError(f"The inference engine could not serve the request: {exc}")
+    if isinstance(exc, OverflowError):
+        # A number or a date beyond what the database or the calendar holds (year 9999 + 1).
+        return InvalidRequestError("A value in the request is out of range.", code="out_of_range")
     if isinstance(exc, RecursionError):
         # Parsers (JSON, YAML policy and profile documents) recurse once per nesting level.
         return InvalidRequestError("The request body is nested too deeply.", code="nested_too_deeply")

@@ -9,13 +9,20 @@ from gateway.errors import InvalidRequestError
 MAX_RANGE_DAYS = 366
 
 
+# Ranges end the day (or month) after their last one: the last usable year is 9998.
+MAX_YEAR = 9998
+
+
 def parse_day(value: str | None, name: str) -> dt.date | None:
     if value is None or value == "":
         return None
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise InvalidRequestError(f"{name} must be a date YYYY-MM-DD, got {value!r}", param=name) from None
+    if day.year > MAX_YEAR:
+        raise InvalidRequestError(f"{name} must be in a year up to {MAX_YEAR}", param=name)
+    return day
 
 
 def day_range(
@@ -35,6 +42,9 @@ def day_range(
 
 def parse_month(value: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(f"{value}-01")
+        month = dt.date.fromisoformat(f"{value}-01")
     except ValueError:
         raise InvalidRequestError(f"month must be YYYY-MM, got {value!r}", param="month") from None
+    if month.year > MAX_YEAR:
+        raise InvalidRequestError(f"month must be in a year up to {MAX_YEAR}", param="month")
+    return month

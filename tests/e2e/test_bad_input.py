@@ -184,6 +184,16 @@ def test_admin_bodies_refuse_unknown_fields_and_bad_values(
     assert_4xx(r, 400, "start")
     r = httpx.post(f"{base}/tenants/e2e-bad-admin/policy/rollback?to=abc", headers=auth, timeout=30)
     assert_4xx(r, 400)
+    # Values past the end of the calendar or of a 64-bit integer (each was a 500).
+    for path, param in (
+        ("/tenants/e2e-bad-admin/invoices/9999-12", "month"),
+        ("/tenants/e2e-bad-admin/usage?start=9999-12-01&end=9999-12-31", "start"),
+        ("/tenants/e2e-bad-admin/savings?start=9999-12-31&end=9999-12-31", "start"),
+        ("/tenants/e2e-bad-admin/compliance/report?from=9999-12-31&to=9999-12-31", None),
+    ):
+        assert_4xx(httpx.get(base + path, headers=auth, timeout=30), 400, param)
+    r = httpx.post(f"{tenant}/policy/rollback?to={10**20}", headers=auth, timeout=30)
+    assert_4xx(r, 400)
 
 
 def test_control_tokens_in_user_text_are_plain_text(gateway_server: RunningGateway, key: str) -> None:
