@@ -87,6 +87,7 @@ class Received:
     status: int = 0
     usage_sent: dict[str, Any] | None = None  # the usage object this server answered with
     salt: str = ""
+    at: float = field(default_factory=time.monotonic)  # when it arrived (orders several servers)
 
 
 @dataclass

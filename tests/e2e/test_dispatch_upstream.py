@@ -1,11 +1,13 @@
 """The OpenAI client end to end: gateway -> upstream adapter -> fake vLLM / DeepSeek servers.
 
 The gateway runs with no engine of its own (GATEWAY_EMBEDDED_ENGINE=false) and a pools file:
-flash on a vLLM pool in eu-west (plus dead ones: vLLM in us-east, AMD in eu-west), pro on the DeepSeek API in
-us-east and on an SGLang pool in eu-west with no replica. What the client is told equals what
-the upstream reported, the ledger and the usage report agree, the audit event names the pool
-and replica, and the upstream keys appear in no log and no audit event. Compliance placement:
-a pool the tenant's profile forbids is never chosen, even when it is the only healthy one.
+flash on a vLLM pool of two replicas in eu-west (plus dead ones: vLLM in us-east, AMD in
+eu-west), pro on the DeepSeek API in us-east and on an SGLang pool in eu-west with no replica.
+What the client is told equals what the upstream reported, the ledger and the usage report
+agree, the audit event names the pool and replica, failures before the first token (or of a
+whole answer not yet sent) go to the other replica, and the upstream keys appear in no log and
+no audit event. Compliance placement: a pool the tenant's profile forbids is never chosen,
+even when it is the only healthy one.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from tests.dispatch.fake_upstream import FakeUpstream, Fault
+from tests.dispatch.fake_upstream import FakeUpstream, Fault, Received
 from tests.e2e.dispatch_server import dead_url, start_upstream_gateway, upstream_pool
 from tests.e2e.server import RunningGateway
 
@@ -40,7 +43,7 @@ QUESTION = [
 @dataclass
 class Fleet:
     server: RunningGateway
-    vllm: FakeUpstream
+    vllms: list[FakeUpstream]  # the two replicas of vllm-eu
     deepseek: FakeUpstream
     dead: str
     admin: str  # an admin key: tenants, keys and profiles over HTTP (a CLI call costs seconds)
@@ -48,14 +51,14 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    vllm = FakeUpstream("vllm", api_key=VLLM_KEY, models=(VLLM_MODEL,)).start()
+    vllms = [FakeUpstream("vllm", api_key=VLLM_KEY, models=(VLLM_MODEL,)).start() for _ in range(2)]
     deepseek = FakeUpstream("deepseek", api_key=DEEPSEEK_KEY).start()
     dead = dead_url()
     pools = [
         upstream_pool(
             "vllm-eu",
             "vllm",
-            [vllm.base_url],
+            [u.base_url for u in vllms],
             region="eu-west",
             variants=["flash"],
             models={"flash": VLLM_MODEL},
@@ -87,14 +90,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             },
         )
     except BaseException:
-        vllm.stop()
-        deepseek.stop()
+        for up in (*vllms, deepseek):
+            up.stop()
         raise
     admin = json.loads(server.cli("admin", "key", "create", "ops-upstream", "--json").stdout)["key"]
-    yield Fleet(server, vllm, deepseek, dead, admin)
+    yield Fleet(server, vllms, deepseek, dead, admin)
     server.stop()
-    vllm.stop()
-    deepseek.stop()
+    for up in (*vllms, deepseek):
+        up.stop()
 
 
 def client(fleet: Fleet, tenant: str, profile: str | None = None) -> openai.OpenAI:
@@ -111,6 +114,35 @@ def client(fleet: Fleet, tenant: str, profile: str | None = None) -> openai.Open
             put = admin.put(f"/tenants/{tenant}/compliance/profile", content=profile)
             assert put.status_code == 200, put.text
     return openai.OpenAI(api_key=key, base_url=f"{fleet.server.base_url}/v1", max_retries=0, timeout=60)
+
+
+def flash(api: openai.OpenAI, **kw: Any) -> Any:
+    return api.chat.completions.create(
+        model="deepseek-v4-flash",
+        messages=QUESTION,  # type: ignore[arg-type]
+        max_tokens=40,
+        extra_body={"thinking": {"type": "disabled"}},
+        **kw,
+    )
+
+
+def vllm_requests(fleet: Fleet) -> int:
+    return sum(len(u.chat_requests()) for u in fleet.vllms)
+
+
+def last_chat(fleet: Fleet) -> tuple[FakeUpstream, Received]:
+    """The vLLM replica that received the latest chat request, and that request."""
+    return max(((u, r) for u in fleet.vllms for r in u.chat_requests()), key=lambda ur: ur[1].at)
+
+
+def probe(fleet: Fleet, api: openai.OpenAI) -> FakeUpstream:
+    """The replica prefix affinity sends this tenant's QUESTION to (one request to find out)."""
+    flash(api)
+    return last_chat(fleet)[0]
+
+
+def other(fleet: Fleet, up: FakeUpstream) -> FakeUpstream:
+    return next(u for u in fleet.vllms if u is not up)
 
 
 def rows(server: RunningGateway, sql: str, *args: object) -> list[tuple]:
@@ -156,46 +188,30 @@ def assert_usage_is_upstreams(usage: object, sent: dict) -> None:
 
 def test_vllm_pool_streaming_and_not(fleet: Fleet) -> None:
     api = client(fleet, "upstream-vllm")
-    fleet.vllm.received.clear()
-    answer = api.chat.completions.create(
-        model="deepseek-v4-flash",
-        messages=QUESTION,
-        max_tokens=40,
-        extra_body={"thinking": {"type": "disabled"}},
-    )
+    answer = flash(api)
     assert answer.choices[0].message.content == "The capital of France is Paris."
-    first = fleet.vllm.chat_requests()[-1]
+    served, first = last_chat(fleet)
     assert first.body["model"] == VLLM_MODEL and first.body["chat_template_kwargs"]["thinking"] is False
     assert first.body["cache_salt"]
     # Asked as a stream all the same: the first-token timeout then means the first token.
     assert first.body["stream"] is True and first.body["stream_options"] == {"include_usage": True}
-    assert_usage_is_upstreams(answer.usage, first.usage_sent)  # type: ignore[arg-type]
+    assert_usage_is_upstreams(answer.usage, first.usage_sent)
 
-    chunks = list(
-        api.chat.completions.create(
-            model="deepseek-v4-flash",
-            messages=QUESTION,
-            max_tokens=40,
-            stream=True,
-            stream_options={"include_usage": True},
-            extra_body={"thinking": {"type": "disabled"}},
-        )
-    )
-    second = fleet.vllm.chat_requests()[-1]
-    assert (
-        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        == answer.choices[0].message.content
-    )
+    chunks = list(flash(api, stream=True, stream_options={"include_usage": True}))
+    again, second = last_chat(fleet)
+    assert again is served  # prefix affinity: the replica that holds this tenant's prefix
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == answer.choices[0].message.content
     assert chunks[-1].usage is not None and second.body["stream"] is True
     assert second.body["cache_salt"] == first.body["cache_salt"]  # one tenant, one salt
-    assert_usage_is_upstreams(chunks[-1].usage, second.usage_sent)  # type: ignore[arg-type]
-    assert chunks[-1].usage.prompt_cache_hit_tokens > 0  # type: ignore[attr-defined]  # the upstream's cache
+    assert_usage_is_upstreams(chunks[-1].usage, second.usage_sent)
+    assert chunks[-1].usage.prompt_cache_hit_tokens > 0  # the upstream's cache
 
     # The audit names the pool and replica; the ledger holds the upstream's counts.
     for rid, sent in ((answer.id, first.usage_sent), (chunks[0].id, second.usage_sent)):
         event = completed_event(fleet.server, rid)
         assert event["dispatch"]["pool"] == "vllm-eu"
-        assert event["dispatch"]["replica"] == f"vllm-eu/{fleet.vllm.base_url}"
+        assert event["dispatch"]["replica"] == f"vllm-eu/{served.base_url}"
         assert event["dispatch"]["backend"] == "vllm" and event["dispatch"]["usage_source"] == "measured"
         assert event["deployment"]["pool"]["region"] == "eu-west"
         (hit, miss, out) = wait_rows(
@@ -245,38 +261,61 @@ def test_a_long_json_answer_is_generated_once(fleet: Fleet) -> None:
     """A non-streaming answer that takes longer than the first-token timeout in all is served
     by the replica that started it, not generated again elsewhere."""
     api = client(fleet, "upstream-long")
-    before = len(fleet.vllm.chat_requests())
-    fleet.vllm.script(Fault("slow_words", delay_s=FIRST_TOKEN_TIMEOUT_S * 0.35))  # 6 words: 2.1x the timeout
-    answer = api.chat.completions.create(
-        model="deepseek-v4-flash",
-        messages=QUESTION,
-        max_tokens=40,
-        extra_body={"thinking": {"type": "disabled"}},
-    )
+    target = probe(fleet, api)
+    before = vllm_requests(fleet)
+    target.script(Fault("slow_words", delay_s=FIRST_TOKEN_TIMEOUT_S * 0.35))  # 6 words: 2.1x the timeout
+    answer = flash(api)
     assert answer.choices[0].message.content == "The capital of France is Paris."
-    assert len(fleet.vllm.chat_requests()) == before + 1
+    assert vllm_requests(fleet) == before + 1 and last_chat(fleet)[0] is target
     assert completed_event(fleet.server, answer.id)["dispatch"]["failed_replicas"] == []
+
+
+def test_a_whole_answer_cut_mid_answer_comes_from_the_other_replica(fleet: Fleet) -> None:
+    """Nothing of a non-streaming answer has reached the client: a replica dropping it halfway
+    is retried on the other one, and only the completed answer is billed."""
+    api = client(fleet, "upstream-halfway")
+    target = probe(fleet, api)
+    target.script(Fault("drop", after_words=3))
+    answer = flash(api)
+    assert answer.choices[0].message.content == "The capital of France is Paris."
+    served, rec = last_chat(fleet)
+    assert served is other(fleet, target)
+    assert_usage_is_upstreams(answer.usage, rec.usage_sent)
+    event = completed_event(fleet.server, answer.id)
+    assert event["dispatch"]["replica"] == f"vllm-eu/{served.base_url}"
+    assert [f.split(": ")[0] for f in event["dispatch"]["failed_replicas"]] == [f"vllm-eu/{target.base_url}"]
+    sql = "SELECT completion_tokens FROM usage_records WHERE request_id = ?"
+    assert rec.usage_sent is not None
+    assert wait_rows(fleet.server, 1, sql, answer.id) == [(rec.usage_sent["completion_tokens"],)]
+
+
+def test_a_stream_refused_before_its_first_token_comes_from_the_other_replica(fleet: Fleet) -> None:
+    api = client(fleet, "upstream-early")
+    target = probe(fleet, api)
+    target.script(Fault("status", status=503))
+    chunks = list(flash(api, stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "The capital of France is Paris."
+    served, rec = last_chat(fleet)
+    assert served is other(fleet, target)
+    assert_usage_is_upstreams(chunks[-1].usage, rec.usage_sent)
 
 
 def test_no_usage_is_estimated_and_recorded_so(fleet: Fleet) -> None:
     api = client(fleet, "upstream-nousage")
-    fleet.vllm.script(Fault("no_usage"))
-    answer = api.chat.completions.create(
-        model="deepseek-v4-flash",
-        messages=QUESTION,
-        max_tokens=40,
-        extra_body={"thinking": {"type": "disabled"}},
-    )
-    assert fleet.vllm.chat_requests()[-1].usage_sent is None
+    probe(fleet, api).script(Fault("no_usage"))
+    answer = flash(api)
+    assert last_chat(fleet)[1].usage_sent is None
     assert answer.usage is not None and answer.usage.prompt_tokens > 0 and answer.usage.completion_tokens > 0
     event = completed_event(fleet.server, answer.id)
     assert event["dispatch"]["usage_source"] == "estimated"
 
 
 def test_an_upstream_failure_mid_stream_ends_with_an_error(fleet: Fleet) -> None:
-    key = client(fleet, "upstream-broken").api_key
-    fleet.vllm.script(Fault("drop", after_words=2))
-    before = len(fleet.vllm.chat_requests())
+    api = client(fleet, "upstream-broken")
+    key = api.api_key
+    probe(fleet, api).script(Fault("drop", after_words=2))
+    before = vllm_requests(fleet)
     response = httpx.post(
         f"{fleet.server.base_url}/v1/chat/completions",
         headers={"authorization": f"Bearer {key}"},
@@ -297,7 +336,7 @@ def test_an_upstream_failure_mid_stream_ends_with_an_error(fleet: Fleet) -> None
     assert any("error" in e for e in events) and response.text.rstrip().endswith("data: [DONE]")
     usage = [e["usage"] for e in events if e.get("usage")]
     assert usage and usage[-1]["completion_tokens"] == 2  # billed for what was delivered, once
-    assert len(fleet.vllm.chat_requests()) == before + 1  # not retried after the first token
+    assert vllm_requests(fleet) == before + 1  # not retried after the first token
     request_id = events[0]["id"]
     ledger = wait_rows(
         fleet.server,
@@ -316,19 +355,18 @@ def test_an_upstream_failure_mid_stream_ends_with_an_error(fleet: Fleet) -> None
 
 def test_a_refusal_is_a_502_naming_the_upstream(fleet: Fleet) -> None:
     api = client(fleet, "upstream-refused")
-    fleet.vllm.script(Fault("status", status=400, message="This model's maximum context length is 8 tokens."))
+    probe(fleet, api).script(
+        Fault("status", status=400, message="This model's maximum context length is 8 tokens.")
+    )
+    before = vllm_requests(fleet)
     with pytest.raises(openai.APIStatusError) as err:
-        api.chat.completions.create(
-            model="deepseek-v4-flash",
-            messages=QUESTION,
-            max_tokens=40,
-            extra_body={"thinking": {"type": "disabled"}},
-        )
+        flash(api)
     assert err.value.status_code == 502 and "maximum context length" in str(err.value.message)
+    assert vllm_requests(fleet) == before + 1  # the other replica was not asked
 
 
 def test_a_forbidden_pool_is_never_chosen(fleet: Fleet) -> None:
-    vllm_before, ds_before = len(fleet.vllm.chat_requests()), len(fleet.deepseek.chat_requests())
+    vllm_before, ds_before = vllm_requests(fleet), len(fleet.deepseek.chat_requests())
     # us-east only: flash may run on vllm-us alone, which is dead; vllm-eu is the only healthy
     # flash pool and stays untouched.
     us = client(fleet, "us-only", "allowed_regions: [us-east]\n")
@@ -359,14 +397,14 @@ def test_a_forbidden_pool_is_never_chosen(fleet: Fleet) -> None:
     with pytest.raises(openai.PermissionDeniedError) as err:
         npu.chat.completions.create(model="deepseek-v4-pro", messages=QUESTION, max_tokens=8)
     assert "compliance.allowed_vendors" in str(err.value.message)
-    assert len(fleet.vllm.chat_requests()) == vllm_before and len(fleet.deepseek.chat_requests()) == ds_before
+    assert vllm_requests(fleet) == vllm_before and len(fleet.deepseek.chat_requests()) == ds_before
 
 
 def test_upstream_keys_appear_in_no_log_and_no_audit_event(fleet: Fleet) -> None:
     api = client(fleet, "upstream-keys")
     api.chat.completions.create(model="deepseek-v4-flash", messages=QUESTION, max_tokens=8)
     api.chat.completions.create(model="deepseek-v4-pro", messages=QUESTION, max_tokens=8)
-    for up, key in ((fleet.vllm, VLLM_KEY), (fleet.deepseek, DEEPSEEK_KEY)):
+    for up, key in [*((u, VLLM_KEY) for u in fleet.vllms), (fleet.deepseek, DEEPSEEK_KEY)]:
         assert up.received and all(r.headers.get("authorization") == f"Bearer {key}" for r in up.received)
         assert not any(key in r.raw.decode() for r in up.received)
     time.sleep(0.5)  # the last audit rows and log lines land
