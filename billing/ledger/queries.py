@@ -177,7 +177,10 @@ async def unrolled_hours(
         .where(r.ingested_at >= since, r.tenant_id == tenant_id, r.started_at >= start, r.started_at < end)
         .distinct()
     )
-    return sorted({_hour_value(v) for v in (await session.scalars(q)).all()})
+    hours = {_hour_value(v) for v in (await session.scalars(q)).all()}
+    # An hour belongs to the range as its rollup row does: by its start (bounds that are not
+    # whole hours never mix a partial hour of records with whole rollup hours).
+    return sorted(h for h in hours if start <= h < end)
 
 
 def _raw_select(
