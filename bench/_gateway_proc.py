@@ -119,6 +119,24 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system, all threads) used so far by the processes of a process group:
+    what a request costs, independent of how many other programs share the cores."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
+        if int(fields[2]) == pgid:  # field 5: pgrp
+            total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+    return total / tick
+
+
 def wait_http(url: str, proc: Proc, timeout: float = 180.0, headers: Mapping[str, str] | None = None) -> None:
     """Poll `url` until it answers 200; fail with the log's tail if the process dies."""
     deadline = time.monotonic() + timeout

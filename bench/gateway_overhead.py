@@ -38,7 +38,16 @@ import httpx
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
-from _gateway_proc import GATEWAY, GatewaySetup, Proc, Processes, free_port, sigterm_as_interrupt, wait_http  # noqa: E402
+from _gateway_proc import (  # noqa: E402
+    GATEWAY,
+    GatewaySetup,
+    Proc,
+    Processes,
+    free_port,
+    group_cpu_seconds,
+    sigterm_as_interrupt,
+    wait_http,
+)
 from _load import Target, alternating_latency, has_wrk, summary_ms, throughput  # noqa: E402
 from _stages import backend_roundtrip, parse_spans, profile_shares, stage_medians  # noqa: E402
 
@@ -190,11 +199,16 @@ def run(args: argparse.Namespace, setup: GatewaySetup, procs: Processes) -> dict
     # Throughput at 32 connections.
     c, d = args.connections, args.duration
     rps_direct = throughput([direct], body("instant-flash"), c, d)
-    before = upstream_stats(up_port)
+    before, cpu0 = upstream_stats(up_port), group_cpu_seconds(gw[0].pid)
     rps_1 = throughput([gw_targets[0]], body("deepseek-v4-flash"), c, d)
-    after = upstream_stats(up_port)
+    after, cpu1 = upstream_stats(up_port), group_cpu_seconds(gw[0].pid)
+    gw_cpu_ms = 1e3 * (cpu1 - cpu0) / max(1, rps_1["requests"])
     rps_2 = throughput(gw_targets, body("deepseek-v4-flash"), c, d)
-    rps_lite = throughput([lite_target], body("deepseek-v4-flash"), c, d) if lite_target else None
+    rps_lite = lite_cpu_ms = None
+    if litellm is not None and lite_target is not None:
+        cpu0 = group_cpu_seconds(litellm[0].pid)
+        rps_lite = throughput([lite_target], body("deepseek-v4-flash"), c, d)
+        lite_cpu_ms = 1e3 * (group_cpu_seconds(litellm[0].pid) - cpu0) / max(1, rps_lite["requests"])
     answered += rps_1["requests"] - rps_1["errors"] + rps_2["requests"] - rps_2["errors"]
     profile = None
     if args.profile:  # after the measurements, so sampling does not slow them
@@ -223,6 +237,10 @@ def run(args: argparse.Namespace, setup: GatewaySetup, procs: Processes) -> dict
         "rps_1proc": rps_1["rps"],
         "rps_2proc": rps_2["rps"],
         "scaling_2proc": round(rps_2["rps"] / rps_1["rps"], 2) if rps_1["rps"] else None,
+        # CPU time of the gateway process per request at 32 connections: independent of the
+        # other programs on the machine; 1000 / it is what one free core would serve.
+        "cpu_ms_per_request_1proc": round(gw_cpu_ms, 3),
+        "rps_per_free_core_estimate": round(1e3 / gw_cpu_ms, 1) if gw_cpu_ms else None,
         "errors_1proc": rps_1["errors"],
         "errors_2proc": rps_2["errors"],
         "p50_ms_at_32_1proc": rps_1["p50_ms"],
@@ -247,6 +265,7 @@ def run(args: argparse.Namespace, setup: GatewaySetup, procs: Processes) -> dict
                 "litellm_added_p99_ms": round(lt["p99_ms"] - dl["p99_ms"], 3),
                 "litellm_added_p50_stream_ms": round(lts["p50_ms"] - ds["p50_ms"], 3),
                 "litellm_rps": rps_lite["rps"],
+                "litellm_cpu_ms_per_request": round(lite_cpu_ms or 0.0, 3),
                 "litellm_errors": rps_lite["errors"],
             }
         )
