@@ -144,3 +144,37 @@ async def test_too_few_observations_write_nothing(sessions, unique):
     assert (await refit(sessions, tenant_id=tid))["skipped"]
     async with sessions() as s:
         assert await service.list_versions(s, tid) == []
+
+
+@pytest.fixture
+def cli_run(tmp_path, monkeypatch):
+    import os
+
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+
+    for name in list(os.environ):
+        if name.startswith("GATEWAY_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "var"))
+    runner = CliRunner()
+
+    def invoke(*args: str, ok: bool = True):
+        result = runner.invoke(cli, list(args), catch_exceptions=False)
+        assert (result.exit_code == 0) == ok, result.output
+        return result
+
+    invoke("db", "upgrade")
+    return invoke
+
+
+def test_cli_fit_without_outcomes_is_a_clean_error(cli_run):
+    cli_run("tenant", "create", "acme")
+    out = cli_run("router", "fit", "--tenant", "acme", ok=False).output
+    assert "at least 50" in out and "Traceback" not in out
+    assert cli_run("router", "calibrations", "--tenant", "acme").output == ""
+    assert (
+        "no active router calibration" in cli_run("router", "rollback", "--tenant", "acme", ok=False).output
+    )
+    assert "no tenant named" in cli_run("router", "fit", "--tenant", "nobody", ok=False).output
