@@ -82,6 +82,7 @@ class Settings:
     dispatch_max_attempts: int = 3  # replicas tried before the first token
     dispatch_first_token_timeout_s: int = 120
     dispatch_health_interval_s: int = 5
+    dispatch_queue_timeout_s: int = 30  # how long a request waits for a free slot when all are full
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -53,9 +53,12 @@ class ReplicaError(DispatchError):
     """One replica failed. ``retryable``: the same request may go to another replica (only
     before its first token). ``status``: the upstream's HTTP status, when it answered."""
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, status: int | None = None, detail: str | None = None
+    ) -> None:
         self.retryable = retryable
         self.status = status
+        self.detail = detail  # the upstream's own error message (no addresses): safe for clients
         super().__init__(message)
 
 

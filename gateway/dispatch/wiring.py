@@ -121,6 +121,7 @@ async def start_dispatch(
         max_attempts=settings.dispatch_max_attempts,
         affinity=settings.dispatch_affinity,
         health_interval_s=float(settings.dispatch_health_interval_s),
+        queue_timeout_s=float(settings.dispatch_queue_timeout_s),
     )
     runtime = PoolDispatch(dispatcher, sessions, has_engine=engine is not None)
     await runtime.refresh()

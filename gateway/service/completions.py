@@ -620,7 +620,9 @@ async def _upstream_errors(
     except ReplicaError as exc:
         if exc.retryable:
             raise
-        raise UpstreamError(f"The upstream engine refused the request: {exc}") from exc
+        # The upstream's own message, never its address (tenants do not see the topology).
+        detail = f": {exc.detail}" if exc.detail else ""
+        raise UpstreamError(f"The upstream engine refused the request (HTTP {exc.status}){detail}") from exc
 
 
 def rate_limited(result: RateLimitResult) -> RateLimitedError:

@@ -13,6 +13,7 @@ that dies mid-answer is retried like one that failed before its first token.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -39,7 +40,10 @@ class Dispatcher:
         affinity: bool = True,
         health_interval_s: float = 5.0,
         health_timeout_s: float = 2.0,
+        queue_timeout_s: float = 30.0,
     ) -> None:
+        self.queue_timeout_s = queue_timeout_s
+        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._make_backend = make_backend
         self.max_attempts = max_attempts
         self.affinity = affinity
@@ -137,9 +141,16 @@ class Dispatcher:
         key = balancer.affinity_key(request.generation.cache_salt, request.generation.prompt_token_ids)
         buffered = not request.stream  # the client waits for the whole answer: retry mid-answer too
         tried: set[str] = set()
+        deadline = asyncio.get_running_loop().time() + self.queue_timeout_s
         while len(tried) < self.max_attempts:
-            replica = self._choose([r for r in replicas if r.id not in tried], key)
+            untried = [r for r in replicas if r.id not in tried]
+            replica = self._choose(untried, key)
             if replica is None:
+                full = [r for r in untried if r.usable() and r.in_flight >= r.spec.capacity]
+                if full and await self._wait_for_slot(deadline):
+                    continue  # a slot freed up: choose again (waiting is not an attempt)
+                if full:
+                    placement.failures.append(f"every replica at capacity for {self.queue_timeout_s:g} s")
                 break
             tried.add(replica.id)
             placement.pool, placement.replica, placement.backend = (
@@ -191,15 +202,48 @@ class Dispatcher:
                 raise
             finally:
                 replica.in_flight -= 1
-        failed = "; ".join(placement.failures) or "every replica is unhealthy or its circuit is open"
+                self._release_slot()
+        # Tenants see the pools and why in general terms; the replicas' addresses and errors
+        # go to the log and the audit event (placement.failures).
         names = ", ".join(sorted({r.pool.name for r in replicas}))
+        if placement.failures and placement.failures[-1].startswith("every replica at capacity"):
+            why = "every replica is at capacity; retry later"
+        elif placement.failures:
+            why = f"{len(placement.failures)} replica(s) failed"
+        else:
+            why = "every replica is unhealthy or its circuit is open"
+        log.warning("no replica could serve a request in %s: %s", names, "; ".join(placement.failures) or why)
         raise NoReplicaError(
-            f"no replica could serve the request in pools {names} ({failed})",
-            pools=tuple(pools),
+            f"No replica of pool(s) {names} could serve the request: {why}.", pools=tuple(pools)
         )
 
+    async def _wait_for_slot(self, deadline: float) -> bool:
+        """Wait (first come, first served) until a request ends somewhere; False at the deadline."""
+        loop = asyncio.get_running_loop()
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, remaining)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            if waiter in self._slot_waiters:
+                self._slot_waiters.remove(waiter)
+
+    def _release_slot(self) -> None:
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
     def _choose(self, replicas: list[Replica], key: int) -> Replica | None:
-        usable = [r for r in replicas if r.usable()]
+        # Capacity is a hard limit: a full replica is not chosen (the caller waits for a slot).
+        usable = [r for r in replicas if r.usable() and r.in_flight < r.spec.capacity]
         if not usable:
             return None
         by_id = {r.id: r for r in usable}

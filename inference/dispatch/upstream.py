@@ -10,6 +10,7 @@ sent only in the Authorization header and never appear in an error or a log line
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from inference.dispatch.worker_client import RETRYABLE_STATUS, raise_ended, work
 from inference.errors import ReplicaError, StreamInterruptedError
 from inference.types import Finished, TokenDelta, Usage
 
+log = logging.getLogger(__name__)
 Encode = Callable[[str], list[int]]
 
 
@@ -70,6 +72,12 @@ class UpstreamBackend:
                 async for event in self._from_stream(request, response, state):  # always asked as a stream
                     yield event
         except httpx.HTTPError as exc:
+            if state.reason is not None and not state.finished_sent:
+                # Cut after the answer's finish_reason (before the usage chunk or [DONE]): the
+                # answer is complete; only the usage is missing, so it is estimated.
+                log.warning("upstream %s: the stream ended after the answer without usage", self.url)
+                yield state.finished(request, state.reason, state.usage)
+                return
             message = f"upstream {self.url}: {type(exc).__name__}"
             if state.started:
                 raise StreamInterruptedError(message) from exc
@@ -83,8 +91,6 @@ class UpstreamBackend:
     async def _from_stream(
         self, request: DispatchRequest, response: httpx.Response, state: _Delivered
     ) -> AsyncIterator[TokenDelta | Finished]:
-        usage: Usage | None = None
-        reason: str | None = None
         async for line in response.aiter_lines():
             if not line.startswith("data:"):
                 continue  # comments, event names, keep-alives
@@ -97,16 +103,16 @@ class UpstreamBackend:
                 if state.started:
                     raise StreamInterruptedError(message)
                 raise ReplicaError(message, retryable=True)
-            usage = dialects.usage_from(chunk.get("usage")) or usage
+            state.usage = dialects.usage_from(chunk.get("usage")) or state.usage
             for choice in chunk.get("choices") or ():
                 delta = choice.get("delta") or {}
                 for event in state.deltas(self._encode, delta, choice.get("logprobs")):
                     yield event
                 if choice.get("finish_reason"):
-                    reason = dialects.finish_reason(choice["finish_reason"])
-        if reason is None:
+                    state.reason = dialects.finish_reason(choice["finish_reason"])
+        if state.reason is None:
             raise_ended(f"upstream {self.url}", state.started)
-        yield state.finished(request, reason or "stop", usage)
+        yield state.finished(request, state.reason or "stop", state.usage)
 
     async def health(self) -> Health:
         try:
@@ -126,6 +132,9 @@ class _Delivered:
         self.started = False
         self.completion_tokens = 0
         self.reasoning_tokens = 0
+        self.reason: str | None = None  # the upstream's finish_reason, once it came
+        self.usage: Usage | None = None
+        self.finished_sent = False
 
     def deltas(self, encode: Encode, part: dict[str, Any], logprobs: Any) -> list[TokenDelta]:
         out: list[TokenDelta] = []
@@ -145,6 +154,7 @@ class _Delivered:
         return out
 
     def finished(self, request: DispatchRequest, reason: str, usage: Usage | None) -> Finished:
+        self.finished_sent = True
         if usage is not None:
             return Finished(reason, usage)
         prompt = len(request.generation.prompt_token_ids)  # our tokenizer's count of the prompt
@@ -167,7 +177,7 @@ async def _rejected(url: str, response: httpx.Response) -> ReplicaError:
     status = response.status_code
     retryable = status in RETRYABLE_STATUS
     message = f"upstream {url} answered HTTP {status}: {detail}"
-    return ReplicaError(message, retryable=retryable, status=status)
+    return ReplicaError(message, retryable=retryable, status=status, detail=detail)
 
 
 def _error_message(data: Any) -> str:

@@ -107,6 +107,8 @@ class FakeUpstream:
     models: tuple[str, ...] = ("deepseek-v4-flash", "deepseek-v4-pro")
     always: Fault | None = None
     healthy: bool = True
+    concurrent: int = 0  # chat requests being answered now, and the most at once
+    max_concurrent: int = 0
     received: list[Received] = field(default_factory=list)
     _faults: deque[Fault] = field(default_factory=deque)
     _cache: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
@@ -134,6 +136,8 @@ class FakeUpstream:
         self.received.clear()
         self.always = None
         self.healthy = True
+        self.concurrent = 0
+        self.max_concurrent = 0
 
     def chat_requests(self) -> list[Received]:
         return [r for r in self.received if r.path.endswith("/chat/completions")]
@@ -312,12 +316,17 @@ class FakeUpstream:
             if fault is not None and fault.kind == "no_usage"
             else self._usage(len(prompt), cached, answer)
         )
-        if body.get("stream"):
-            await self._stream(send, rec, body, answer, usage, fault)
-        else:
-            if fault is not None and fault.kind == "slow_words":
-                await asyncio.sleep(fault.delay_s * (len(answer.reasoning) + len(answer.content)))
-            await self._whole(send, rec, body, answer, usage)
+        self.concurrent += 1
+        self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        try:
+            if body.get("stream"):
+                await self._stream(send, rec, body, answer, usage, fault)
+            else:
+                if fault is not None and fault.kind == "slow_words":
+                    await asyncio.sleep(fault.delay_s * (len(answer.reasoning) + len(answer.content)))
+                await self._whole(send, rec, body, answer, usage)
+        finally:
+            self.concurrent -= 1
 
     async def _whole(
         self, send: Any, rec: Received, body: dict[str, Any], answer: _Answer, usage: dict[str, Any] | None
