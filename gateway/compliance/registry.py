@@ -23,7 +23,7 @@ from inference.dispatch.types import DEVICE_KINDS as DEVICE_KINDS
 from policy.compliance_rules import ArtifactFacts, Candidate, PatentGrant, PoolFacts, patent_grant_of, spdx_id
 from policy.compliance_rules.profile import ARTIFACT_KINDS, SOFTWARE_STACKS
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,199}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,199}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -90,7 +90,7 @@ def check_dispatch_fields(spec: PoolSpec) -> None:
 
 
 def _check_name(what: str, name: str) -> None:
-    if not _NAME.match(name):
+    if not NAME_PATTERN.match(name):
         raise InvalidRequestError(f"invalid {what} name {name!r}", param="name")
 
 

@@ -25,8 +25,8 @@ from gateway.compliance.models import (
     RegisteredArtifact,
 )
 from gateway.compliance.registry import (
-    _NAME,
     DEVICE_KINDS,
+    NAME_PATTERN,
     SOFTWARE_STACKS,
     PoolSpec,
     add_deployment,
@@ -119,7 +119,7 @@ def _entry(path: str | Path, index: int, raw: Any) -> FilePool:
     try:
         # What the registry checks when it adds the pool, checked here too: a pool the file
         # updates is not added again, and a bad file must fail at start-up, not at sync.
-        if not _NAME.match(spec.name):
+        if not NAME_PATTERN.match(spec.name):
             raise InvalidRequestError(f"invalid pool name {spec.name!r}", param="name")
         if spec.device_kind not in DEVICE_KINDS:
             raise InvalidRequestError(
