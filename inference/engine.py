@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -24,6 +24,7 @@ from .embedded import EmbeddedModel
 from .errors import EngineNotRunningError, InferenceError, InvalidRequestError, PromptTooLongError
 from .model import KVCache
 from .model_runner import ModelRunner
+from .moe.experts import experts_for
 from .processor import OutputProcessor
 from .sampler import make_generator, sample
 from .scheduler import Scheduler
@@ -142,11 +143,24 @@ class Engine:
         if not self.running:
             raise EngineNotRunningError("the engine is not started")
         max_tokens = self.validate(request)
+        request = self._expert_salted(request)
         prompt = list(request.prompt_token_ids)
         if request.reasoning_budget is not None:
             prompt += self.think_open_ids
         seq = Sequence(request=request, prompt_ids=prompt, max_tokens=max_tokens)
         return self._stream(seq)
+
+    def _expert_salted(self, request: GenerationRequest) -> GenerationRequest:
+        """A sequence's cached keys and values depend on how many experts computed them:
+        prefix-cache entries are shared only between requests with the same expert count."""
+        ex = getattr(self.model, "experts", None)
+        f = request.expert_fraction
+        if ex is None or f is None:
+            return request
+        k = experts_for(f, ex.n_experts)
+        if k >= ex.n_experts:
+            return request
+        return replace(request, cache_salt=request.cache_salt + b"\x00experts:%d" % k)
 
     def cancel(self, request_id: str) -> None:
         """Cancel a request by id (its iterator then yields Finished('cancelled'))."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import warnings
 from collections.abc import Callable
 
 # English prose of several kinds (library reference, protocols, maths, text processing);
@@ -75,14 +76,16 @@ def _docstrings(mod_name: str) -> list[str]:
     except ImportError:  # a stripped-down Python: use what is there
         return []
     out = [inspect.getdoc(mod) or ""]
-    for name in sorted(vars(mod)):
-        if name.startswith("_"):
-            continue
-        obj = getattr(mod, name)
-        if getattr(obj, "__module__", None) != mod.__name__:
-            continue  # re-exported from elsewhere: counted where it is defined
-        if inspect.isclass(obj) or inspect.isfunction(obj):
-            out.append(inspect.getdoc(obj) or "")
+    with warnings.catch_warnings():  # deprecated members (typing.io) warn when read
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for name in sorted(vars(mod)):
+            if name.startswith("_"):
+                continue
+            obj = getattr(mod, name)
+            if getattr(obj, "__module__", None) != mod.__name__:
+                continue  # re-exported from elsewhere: counted where it is defined
+            if inspect.isclass(obj) or inspect.isfunction(obj):
+                out.append(inspect.getdoc(obj) or "")
     return [d for d in out if len(d) >= 80]
 
 

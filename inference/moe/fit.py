@@ -33,7 +33,7 @@ FIT_VERSION = 1  # bump when the fit changes: cached plans of older versions are
 class FitConfig:
     n_experts: int = 48  # 32 neurons each for SmolLM2's 1536
     rank: int = 64  # router rank: (dim + 2F) * r MACs, ~9% of the FFN's 3 * dim * F
-    calib_tokens: int = 8192
+    calib_tokens: int = 4096
     chunk: int = 256
     kmeans_iters: int = 20
     seed: int = 0
@@ -111,7 +111,7 @@ def group_neurons(importance: torch.Tensor, n_experts: int, iters: int, seed: in
     if f % n_experts:
         raise ValueError(f"{f} neurons do not split into {n_experts} equal experts")
     size = f // n_experts
-    x = importance.double().sqrt().t()  # [F, N]; sqrt: a few huge tokens do not dominate
+    x = importance.float().sqrt().t()  # [F, N]; sqrt: a few huge tokens do not dominate
     x = x - x.mean(dim=1, keepdim=True)
     x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
     g = torch.Generator().manual_seed(seed)
@@ -133,16 +133,19 @@ def fit_router(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rank-r predictor (A [dim, r], B [r, 2F]) of y = h @ w_gu.T minimising the
     `weights`-weighted ([2F]) squared error over the rows of h."""
-    hd = h.double()
-    sigma = hd.t() @ hd / hd.shape[0]  # [dim, dim]
+    # fp32 products (fp64 ones cost ~10x here), fp64 eigendecompositions
+    hf = h.float()
+    sigma = (hf.t() @ hf / hf.shape[0]).double()  # [dim, dim]
     evals, evecs = torch.linalg.eigh(sigma)
-    root = evecs * evals.clamp_min(0).sqrt()  # sigma = root @ root.T
-    dw = weights.double()[:, None] * w_gu.double()  # [2F, dim]
-    u, _, _ = torch.linalg.svd(dw @ root, full_matrices=False)
-    ur = u[:, :rank]  # [2F, r]: principal directions of the weighted pre-activations
+    root = (evecs * evals.clamp_min(0).sqrt()).float()  # sigma = root @ root.T
+    dw = weights.float()[:, None] * w_gu.float()  # [2F, dim]
+    m = dw @ root  # [2F, dim]; its top left singular vectors via the small Gram matrix
+    lam, v = torch.linalg.eigh((m.t() @ m).double())
+    top = torch.argsort(lam, descending=True)[:rank]
+    ur = (m @ v[:, top].float()) / lam[top].clamp_min(1e-30).sqrt().float()  # [2F, r]
     a = dw.t() @ ur  # [dim, r]
-    b = ur.t() / weights.double()[None, :]  # [r, 2F]
-    return a.float().numpy(), b.float().numpy()
+    b = ur.t() / weights.float()[None, :]  # [r, 2F]
+    return a.numpy(), b.numpy()
 
 
 def importance_of(gu: torch.Tensor, down_norm: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,177 @@
+"""Efficiency of the mode-scaled experts: quality and speed per active expert fraction.
+
+    .venv/bin/python bench/efficiency.py [--chunks 16] [--tokens 128] [--repeats 3] [--quick]
+
+Quality: teacher-forced next-token top-1 agreement and mean KL(dense || routed) against the
+dense model, on held-out text (GSM8K and MMLU prompts from the routing data, never used by
+the fit, which calibrates on Python standard-library docstrings). FFN FLOPs per token (router
+included) per fraction. Decode tokens/s at 1 and 32 streams per fraction, measured side by
+side with the dense path in one run (fractions interleaved per repeat; medians).
+
+The last line is one JSON object: moe_top1 and moe_kl (maps from fraction to value),
+ffn_flops_per_token, decode_tps_1, decode_tps_32 (maps, "dense" included), the ratios to the
+dense path, router_cost_ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inference import (  # noqa: E402
+    EmbeddedModel,
+    Engine,
+    EngineConfig,
+    Finished,
+    GenerationRequest,
+    SamplingParams,
+)
+from inference.moe import experts_for  # noqa: E402
+from inference.moe.forward import chunk_logits  # noqa: E402
+
+FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.92, 1.0)
+SPEED_FRACTIONS = (None, 0.35, 0.6, 0.92)
+DATA = Path("/work/shared/data/routing")
+
+
+def heldout_chunks(model: EmbeddedModel, data: Path, n_chunks: int, chunk: int) -> list[list[int]]:
+    """GSM8K and MMLU prompts, alternating, as one token stream cut into chunks."""
+    texts = []
+    for name in ("gsm8k.csv", "mmlu.csv"):
+        with (data / name).open(newline="") as fh:
+            texts.append([r["prompt"] for r in csv.DictReader(fh)])
+    mixed = [t for pair in zip(texts[0], texts[1], strict=False) for t in pair]
+    ids: list[int] = []
+    for t in mixed:
+        ids += model.encode(t + "\n\n")
+        if len(ids) >= n_chunks * chunk:
+            break
+    return [ids[i : i + chunk] for i in range(0, n_chunks * chunk, chunk)]
+
+
+def quality(model: EmbeddedModel, chunks: list[list[int]], fractions) -> tuple[dict, dict]:
+    ex = model.experts
+    assert ex is not None
+    top1: dict[str, list[torch.Tensor]] = {str(f): [] for f in fractions}
+    kl: dict[str, list[torch.Tensor]] = {str(f): [] for f in fractions}
+    for ids in chunks:
+        dense = chunk_logits(model.model, ids)
+        lp = F.log_softmax(dense, dim=-1)
+        for f in fractions:
+            k = torch.full((len(ids),), experts_for(f, ex.n_experts), dtype=torch.long)
+            got = chunk_logits(model.model, ids, ex.route(k))
+            lq = F.log_softmax(got, dim=-1)
+            top1[str(f)].append((got.argmax(-1) == dense.argmax(-1)).float())
+            kl[str(f)].append((lp.exp() * (lp - lq)).sum(-1))
+    return (
+        {f: round(torch.cat(v).mean().item(), 4) for f, v in top1.items()},
+        {f: round(torch.cat(v).mean().item(), 5) for f, v in kl.items()},
+    )
+
+
+async def _run(
+    engine: Engine, ids: list[int], rid: str, n: int, frac: float | None
+) -> tuple[float, float, int]:
+    sp = SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True)
+    first = None
+    req = GenerationRequest(rid, ids, sp, cache_salt=rid.encode(), expert_fraction=frac)
+    async for ev in engine.generate(req):
+        if first is None:
+            first = time.perf_counter()
+        if isinstance(ev, Finished):
+            assert first is not None
+            return first, time.perf_counter(), ev.usage.completion_tokens
+    raise RuntimeError("no Finished event")
+
+
+async def speed(model: EmbeddedModel, args: argparse.Namespace) -> tuple[dict, dict]:
+    engine = Engine(model, EngineConfig(kv_cache_tokens=16384))
+    await engine.start()
+    try:
+        prompt = model.encode_chat([{"role": "user", "content": "Write a poem about the sea."}])
+        await _run(engine, prompt, "warm", 8, 0.35)
+        await _run(engine, prompt, "warm2", 8, None)
+        one: dict[str, list[float]] = {str(f): [] for f in SPEED_FRACTIONS}
+        many: dict[str, list[float]] = {str(f): [] for f in SPEED_FRACTIONS}
+        for r in range(args.repeats):
+            for f in SPEED_FRACTIONS:  # interleaved: the machine's load hits all alike
+                first, end, n = await _run(engine, prompt, f"s{r}-{f}", args.tokens, f)
+                one[str(f)].append((n - 1) / (end - first))
+            for f in SPEED_FRACTIONS:
+                outs = await asyncio.gather(
+                    *[
+                        _run(
+                            engine,
+                            model.encode_chat([{"role": "user", "content": f"Poem {i}."}]),
+                            f"m{r}-{f}-{i}",
+                            args.tokens,
+                            f,
+                        )
+                        for i in range(args.streams)
+                    ]
+                )
+                window = max(o[1] for o in outs) - min(o[0] for o in outs)
+                many[str(f)].append(sum(o[2] - 1 for o in outs) / window)
+        med = {k if k != "None" else "dense": round(statistics.median(v), 1) for k, v in one.items()}
+        med32 = {k if k != "None" else "dense": round(statistics.median(v), 1) for k, v in many.items()}
+        return med, med32
+    finally:
+        await engine.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--chunks", type=int, default=16)
+    ap.add_argument("--chunk", type=int, default=256)
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--streams", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--quick", action="store_true", help="4 chunks, 1 repeat, 32 tokens")
+    args = ap.parse_args()
+    if args.quick:
+        args.chunks, args.repeats, args.tokens = 4, 1, 32
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    model = EmbeddedModel.load(threads=args.threads)
+    ex = model.enable_experts()
+    res: dict = {"load_s_with_plan": round(time.perf_counter() - t0, 1), "n_experts": ex.n_experts}
+    res["expert_size"] = ex.expert_size
+    res["router_rank"] = ex.rank
+    cfg = model.config
+    dense_macs = 3 * cfg.dim * cfg.ffn_dim
+    res["router_cost_ratio"] = round(ex.router_macs() / dense_macs, 4)
+    flops = {"dense": 2 * dense_macs * cfg.n_layers}
+    for f in FRACTIONS:
+        k = experts_for(f, ex.n_experts)
+        macs = ex.ffn_macs(k) + (ex.router_macs() if k < ex.n_experts else 0)
+        flops[str(f)] = 2 * macs * cfg.n_layers
+    res["ffn_flops_per_token"] = flops
+    res["experts_per_fraction"] = {str(f): experts_for(f, ex.n_experts) for f in FRACTIONS}
+    chunks = heldout_chunks(model, args.data, args.chunks, args.chunk)
+    res["heldout_tokens"] = sum(len(c) for c in chunks)
+    t1 = time.perf_counter()
+    res["moe_top1"], res["moe_kl"] = quality(model, chunks, FRACTIONS)
+    res["quality_s"] = round(time.perf_counter() - t1, 1)
+    res["decode_tps_1"], res["decode_tps_32"] = asyncio.run(speed(model, args))
+    d1, d32 = res["decode_tps_1"]["dense"], res["decode_tps_32"]["dense"]
+    res["decode_ratio_1"] = {k: round(v / d1, 3) for k, v in res["decode_tps_1"].items()}
+    res["decode_ratio_32"] = {k: round(v / d32, 3) for k, v in res["decode_tps_32"].items()}
+    res["loadavg"] = Path("/proc/loadavg").read_text().split()[0]
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
