@@ -32,6 +32,29 @@ class DeploymentCreate(msgspec.Struct, forbid_unknown_fields=True):
     artifacts: list[str]
 
 
+class ReplicaAdd(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /admin/pools/{name}/replicas (gateway/dispatch/admin_api.py)."""
+
+    url: str
+    capacity: int = 64
+
+
+class ReplicaEnable(msgspec.Struct, forbid_unknown_fields=True):
+    """PATCH /admin/pools/{name}/replicas: drain (false) or return (true) a replica."""
+
+    url: str
+    enabled: bool
+
+
+class PoolPatch(msgspec.Struct, forbid_unknown_fields=True):
+    """PATCH /admin/pools/{name}: the dispatch fields (docs/pools.md); at least one."""
+
+    backend: str | msgspec.UnsetType = msgspec.UNSET
+    variants: list[str] | msgspec.UnsetType = msgspec.UNSET
+    models: dict[str, str] | msgspec.UnsetType = msgspec.UNSET  # variant -> upstream model name
+    api_key_env: str | None | msgspec.UnsetType = msgspec.UNSET
+
+
 @dataclass(frozen=True)
 class Query:
     """A query parameter the handler reads from request.query_params itself."""
@@ -129,6 +152,14 @@ OPERATIONS: dict[tuple[str, str], Doc] = {
         ),
     ),
     ("GET", "/admin/audit/verify"): Doc(r.JsonObject, summary="Verify the audit hash chain"),
+    # Admin: dispatch pools (gateway/dispatch/admin_api.py, docs/pools.md)
+    ("GET", "/admin/pools"): Doc(r.ObjectList, summary="Pools, their replicas and live state"),
+    ("POST", "/admin/pools/{name}/replicas"): Doc(r.JsonObject, ReplicaAdd, summary="Add a replica"),
+    ("PATCH", "/admin/pools/{name}/replicas"): Doc(
+        r.JsonObject, ReplicaEnable, summary="Drain or return a replica"
+    ),
+    ("DELETE", "/admin/pools/{name}/replicas"): Doc(r.ReplicaDeleted, summary="Forget a replica"),
+    ("PATCH", "/admin/pools/{name}"): Doc(r.JsonObject, PoolPatch, summary="Change a pool's dispatch fields"),
 }
 
 # Types a body or response may name; listed so that every component is generated once.

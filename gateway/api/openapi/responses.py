@@ -378,6 +378,12 @@ class ObjectList(Struct):
     data: list[dict[str, Any]]
 
 
+class ReplicaDeleted(Struct, forbid_unknown_fields=True):
+    pool: str
+    url: str
+    deleted: bool
+
+
 class DeploymentCreated(Struct, forbid_unknown_fields=True):
     name: str
     model_id: str
