@@ -105,8 +105,12 @@ async def enable_replica(request: Request[Any, Any, Any], name: str) -> dict[str
 
 
 @delete("/pools/{name:str}/replicas", status_code=200)
-async def remove_replica(request: Request[Any, Any, Any], name: str, url: str) -> dict[str, Any]:
-    admin = await require_admin(request)
+async def remove_replica(
+    request: Request[Any, Any, Any], name: str, url: str | None = None
+) -> dict[str, Any]:
+    admin = await require_admin(request)  # before the query is checked, as on every admin route
+    if not url:
+        raise InvalidRequestError("give the replica as ?url=...", param="url")
     async with transaction(request.app.state.services.sessions) as session:
         await reg.remove_replica(session, name, url, actor=admin.actor)
     await _refresh(request)
