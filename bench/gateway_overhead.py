@@ -11,7 +11,9 @@ Measured in one run:
 - latency at one connection: requests alternate direct / gateway / LiteLLM (keep-alive), so
   the added p50/p99 is the gateway's median minus the upstream's, side by side;
 - requests/s at 32 connections (wrk): direct, one gateway process, two gateway processes
-  (two `gateway serve` on two ports, the connections split between them), LiteLLM.
+  (two `gateway serve` on two ports, the connections split between them), LiteLLM;
+- with `--ab DIR`, a gateway B whose packages come first from DIR (another checkout, or a
+  folder of extra packages), side by side with A in the same run.
 
     .venv/bin/python bench/gateway_overhead.py [--quick] [--store sqlite|postgres] [--profile DIR]
 
@@ -137,6 +139,32 @@ def start_litellm(procs: Processes, workdir: Path, upstream_port: int) -> tuple[
     return proc, port
 
 
+def start_variant(
+    procs: Processes, setup: GatewaySetup, source: Path, auth: dict[str, str]
+) -> tuple[Proc, Target]:
+    """Gateway B for an A/B run: the same configuration, its packages taken first from
+    `source` (another checkout, or a folder of extra packages such as uvloop)."""
+    paths = [str(source.resolve()), *filter(None, [os.environ.get("PYTHONPATH")])]
+    port = free_port()
+    proc = start_gateway(procs, setup, "gateway-b", port, {"PYTHONPATH": os.pathsep.join(paths)})
+    target = Target("gateway-b", f"http://127.0.0.1:{port}/v1/chat/completions", auth)
+    sanity(target)
+    return proc, target
+
+
+def one_process(
+    proc: Proc, target: Target, up_port: int, connections: int, duration: float
+) -> dict[str, Any]:
+    """wrk on one gateway process, with its CPU time and the upstream connections it opened."""
+    before, cpu0 = upstream_stats(up_port), group_cpu_seconds(proc.pid)
+    out = throughput([target], body("deepseek-v4-flash"), connections, duration)
+    after, cpu1 = upstream_stats(up_port), group_cpu_seconds(proc.pid)
+    out["cpu_ms"] = round(1e3 * (cpu1 - cpu0) / max(1, out["requests"]), 3)
+    sent = max(1, after["completions"] - before["completions"])
+    out["upstream_connections_per_request"] = round((after["connections"] - before["connections"]) / sent, 3)
+    return out
+
+
 def upstream_stats(port: int) -> dict[str, int]:
     return dict(httpx.get(f"http://127.0.0.1:{port}/stats", timeout=10).json())
 
@@ -174,6 +202,7 @@ def run(args: argparse.Namespace, setup: GatewaySetup, procs: Processes) -> dict
     ]
     sanity(gw_targets[0])
     sanity(gw_targets[1])
+    gw_b, b_target = (None, None) if not args.ab else start_variant(procs, setup, Path(args.ab), auth)
     litellm = None if args.no_litellm else start_litellm(procs, setup.dir, up_port)
     lite_target = (
         Target(
@@ -188,7 +217,12 @@ def run(args: argparse.Namespace, setup: GatewaySetup, procs: Processes) -> dict
     usage_before = setup.count_rows("usage_records")["usage_records"]
 
     # Latency at one connection, interleaved. The direct target gets the upstream's model name.
-    lat_targets = [direct, gw_targets[0], *([lite_target] if lite_target else [])]
+    lat_targets = [
+        direct,
+        gw_targets[0],
+        *([b_target] if b_target else []),
+        *([lite_target] if lite_target else []),
+    ]
     bodies = {"direct": body("instant-flash")}
     lat = asyncio.run(_alternate(lat_targets, bodies, args.rounds, stream=False))
     lat_stream = asyncio.run(
@@ -199,10 +233,8 @@ def run(args: argparse.Namespace, setup: GatewaySetup, procs: Processes) -> dict
     # Throughput at 32 connections.
     c, d = args.connections, args.duration
     rps_direct = throughput([direct], body("instant-flash"), c, d)
-    before, cpu0 = upstream_stats(up_port), group_cpu_seconds(gw[0].pid)
-    rps_1 = throughput([gw_targets[0]], body("deepseek-v4-flash"), c, d)
-    after, cpu1 = upstream_stats(up_port), group_cpu_seconds(gw[0].pid)
-    gw_cpu_ms = 1e3 * (cpu1 - cpu0) / max(1, rps_1["requests"])
+    rps_1 = one_process(gw[0], gw_targets[0], up_port, c, d)
+    rps_b = one_process(gw_b, b_target, up_port, c, d) if gw_b is not None and b_target is not None else None
     rps_2 = throughput(gw_targets, body("deepseek-v4-flash"), c, d)
     rps_lite = lite_cpu_ms = None
     if litellm is not None and lite_target is not None:
@@ -210,12 +242,17 @@ def run(args: argparse.Namespace, setup: GatewaySetup, procs: Processes) -> dict
         rps_lite = throughput([lite_target], body("deepseek-v4-flash"), c, d)
         lite_cpu_ms = 1e3 * (group_cpu_seconds(litellm[0].pid) - cpu0) / max(1, rps_lite["requests"])
     answered += rps_1["requests"] - rps_1["errors"] + rps_2["requests"] - rps_2["errors"]
+    if rps_b is not None:
+        answered += rps_b["requests"] - rps_b["errors"] + args.rounds + args.rounds // 2 + 40
     profile = None
     if args.profile:  # after the measurements, so sampling does not slow them
         profile = record_profile(procs, gw[0], gw_targets[0], Path(args.profile), c, d)
         answered += profile["load"]["requests"] - profile["load"]["errors"]
 
-    for proc in gw:  # graceful stop flushes the batched ledger writer (and writes the profile)
+    for proc in [
+        *gw,
+        *([gw_b] if gw_b else []),
+    ]:  # graceful stop flushes the batched ledger writer (and writes the profile)
         procs.stop(proc)
     rows = setup.count_rows("usage_records", "audit_events")
     g, dl = lat["gateway-0"], lat["direct"]
@@ -239,23 +276,28 @@ def run(args: argparse.Namespace, setup: GatewaySetup, procs: Processes) -> dict
         "scaling_2proc": round(rps_2["rps"] / rps_1["rps"], 2) if rps_1["rps"] else None,
         # CPU time of the gateway process per request at 32 connections: independent of the
         # other programs on the machine; 1000 / it is what one free core would serve.
-        "cpu_ms_per_request_1proc": round(gw_cpu_ms, 3),
-        "rps_per_free_core_estimate": round(1e3 / gw_cpu_ms, 1) if gw_cpu_ms else None,
+        "cpu_ms_per_request_1proc": rps_1["cpu_ms"],
+        "rps_per_free_core_estimate": round(1e3 / rps_1["cpu_ms"], 1) if rps_1["cpu_ms"] else None,
         "errors_1proc": rps_1["errors"],
         "errors_2proc": rps_2["errors"],
         "p50_ms_at_32_1proc": rps_1["p50_ms"],
         "p99_ms_at_32_1proc": rps_1["p99_ms"],
         # New TCP connections the gateway opened to the upstream per request it sent there
         # during the 1-process run: ~0 when it keeps connections alive, 1 when it does not.
-        "upstream_connections_per_request": round(
-            (after["connections"] - before["connections"])
-            / max(1, after["completions"] - before["completions"]),
-            3,
-        ),
+        "upstream_connections_per_request": rps_1["upstream_connections_per_request"],
         "ledger_rows": rows["usage_records"] - usage_before,
         "audit_events": rows["audit_events"] - audit_before,
         "gateway_requests_ok": answered,
     }
+    if b_target is not None and rps_b is not None:
+        gb, gbs = lat["gateway-b"], lat_stream["gateway-b"]
+        result["b"] = {
+            "source": str(Path(args.ab).resolve()),
+            "added_p50_ms": round(gb["p50_ms"] - dl["p50_ms"], 3),
+            "added_p99_ms": round(gb["p99_ms"] - dl["p99_ms"], 3),
+            "added_p50_stream_ms": round(gbs["p50_ms"] - ds["p50_ms"], 3),
+            **{k: rps_b[k] for k in ("rps", "errors", "cpu_ms", "upstream_connections_per_request")},
+        }
     if lite_target is not None and rps_lite is not None:
         lt, lts = lat["litellm"], lat_stream["litellm"]
         result.update(
@@ -339,6 +381,9 @@ def main() -> None:
     parser.add_argument("--no-litellm", action="store_true", help="do not start the LiteLLM proxy")
     parser.add_argument(
         "--stages", type=int, default=None, help="requests for the per-stage breakdown (0: none)"
+    )
+    parser.add_argument(
+        "--ab", default=None, help="also run gateway B with this folder first on PYTHONPATH, side by side"
     )
     parser.add_argument("--profile", default=None, help="record the first gateway with py-spy into DIR")
     args = parser.parse_args()
