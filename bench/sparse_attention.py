@@ -48,8 +48,12 @@ def main() -> None:
     with args.data.open(newline="") as f:
         prompts = [r["prompt"] for r in csv.DictReader(f)]
     ids = em.encode("\n\n".join(prompts[::7][:600]))
+
+    def progress(line: str) -> None:  # partial results survive an interrupted run
+        print(line, file=sys.stderr, flush=True)
+
     rep = sparse_attention_report(
-        em.model, ids, tuple(args.contexts), args.block, args.top_k, args.window, args.rows
+        em.model, ids, tuple(args.contexts), args.block, args.top_k, args.window, args.rows, progress
     )
     smallest = min(args.contexts)
     control = sparse_attention_report(em.model, ids, (smallest,), args.block, 10**6, args.window, args.rows)

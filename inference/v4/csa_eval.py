@@ -12,7 +12,7 @@ if that method's signature changes, this module has to follow.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -91,6 +91,7 @@ def sparse_attention_report(
     top_k: int = 8,
     window: int = 128,
     rows: int = 128,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Per context n (the first n tokens of `ids`): agreement of the last `rows` positions'
     next-token distributions with dense attention, the keys attended per query there (mean)
@@ -110,4 +111,6 @@ def sparse_attention_report(
             "prefill_s_dense": t_dense,
             "prefill_s_sparse": t_sparse,
         }
+        if progress is not None:
+            progress(f"context {n}: {out[str(n)]}")
     return out
