@@ -175,10 +175,12 @@ def transfer_report(
     gsm8k, mmlu = read_csv(data_dir / "gsm8k.csv"), read_csv(data_dir / "mmlu.csv")
     scorers: dict[str, Fit] = {"length": fit_length, "tfidf_lr": fit_tfidf_lr, "router": router_fit}
     cache: dict = {}
+    every = list(folds(gsm8k, mmlu, heldout=heldout))
+    unknown = sorted(set(only) - {f.name for f in every})
+    if unknown:
+        raise ValueError(f"unknown fold(s) {', '.join(unknown)}; folds: {', '.join(f.name for f in every)}")
     per_fold = {
-        f.name: run_fold(f, scorers, output_tokens, cache)
-        for f in folds(gsm8k, mmlu, heldout=heldout)
-        if not only or f.name in only
+        f.name: run_fold(f, scorers, output_tokens, cache) for f in every if not only or f.name in only
     }
     return _rounded(
         {
