@@ -152,9 +152,12 @@ def test_transfer_protocol_on_the_routing_data():
     pytest.importorskip("sklearn")
     from policy.router.transfer import transfer_report
 
-    report = transfer_report(DATA)
+    # one fold keeps it short (the whole protocol is bench/router_transfer.py, ~6.5 min)
+    report = transfer_report(DATA, heldout=False, only=("gsm8k->mmlu",))
+    fold = report["folds"]["gsm8k->mmlu"]
+    assert (fold["train_rows"], fold["test_rows"]) == (1319, 14042)
+    assert abs(fold["random"]["apgr"] - 0.5) < 0.02
+    # the figures docs/routing.md quotes for this fold (router 0.586, TF-IDF 0.473)
+    assert fold["router"]["apgr"] > fold["tfidf_lr"]["apgr"] + 0.05
     s = report["summary"]
-    for name, fold in report["folds"].items():
-        assert fold["train_rows"] > 0 and fold["test_rows"] > 0, name
-    assert abs(s["random"]["transfer_apgr_mean"] - 0.5) < 0.03
-    assert report["folds"]["heldout:gsm8k"]["test_rows"] == 259
+    assert s["router"]["transfer_apgr_mean"] == fold["router"]["apgr"]
