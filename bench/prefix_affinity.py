@@ -36,10 +36,11 @@ from typing import Any
 
 import httpx
 
-# bench/ goes last on the path, not first (where Python puts a script's folder): it has
-# modules named like the project's packages (bench/kernels.py would shadow kernels/).
+# The checkout first and bench/ last on the path, not first (where Python puts a script's
+# folder): bench/ has modules named like the project's packages (bench/kernels.py would
+# shadow kernels/, which the editable install's finder only reaches after the path).
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
 from _gateway_proc import (  # noqa: E402
     GATEWAY,
