@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -184,6 +184,7 @@ class CompletionService:
         self._telemetry = telemetry or Telemetry.disabled()
         self._model = model
         self._dispatcher = dispatcher
+        self._unfinished: set[asyncio.Future[None]] = set()
         self._sessions = sessions
         self._policies = policies
         self._compliance = compliance
@@ -199,6 +200,20 @@ class CompletionService:
     @property
     def dispatcher(self) -> Dispatch:
         return self._dispatcher
+
+    async def _shielded(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` to its end even when the request is cancelled (a client gone, a server
+        stopping): records and settlements must land. `drain()` waits for the ones still
+        running, so shutdown stops the writers only after them."""
+        task = asyncio.ensure_future(work)
+        self._unfinished.add(task)
+        task.add_done_callback(self._unfinished.discard)
+        await asyncio.shield(task)
+
+    async def drain(self) -> None:
+        """Wait for every record and settlement still running (the server is stopping)."""
+        while self._unfinished:
+            await asyncio.gather(*list(self._unfinished), return_exceptions=True)
 
     # -- prepare ---------------------------------------------------------------------------
 
@@ -354,7 +369,7 @@ class CompletionService:
             async for event in self._attempt(prepared, outcome, attempt=1):
                 yield event
         finally:
-            await asyncio.shield(self._settle(prepared, [outcome]))
+            await self._shielded(self._settle(prepared, [outcome]))
 
     async def complete(self, prepared: PreparedCompletion) -> Answer:
         """The whole answer; with a cascade, a low-confidence first answer is answered
@@ -377,7 +392,7 @@ class CompletionService:
             second.escalation = escalation
             return second
         finally:
-            await asyncio.shield(self._settle(prepared, outcomes))
+            await self._shielded(self._settle(prepared, outcomes))
 
     def _escalated(self, prepared: PreparedCompletion, escalation: Escalation) -> PreparedCompletion:
         plan = prepared.decision.cascade
@@ -476,7 +491,7 @@ class CompletionService:
             raise
         finally:
             # Shielded: a disconnecting client cancels this task, but the record must land.
-            await asyncio.shield(self._record(self._record_for(prepared, outcome, attempt, escalation)))
+            await self._shielded(self._record(self._record_for(prepared, outcome, attempt, escalation)))
 
     def _record_for(
         self, prepared: PreparedCompletion, outcome: Outcome, attempt: int, escalation: Escalation | None

@@ -81,7 +81,7 @@ async def start_serving(
     audit = AuditWriter(sessions, settings.data_dir / "spool" / "audit")
     await audit.start()
     stack.push_async_callback(audit.stop)  # before the engine and the database close
-    return CompletionService(
+    service = CompletionService(
         audit=audit,
         model=model,
         dispatcher=dispatcher,
@@ -92,6 +92,10 @@ async def start_serving(
         telemetry=telemetry,
         router=router,
     )
+    # Stops first (last pushed): requests cut off by the shutdown still record their usage and
+    # audit events, and settle, before the writers flush and stop.
+    stack.push_async_callback(service.drain)
+    return service
 
 
 async def _register_local(

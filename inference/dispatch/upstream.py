@@ -96,7 +96,9 @@ class UpstreamBackend:
                 continue  # comments, event names, keep-alives
             payload = line[5:].strip()
             if payload == "[DONE]":
-                break
+                # Read on to the end of the body: httpx returns a connection to the pool only
+                # when its response was read whole (stopping here opened one per request).
+                continue
             chunk = json.loads(payload)
             if "error" in chunk:
                 message = f"upstream {self.url}: {_error_message(chunk)}"
