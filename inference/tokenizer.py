@@ -6,6 +6,7 @@ parsing on, content with it off, so "<|im_start|>" typed by a user stays plain t
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -97,6 +98,47 @@ class ChatTokenizer:
     def encode_chat(
         self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True
     ) -> list[int]:
+        roles = tuple(m.get("role") for m in messages)
+        if all(set(m) <= {"role", "content"} and isinstance(m.get("content"), str) for m in messages) and all(
+            r in _CACHEABLE_ROLES for r in roles
+        ):
+            # The template's output around the contents depends only on the roles: cache it.
+            before, tail = self._chat_frame(roles, add_generation_prompt)
+            ids: list[int] = []
+            for frame, m in zip(before, messages, strict=True):
+                if frame is None:  # the template dropped this message
+                    continue
+                ids.extend(frame)
+                if m["content"]:
+                    ids.extend(self.encode_text(m["content"]))
+            ids.extend(tail)
+            return ids
+        return self._encode_chat_rendered(messages, add_generation_prompt)
+
+    @functools.lru_cache(maxsize=1024)  # noqa: B019 - one tokenizer per process, kept for its life
+    def _chat_frame(
+        self, roles: tuple[str, ...], add_generation_prompt: bool
+    ) -> tuple[tuple[tuple[int, ...] | None, ...], tuple[int, ...]]:
+        """The template's own tokens before each message's content (None: dropped) and after
+        the last, rendered once per sequence of roles with placeholders for the contents."""
+        marks = [f"\x00{i}\x00" for i in range(len(roles))]
+        rest = self.render(
+            [{"role": r, "content": mark} for r, mark in zip(roles, marks, strict=True)],
+            add_generation_prompt,
+        )
+        before: list[tuple[int, ...] | None] = []
+        for mark in marks:
+            head, sep, after = rest.partition(mark)
+            if not sep:
+                before.append(None)
+                continue
+            before.append(tuple(self.encode_trusted(head)) if head else ())
+            rest = after
+        return tuple(before), tuple(self.encode_trusted(rest)) if rest else ()
+
+    def _encode_chat_rendered(
+        self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool
+    ) -> list[int]:
         sentinels: list[tuple[str, str]] = []
         safe_msgs = []
         for m in messages:
@@ -131,6 +173,9 @@ class ChatTokenizer:
         return b"".join(
             self.token_bytes[i] for i in ids if not (skip_special_tokens and i in self.special_ids)
         )
+
+
+_CACHEABLE_ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
 
 
 def _raise_template_error(message: str) -> None:
