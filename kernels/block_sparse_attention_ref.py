@@ -59,8 +59,8 @@ def select_blocks(
     block_size: int,
     window: int,
 ) -> torch.Tensor:
-    """The indexer: [B, KVH, Tq, top_k] int32 block ids per query, -1 where fewer than k
-    candidate blocks exist."""
+    """The indexer: [B, KVH, Tq, min(top_k, NB)] int32 block ids per query, -1 where fewer
+    than k candidate blocks exist (a k beyond the block count means "every block")."""
     b, h, tq, d = q.shape
     kvh, nb = summaries.shape[1], summaries.shape[2]
     qg = q.float().view(b, kvh, h // kvh, tq, d).sum(dim=2)
@@ -69,7 +69,7 @@ def select_blocks(
     eligible = torch.arange(nb, device=q.device)[None, None, :] < first_local_block[:, :, None]
     scores = scores.masked_fill(~eligible[:, None], float("-inf"))
     kk = min(top_k, nb)
-    out = torch.full((b, kvh, tq, top_k), -1, dtype=torch.int32, device=q.device)
+    out = torch.full((b, kvh, tq, kk), -1, dtype=torch.int32, device=q.device)
     if kk:
         val, idx = torch.topk(scores, kk, dim=-1)
         out[..., :kk] = torch.where(torch.isinf(val), -1, idx).to(torch.int32)

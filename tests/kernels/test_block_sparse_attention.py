@@ -162,3 +162,10 @@ def test_twin_masked_and_gathered_paths_agree(top_k, monkeypatch):
     torch.testing.assert_close(
         block_sparse_attention_ref(q, k, v, lens, idx, 4, 5, 0.3), gathered, rtol=1e-5, atol=1e-6
     )
+
+
+def test_a_k_beyond_the_block_count_means_every_block():
+    q, k, _ = _case(1, 2, 1, 40, 8, 3)
+    lens = torch.tensor([40])
+    idx = select_blocks(q, block_summaries(k, lens, 4), lens, top_k=10**9, block_size=4, window=4)
+    assert idx.shape == (1, 1, 3, 10)  # no 10**9-wide tensor
