@@ -151,3 +151,14 @@ def test_ffn_weights_shapes(tiny):
     _, tensors, _, _ = tiny
     gu, down = ffn_weights(tensors, 0)
     assert gu.shape == (2 * CFG.ffn_dim, CFG.dim) and down.shape == (CFG.dim, CFG.ffn_dim)
+
+
+def test_mode_defaults():
+    from inference.moe import MODE_EXPERT_FRACTIONS, TARGET_EXPERT_FRACTIONS, expert_fraction_for_mode
+
+    assert set(MODE_EXPERT_FRACTIONS) == {"non-think", "think-high", "think-max"}
+    assert expert_fraction_for_mode("THINK_MAX") == MODE_EXPERT_FRACTIONS["think-max"]
+    assert expert_fraction_for_mode("non-think", TARGET_EXPERT_FRACTIONS) == 0.35
+    assert expert_fraction_for_mode("unknown") is None
+    for f in TARGET_EXPERT_FRACTIONS.values():
+        assert 0.0 < f <= 1.0
