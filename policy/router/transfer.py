@@ -102,10 +102,11 @@ def run_fold(fold: Fold, scorers: dict[str, Fit], output_tokens: int, cache: dic
         [_figures(random_scores(len(test.prompts), d), test, output_tokens) for d in range(RANDOM_DRAWS)]
     )
     for name, fit in scorers.items():
-        key = (name, id(fold.train))  # the two held-out folds share one training set: fit once
+        # the two held-out folds train on the same rows: fit once (keyed by the rows' content)
+        key = (name, hash((tuple(fold.train.prompts), tuple(fold.train.weak), tuple(fold.train.strong))))
         if key not in cache:
-            cache[key] = (fit(fold.train), fold.train)  # keep train alive so its id stays unique
-        out[name] = _figures(np.asarray(cache[key][0](test.prompts), dtype=float), test, output_tokens)
+            cache[key] = fit(fold.train)
+        out[name] = _figures(np.asarray(cache[key](test.prompts), dtype=float), test, output_tokens)
     return out
 
 

@@ -161,3 +161,17 @@ def test_transfer_protocol_on_the_routing_data():
     assert fold["router"]["apgr"] > fold["tfidf_lr"]["apgr"] + 0.05
     s = report["summary"]
     assert s["router"]["transfer_apgr_mean"] == fold["router"]["apgr"]
+
+
+def test_each_training_set_is_fitted_once():
+    fits = []
+
+    def counting(train):
+        fits.append(len(train.prompts))
+        return fit_length(train)
+
+    cache: dict = {}
+    names = [f.name for f in folds(_gsm(), _mmlu())]
+    for f in folds(_gsm(), _mmlu()):
+        run_fold(f, {"router": counting}, 256, cache)
+    assert len(names) == 8 and len(fits) == 7  # the two held-out folds share their training rows
