@@ -158,7 +158,7 @@ def fit_plan(model: LlamaModel, tensors: dict, chunks: list[list[int]], cfg: Fit
     experts, ra, rb, dn = [], [], [], []
     for li, h in enumerate(inputs):
         w_gu, w_down = ffn_weights(tensors, li)
-        hf = h.float()
+        hf = h.float().cpu()  # the fit runs on the CPU, whatever the model's device
         gu = hf @ w_gu.t()
         down_norm = w_down.norm(dim=0)
         imp = importance_of(gu, down_norm)
