@@ -19,6 +19,7 @@ import asyncio
 import json
 import signal
 import time
+from typing import cast
 
 CONTENT = "Paris is the capital of France."
 PROMPT_TOKENS = 24
@@ -142,8 +143,7 @@ class InstantHTTP(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self._cache.connections += 1
 
     def data_received(self, data: bytes) -> None:
