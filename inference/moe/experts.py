@@ -115,10 +115,13 @@ class ExpertFFN:
         act = self.model.ops.silu_mul(torch.mm(torch.mm(h, lay.a), lay.b))
         return act.abs().view(h.shape[0], self.n_experts, self.expert_size).sum(dim=-1)
 
+    def ranked(self, li: int, h: torch.Tensor) -> torch.Tensor:
+        """[T, E] expert ids of each row, best first (stable: ties go to the lower id)."""
+        return torch.argsort(self.scores(li, h).float(), dim=1, descending=True, stable=True)
+
     def select(self, li: int, h: torch.Tensor, k_rows: torch.Tensor) -> torch.Tensor:
         """[T, E] bool: each row's top-k_rows[t] experts by the router."""
-        sc = self.scores(li, h)
-        order = torch.argsort(sc.float(), dim=1, descending=True, stable=True)
+        order = self.ranked(li, h)
         keep = torch.arange(self.n_experts, device=h.device)[None, :] < k_rows[:, None]
         return torch.zeros_like(keep).scatter_(1, order, keep)
 
@@ -139,18 +142,24 @@ class ExpertFFN:
 
     def gathered(self, li: int, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Only the union of the rows' experts computed (int4, few rows)."""
+        union = mask.any(dim=0) if h.shape[0] > 1 else mask[0]
+        return self.gathered_experts(li, h, torch.nonzero(union).flatten(), mask)
+
+    def gathered_experts(
+        self, li: int, h: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The FFN over experts `idx` only; `mask` ([T, E]) zeroes each row's others (None:
+        every row keeps all of idx)."""
         lay = self.layers[li]
         assert lay.packed is not None and lay.sz is not None
         T, E, s = h.shape[0], self.n_experts, self.expert_size
-        union = mask.any(dim=0) if T > 1 else mask[0]
-        idx = torch.nonzero(union).flatten()
         u = idx.numel()
         w = lay.packed.view(E, -1).index_select(0, idx).view(u * 2 * s, -1)
         sz = lay.sz.view(lay.sz.shape[0], E, 2 * s, 2).index_select(1, idx).view(-1, u * 2 * s, 2)
         x = h if h.dtype == torch.bfloat16 else h.bfloat16()
         gu = torch._weight_int4pack_mm_for_cpu(x, w, Q4_1_BLOCK, sz).view(T, u, 2, s)
         act = (F.silu(gu[:, :, 0]) * gu[:, :, 1]).to(h.dtype)
-        if T > 1:  # rows keep only their own experts of the union
+        if mask is not None and T > 1:  # rows keep only their own experts of the union
             act = act * mask[:, idx, None].to(act.dtype)
         full = h.new_zeros((T, self.model.cfg.ffn_dim))
         full.index_copy_(1, lay.neurons[idx].flatten(), act.view(T, -1))
@@ -169,6 +178,8 @@ class _Route:
         self.full_rows = torch.nonzero(full).flatten() if self.some_dense else None
         self.part_rows = torch.nonzero(~full).flatten() if self.some_dense else None
         self.few = ffn.int4 and k_rows.numel() <= ffn.model.int4_max_rows
+        # one row (single-stream decode): its first k ranked experts, no mask or union
+        self.single_k = int(k_rows[0]) if k_rows.numel() == 1 else 0
 
     def __call__(self, li: int, h: torch.Tensor) -> torch.Tensor:
         ffn = self.ffn
@@ -176,6 +187,8 @@ class _Route:
             return ffn.dense(li, h)
         if not self.few:
             return ffn.masked_dense(li, h, ffn.select(li, h, self.k))
+        if self.single_k:
+            return ffn.gathered_experts(li, h, ffn.ranked(li, h)[0, : self.single_k], None)
         if not self.some_dense:
             return ffn.gathered(li, h, ffn.select(li, h, self.k))
         # few rows, some dense: those take the dense FFN (its exact output), the rest gather
