@@ -162,7 +162,7 @@ LAYER_BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("(gateway/", "(inference/", "(billing/", "(policy/"),
     ),
     ("Litestar (routing, msgspec, responses)", ("(litestar/", "(msgspec")),
-    ("uvicorn + h11 (HTTP server)", ("(uvicorn/", "(h11/")),
+    ("uvicorn (HTTP server, h11 or httptools)", ("(uvicorn/", "(h11/", "(httptools")),
 )
 
 

@@ -122,7 +122,10 @@ def test_profile_buckets_take_the_most_specific_stage() -> None:
         ]
     )
     shares = _stages.profile_shares(collapsed)
-    assert shares == {"prompt tokenization (chat template + BPE)": 75.0, "uvicorn + h11 (HTTP server)": 25.0}
+    assert shares == {
+        "prompt tokenization (chat template + BPE)": 75.0,
+        "uvicorn (HTTP server, h11 or httptools)": 25.0,
+    }
 
 
 @pytest.mark.slow  # runs the scripts
