@@ -8,7 +8,8 @@ from billing.cost import Cost
 from gateway.service.completions import PreparedCompletion
 from inference.types import Usage
 
-SYSTEM_FINGERPRINT = "fp_gateway_embedded"
+# The same for every backend: the first chunk of a stream goes out before a replica is chosen.
+SYSTEM_FINGERPRINT = "fp_deepseek_gateway"
 
 
 def usage_body(usage: Usage, cost: Cost) -> dict[str, Any]:
