@@ -23,8 +23,11 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 # The CPU build of PyTorch first (an unpinned torch from PyPI pulls a multi-GB CUDA build); the
-# pin matches pyproject.toml, which pip then finds satisfied.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# pin matches pyproject.toml, which pip then finds satisfied. Images for GPU pool workers
+# (docs/pools.md) pass the wheel index of their stack: --build-arg TORCH_INDEX_URL=.../whl/cu128
+# (CUDA) or .../whl/rocm6.4 (ROCm); Ascend NPUs add torch_npu and the CANN runtime on top.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN pip install torch==2.13.0 --index-url ${TORCH_INDEX_URL}
 
 # Dependencies in their own layer: code changes do not reinstall them.
 COPY pyproject.toml README.md /src/

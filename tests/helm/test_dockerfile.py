@@ -43,7 +43,9 @@ def test_torch_is_the_cpu_build_with_the_project_pin() -> None:
     (torch_pin,) = [d for d in dependencies if d.startswith("torch")]
     runs = [args for keyword, args in instructions() if keyword == "RUN"]
     torch_runs = [r for r in runs if "torch" in r]
-    assert torch_runs == [f"pip install {torch_pin} --index-url https://download.pytorch.org/whl/cpu"]
+    assert torch_runs == [f"pip install {torch_pin} --index-url ${{TORCH_INDEX_URL}}"]
+    # the default is the CPU build; pool-worker images for GPUs pass their stack's index
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in DOCKERFILE
     # torch comes before the project, so that pip finds the pin satisfied by the CPU build
     assert runs.index(torch_runs[0]) < next(
         i for i, r in enumerate(runs) if "/src" in r and "pip install" in r
