@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=64)
     ap.add_argument("--top-k", type=int, default=8)
     ap.add_argument("--window", type=int, default=128)
+    ap.add_argument("--sink-blocks", type=int, default=0, help="first blocks always attended")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
@@ -53,7 +54,15 @@ def main() -> None:
         print(line, file=sys.stderr, flush=True)
 
     rep = sparse_attention_report(
-        em.model, ids, tuple(args.contexts), args.block, args.top_k, args.window, args.rows, progress
+        em.model,
+        ids,
+        tuple(args.contexts),
+        args.block,
+        args.top_k,
+        args.window,
+        args.rows,
+        progress,
+        args.sink_blocks,
     )
     smallest = min(args.contexts)
     control = sparse_attention_report(em.model, ids, (smallest,), args.block, 10**6, args.window, args.rows)

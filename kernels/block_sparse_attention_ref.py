@@ -58,21 +58,27 @@ def select_blocks(
     top_k: int,
     block_size: int,
     window: int,
+    sink_blocks: int = 0,
 ) -> torch.Tensor:
     """The indexer: [B, KVH, Tq, min(top_k, NB)] int32 block ids per query, -1 where fewer
-    than k candidate blocks exist (a k beyond the block count means "every block")."""
+    than k candidate blocks exist (a k beyond the block count means "every block"). The
+    first `sink_blocks` candidates are always among the k (attention sinks: the first
+    tokens draw attention whatever their keys' mean says)."""
     b, h, tq, d = q.shape
     kvh, nb = summaries.shape[1], summaries.shape[2]
     qg = q.float().view(b, kvh, h // kvh, tq, d).sum(dim=2)
     scores = torch.matmul(qg, summaries.float().transpose(-1, -2))  # [B, KVH, Tq, NB]
     first_local_block = local_start(query_positions(seq_lens, tq), window, block_size) // block_size
     eligible = torch.arange(nb, device=q.device)[None, None, :] < first_local_block[:, :, None]
+    if sink_blocks > 0:
+        sink = torch.arange(nb, device=q.device) < sink_blocks
+        scores = scores.masked_fill(sink, float("inf"))
     scores = scores.masked_fill(~eligible[:, None], float("-inf"))
     kk = min(top_k, nb)
     out = torch.full((b, kvh, tq, kk), -1, dtype=torch.int32, device=q.device)
     if kk:
         val, idx = torch.topk(scores, kk, dim=-1)
-        out[..., :kk] = torch.where(torch.isinf(val), -1, idx).to(torch.int32)
+        out[..., :kk] = torch.where(val == float("-inf"), -1, idx).to(torch.int32)
     return out
 
 

@@ -86,13 +86,14 @@ def sparse_attention(
     top_k: int,
     window: int,
     scale: float | None = None,
+    sink_blocks: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole CSA step: block summaries, the indexer's top-k, the attention. Returns the
     output and the selected block ids (for counting attended tokens)."""
     if scale is None:
         scale = q.shape[-1] ** -0.5
     summaries = _bsa_ref.block_summaries(k, seq_lens, block_size)
-    idx = _bsa_ref.select_blocks(q, summaries, seq_lens, top_k, block_size, window)
+    idx = _bsa_ref.select_blocks(q, summaries, seq_lens, top_k, block_size, window, sink_blocks)
     return block_sparse_attention(q, k, v, seq_lens, idx, block_size, window, scale), idx
 
 

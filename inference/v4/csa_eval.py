@@ -24,7 +24,9 @@ from kernels.block_sparse_attention_ref import local_start
 
 
 @contextmanager
-def sparse_prefill(model: Any, block_size: int, top_k: int, window: int) -> Iterator[None]:
+def sparse_prefill(
+    model: Any, block_size: int, top_k: int, window: int, sink_blocks: int = 0
+) -> Iterator[None]:
     def attend(q, k, v, cache, seg: PrefillSegment, nkv: int) -> torch.Tensor:
         n = q.shape[0]
         if seg.fresh:  # the chunk is the whole context
@@ -43,6 +45,7 @@ def sparse_prefill(model: Any, block_size: int, top_k: int, window: int) -> Iter
             top_k,
             window,
             1.0,
+            sink_blocks,
         )
         return out[0].transpose(0, 1).reshape(n, -1).to(q.dtype)
 
@@ -92,16 +95,23 @@ def sparse_attention_report(
     window: int = 128,
     rows: int = 128,
     progress: Callable[[str], None] | None = None,
+    sink_blocks: int = 0,
 ) -> dict[str, Any]:
     """Per context n (the first n tokens of `ids`): agreement of the last `rows` positions'
     next-token distributions with dense attention, the keys attended per query there (mean)
     against n, and both prefills' seconds."""
-    out: dict[str, Any] = {"block_size": block_size, "top_k": top_k, "window": window, "rows": rows}
+    out: dict[str, Any] = {
+        "block_size": block_size,
+        "top_k": top_k,
+        "window": window,
+        "rows": rows,
+        "sink_blocks": sink_blocks,
+    }
     for n in contexts:
         if n > len(ids):
             raise ValueError(f"need {n} tokens of text, have {len(ids)}")
         dense, t_dense = prefill_logits(model, ids[:n], rows)
-        with sparse_prefill(model, block_size, top_k, window):
+        with sparse_prefill(model, block_size, top_k, window, sink_blocks):
             sparse, t_sparse = prefill_logits(model, ids[:n], rows)
         attended = attended_per_query(torch.arange(n - rows, n), block_size, top_k, window).float()
         out[str(n)] = {

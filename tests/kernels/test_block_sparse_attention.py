@@ -169,3 +169,16 @@ def test_a_k_beyond_the_block_count_means_every_block():
     lens = torch.tensor([40])
     idx = select_blocks(q, block_summaries(k, lens, 4), lens, top_k=10**9, block_size=4, window=4)
     assert idx.shape == (1, 1, 3, 10)  # no 10**9-wide tensor
+
+
+def test_sink_blocks_are_always_picked_when_candidates():
+    q, k, _ = _case(1, 2, 1, 64, 8, 4, seed=8)
+    k[0, 0, :4] = -q[0, 0, 0] * 5  # block 0 scores worst on its own
+    lens = torch.tensor([64])
+    summ = block_summaries(k, lens, 4)
+    plain = select_blocks(q, summ, lens, top_k=2, block_size=4, window=4)
+    sunk = select_blocks(q, summ, lens, top_k=2, block_size=4, window=4, sink_blocks=1)
+    assert not (plain == 0).any(dim=-1).all()  # on its own score block 0 is not always picked
+    assert (sunk == 0).any(dim=-1).all()
+    few = select_blocks(q, summ, torch.tensor([6]), top_k=2, block_size=4, window=4, sink_blocks=1)
+    assert (few < 0).all()  # no complete block before the window: nothing to sink
