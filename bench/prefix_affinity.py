@@ -37,8 +37,8 @@ from typing import Any
 import httpx
 
 # The checkout first and bench/ last on the path, not first (where Python puts a script's
-# folder): bench/ has modules named like the project's packages (bench/kernels.py would
-# shadow kernels/, which the editable install's finder only reaches after the path).
+# folder): a bench module named like one of the project's packages would shadow it (the
+# editable install's finder is only reached after the path).
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 

@@ -1,4 +1,4 @@
-"""bench/kernels.py without a CUDA device: it says so, exits 0 and still ends with one JSON
+"""bench/triton_kernels.py without a CUDA device: it says so, exits 0 and still ends with one JSON
 object (the twins' CPU timings); --smoke runs the GPU path's cases through the interpreter."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_without_cuda_it_says_so_and_exits_zero():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "kernels.py"), "--repeats", "1"],
+        [sys.executable, str(ROOT / "bench" / "triton_kernels.py"), "--repeats", "1"],
         capture_output=True,
         text=True,
         env=env,
@@ -37,7 +37,7 @@ def test_without_cuda_it_says_so_and_exits_zero():
 def test_smoke_runs_every_triton_kernel_through_the_interpreter():
     pytest.importorskip("triton")
     run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "kernels.py"), "--smoke"],
+        [sys.executable, str(ROOT / "bench" / "triton_kernels.py"), "--smoke"],
         capture_output=True,
         text=True,
         timeout=300,

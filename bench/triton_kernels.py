@@ -2,7 +2,7 @@
 grouped GEMM, top-k block-sparse attention, PQ-KV decode attention): prints JSON, the last
 line one object.
 
-    .venv/bin/python bench/kernels.py [--repeats 20] [--smoke]
+    .venv/bin/python bench/triton_kernels.py [--repeats 20] [--smoke]
 
 With a CUDA (or ROCm) device: each Triton kernel at serving sizes (bf16), its achieved
 bandwidth (bytes it must move / median time) and TFLOP/s, against the device's peak: the
