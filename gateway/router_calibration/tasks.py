@@ -38,7 +38,7 @@ async def refit(
         tenants = [tenant_id]
     fitted: dict[str, int] = {}
     skipped: dict[str, str] = {}
-    kwargs = {} if min_observations is None else {"min_observations": min_observations}
+    kwargs: dict[str, Any] = {} if min_observations is None else {"min_observations": min_observations}
     for tid in tenants:
         try:
             async with transaction(sessions) as session:
