@@ -34,7 +34,7 @@ def _invalidate(request: Request[Any, Any, Any], tenant_id: str | None = None) -
         cache.invalidate(tenant_id)
 
 
-async def _json_body(request: Request[Any, Any, Any]) -> dict[str, Any]:
+async def json_object_body(request: Request[Any, Any, Any]) -> dict[str, Any]:
     try:
         body = await request.json()
     except Exception:  # noqa: BLE001 - any parse failure is the client's
@@ -70,7 +70,9 @@ async def list_artifacts(request: Request[Any, Any, Any]) -> dict[str, Any]:
 @post("/compliance/artifacts", status_code=201)
 async def add_artifact(request: Request[Any, Any, Any]) -> dict[str, Any]:
     admin = await require_admin(request)
-    body = _fields(await _json_body(request), registry.ArtifactSpec, ("name", "kind", "license", "source"))
+    body = _fields(
+        await json_object_body(request), registry.ArtifactSpec, ("name", "kind", "license", "source")
+    )
     async with transaction(request.app.state.services.sessions) as session:
         row = registry.artifact_dict(
             await registry.add_artifact(session, registry.ArtifactSpec(**body), actor=admin.actor)
@@ -91,7 +93,7 @@ async def list_pools(request: Request[Any, Any, Any]) -> dict[str, Any]:
 async def add_pool(request: Request[Any, Any, Any]) -> dict[str, Any]:
     admin = await require_admin(request)
     body = _fields(
-        await _json_body(request),
+        await json_object_body(request),
         registry.PoolSpec,
         ("name", "device_kind", "vendor", "software_stack", "region"),
     )
@@ -113,7 +115,7 @@ async def list_deployments(request: Request[Any, Any, Any]) -> dict[str, Any]:
 @post("/compliance/deployments", status_code=201)
 async def add_deployment(request: Request[Any, Any, Any]) -> dict[str, Any]:
     admin = await require_admin(request)
-    body = await _json_body(request)
+    body = await json_object_body(request)
     keys = ("name", "model_id", "variant", "pool", "artifacts")
     texts = [body.get(k) for k in keys[:4]] + (
         body["artifacts"] if isinstance(body.get("artifacts"), list) else [0]

@@ -23,22 +23,13 @@ from sqlalchemy import select
 from billing.db import transaction
 from gateway.api.auth import require_admin
 from gateway.audit.log import append_event
+from gateway.compliance.admin_api import json_object_body
 from gateway.compliance.models import DevicePool
 from gateway.compliance.registry import PoolSpec, check_dispatch_fields, get_pool, list_pools, pool_dict
 from gateway.dispatch import replicas as reg
 from gateway.errors import InvalidRequestError
 
 _PATCHABLE = ("backend", "variants", "models", "api_key_env")
-
-
-async def _body(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except Exception:  # noqa: BLE001 - any parse failure is the client's
-        raise InvalidRequestError("the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidRequestError("the body must be a JSON object")
-    return body
 
 
 async def _refresh(request: Request[Any, Any, Any]) -> None:
@@ -78,7 +69,7 @@ def _state(live: dict[str, Any] | None) -> dict[str, Any] | None:
 @post("/pools/{name:str}/replicas", status_code=201)
 async def add_replica(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
     admin = await require_admin(request)
-    body = await _body(request)
+    body = await json_object_body(request)
     unknown = sorted(set(body) - {"url", "capacity"})
     if unknown or not isinstance(body.get("url"), str):
         raise InvalidRequestError('the body is {"url": "...", "capacity": N}', param=(unknown or ["url"])[0])
@@ -92,7 +83,7 @@ async def add_replica(request: Request[Any, Any, Any], name: str) -> dict[str, A
 @patch("/pools/{name:str}/replicas")
 async def enable_replica(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
     admin = await require_admin(request)
-    body = await _body(request)
+    body = await json_object_body(request)
     if set(body) != {"url", "enabled"} or not isinstance(body["enabled"], bool):
         raise InvalidRequestError('the body is {"url": "...", "enabled": true|false}', param="enabled")
     async with transaction(request.app.state.services.sessions) as session:
@@ -120,7 +111,7 @@ async def remove_replica(
 @patch("/pools/{name:str}")
 async def update_pool(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
     admin = await require_admin(request)
-    body = await _body(request)
+    body = await json_object_body(request)
     unknown = sorted(set(body) - set(_PATCHABLE))
     if unknown or not body:
         raise InvalidRequestError(

@@ -19,7 +19,7 @@ import httpx
 from inference.dispatch import dialects
 from inference.dispatch.backend import Health
 from inference.dispatch.types import DispatchRequest
-from inference.dispatch.worker_client import RETRYABLE_STATUS, raise_ended, worker_timeout
+from inference.dispatch.worker_client import RETRYABLE_STATUS, raise_ended, replica_client
 from inference.errors import ReplicaError, StreamInterruptedError
 from inference.types import Finished, TokenDelta, Usage
 
@@ -46,14 +46,11 @@ class UpstreamBackend:
         self.url = base_url.rstrip("/")
         self._encode = encode
         self._models = dict(models or {})
-        headers = {"content-type": "application/json"}
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
-        self._client = httpx.AsyncClient(
-            base_url=self.url,
-            headers=headers,
-            timeout=worker_timeout(first_token_timeout_s),
-            limits=httpx.Limits(max_connections=capacity + 8, max_keepalive_connections=capacity + 8),
+        self._client = replica_client(
+            self.url,
+            bearer=api_key,
+            capacity=capacity,
+            first_token_timeout_s=first_token_timeout_s,
             transport=transport,
         )
 

@@ -22,6 +22,28 @@ def worker_timeout(first_token_s: float) -> httpx.Timeout:
     return httpx.Timeout(connect=2.0, read=first_token_s, write=10.0, pool=2.0)
 
 
+def replica_client(
+    url: str,
+    *,
+    bearer: str | None,
+    capacity: int,
+    first_token_timeout_s: float,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """The connection pool to one replica: keep-alive connections for its whole capacity
+    (the dispatcher never sends it more), the secret only in the Authorization header."""
+    headers = {"content-type": "application/json"}
+    if bearer:
+        headers["authorization"] = f"Bearer {bearer}"
+    return httpx.AsyncClient(
+        base_url=url,
+        headers=headers,
+        timeout=worker_timeout(first_token_timeout_s),
+        limits=httpx.Limits(max_connections=capacity + 8, max_keepalive_connections=capacity + 8),
+        transport=transport,
+    )
+
+
 class WorkerBackend:
     kind = "worker"
 
@@ -35,14 +57,11 @@ class WorkerBackend:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        headers = {"content-type": "application/json"}
-        if token:
-            headers["authorization"] = f"Bearer {token}"
-        self._client = httpx.AsyncClient(
-            base_url=self.url,
-            headers=headers,
-            timeout=worker_timeout(first_token_timeout_s),
-            limits=httpx.Limits(max_connections=capacity + 8, max_keepalive_connections=capacity + 8),
+        self._client = replica_client(
+            self.url,
+            bearer=token,
+            capacity=capacity,
+            first_token_timeout_s=first_token_timeout_s,
             transport=transport,
         )
 
