@@ -498,11 +498,16 @@ class CompletionService:
     ) -> AttemptRecord:
         prompt_tokens = len(prepared.generation.prompt_token_ids)
         if outcome.usage is None:  # interrupted: bill the prompt and what was delivered
-            outcome.usage_source = "estimated" if outcome.placement.backend in UPSTREAMS else "measured"
+            p = outcome.placement
+            # Nothing reached the client and no replica is still working on it (every replica
+            # failed, or none was free): the tenant is billed nothing for the attempt.
+            served = p.first_token or (outcome.status == "cancelled" and p.replica is not None)
+            billed_prompt = prompt_tokens if served else 0
+            outcome.usage_source = "estimated" if p.backend in UPSTREAMS else "measured"
             outcome.usage = Usage(
-                prompt_tokens=prompt_tokens,
+                prompt_tokens=billed_prompt,
                 prompt_cache_hit_tokens=0,
-                prompt_cache_miss_tokens=prompt_tokens,
+                prompt_cache_miss_tokens=billed_prompt,
                 completion_tokens=outcome.completion_tokens,
                 reasoning_tokens=outcome.reasoning_tokens,
             )

@@ -398,6 +398,16 @@ def test_a_forbidden_pool_is_never_chosen(fleet: Fleet) -> None:
         npu.chat.completions.create(model="deepseek-v4-pro", messages=QUESTION, max_tokens=8)
     assert "compliance.allowed_vendors" in str(err.value.message)
     assert vllm_requests(fleet) == vllm_before and len(fleet.deepseek.chat_requests()) == ds_before
+    # The 503s cost nothing: no replica served those attempts, so their records bill no tokens.
+    for tenant in ("us-only", "eu-only", "amd-only"):
+        billed = wait_rows(
+            fleet.server,
+            1,
+            "SELECT u.status, u.prompt_cache_miss_tokens, u.completion_tokens, u.cost_total "
+            "FROM usage_records u JOIN tenants t ON t.id = u.tenant_id WHERE t.name = ?",
+            tenant,
+        )
+        assert billed == [("failed", 0, 0, 0)], (tenant, billed)
 
 
 def test_upstream_keys_appear_in_no_log_and_no_audit_event(fleet: Fleet) -> None:
