@@ -12,8 +12,9 @@ from sqlalchemy import update
 
 from billing.db import transaction, utcnow
 from billing.ledger import UsageSpool, UsageWriter, run_rollup, usage_by_day, usage_totals
+from billing.ledger.models import BillingJobState
 from billing.ledger.queries import tenants_with_usage, unrolled_hours, usage_by_variant_mode
-from billing.ledger.rollup import floor_hour
+from billing.ledger.rollup import STATE_KEY, floor_hour
 from billing.models import UsageRecord
 from tests.billing.conftest import create_tenant, entry
 
@@ -26,6 +27,18 @@ async def _backdate_ingestion(sessions, tenant: str, minutes: int) -> None:
             .where(UsageRecord.tenant_id == tenant)
             .values(ingested_at=utcnow() - dt.timedelta(minutes=minutes))
         )
+
+
+async def _last_rollup_before(sessions, minutes: int) -> None:
+    """The rollup's last run as `minutes` ago: on the shared PostgreSQL another test may have
+    run it a minute ago, and then records backdated by 30 minutes would not be rebuilt."""
+    at = (utcnow() - dt.timedelta(minutes=minutes)).isoformat()
+    async with transaction(sessions) as s:
+        state = await s.get(BillingJobState, STATE_KEY)
+        if state is None:
+            s.add(BillingJobState(name=STATE_KEY, value={"last_started": at}, updated_at=utcnow()))
+        else:
+            state.value = {**state.value, "last_started": at}
 
 
 async def test_report_adds_records_not_rolled_up_yet(sessions, unique, tmp_path: Path) -> None:
@@ -43,6 +56,7 @@ async def test_report_adds_records_not_rolled_up_yet(sessions, unique, tmp_path:
     await writer.write_now([*old, yesterday, entry(other, other_key, f"x-{unique}", hour)])
     await _backdate_ingestion(sessions, tenant, 30)
     await _backdate_ingestion(sessions, other, 30)
+    await _last_rollup_before(sessions, minutes=60)  # the shared database's rollup state
     await run_rollup(sessions)
 
     # Not rolled up yet: two more in the same hour (one without a key), a late replay into
