@@ -161,15 +161,3 @@ async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def engine_gauges(stats: dict[str, Any]) -> dict[str, int]:
-    """The engine's stats() snapshot as the gauges Telemetry.observe_engine() expects."""
-    if "num_blocks" not in stats:
-        return {}
-    return {
-        "queue_depth": int(stats.get("waiting", 0)),
-        "running": int(stats.get("running", 0)),
-        "kv_blocks_used": int(stats["num_blocks"]) - int(stats.get("free_blocks", 0)),
-        "kv_blocks_total": int(stats["num_blocks"]),
-    }

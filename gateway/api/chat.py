@@ -14,7 +14,8 @@ from gateway.api.errors import as_gateway_error, error_body
 from gateway.api.formatting import chunk_body, completion_body, usage_chunk_body
 from gateway.api.schemas import decode_chat_request
 from gateway.errors import ServiceUnavailableError
-from gateway.service.completions import Answer, CompletionService, Outcome, PreparedCompletion
+from gateway.service.completion_types import Answer, Outcome, PreparedCompletion
+from gateway.service.completions import CompletionService
 from inference.types import TokenDelta
 
 USE_CASE_HEADER = "x-gateway-use-case"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from billing.cost import Cost
-from gateway.service.completions import PreparedCompletion
+from gateway.service.completion_types import PreparedCompletion
 from inference.types import Usage
 
 # The same for every backend: the first chunk of a stream goes out before a replica is chosen.

@@ -9,33 +9,39 @@ The HTTP layer only formats what this yields (JSON or server-sent events).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import replace
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from billing.budgets.types import Reservation
-from billing.catalog.model import PriceQuote
-from billing.cost import Cost, cost_of, units_to_decimal, usd_to_units
+from billing.cost import cost_of, units_to_decimal, usd_to_units
 from billing.db import utcnow
 from billing.ratelimit import RateLimitResult
 from gateway.api.schemas import ChatCompletionRequest
 from gateway.audit.writer import AuditWriter
 from gateway.auth.service import Principal
-from gateway.compliance.service import ComplianceCache, TenantCompliance
-from gateway.errors import InvalidRequestError, RateLimitedError, UpstreamError
+from gateway.compliance.service import ComplianceCache
+from gateway.errors import InvalidRequestError, RateLimitedError
 from gateway.service.catalog import check_model
+from gateway.service.completion_types import Answer, Outcome, PreparedCompletion, add_usage, cache_salt
 from gateway.service.metering import Metering
+from gateway.service.placement import (
+    LOCAL_BACKENDS,
+    Dispatch,
+    dispatch_fields,
+    dispatch_request,
+    pools_of,
+    served_deployment,
+    upstream_errors,
+    usage_source_of,
+    weights_of,
+)
 from gateway.service.recording import AttemptRecord, audit_attempt, record_billing_events
 from gateway.service.tenant_policies import PolicyCache
 from gateway.telemetry import Telemetry
-from inference.dispatch import DispatchRequest, Placement
-from inference.errors import ReplicaError
 from inference.types import (
     EngineConfig,
     Finished,
@@ -46,7 +52,6 @@ from inference.types import (
     Usage,
 )
 from policy.cascade import Escalation, should_escalate
-from policy.compliance_rules import Candidate
 from policy.decide import decide
 from policy.router import Router
 from policy.types import AUTO_MODEL, Decision, DecisionRequest, Mode, Variant
@@ -65,14 +70,6 @@ class ChatModel(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
 
-class Dispatch(Protocol):
-    """inference.dispatch.Dispatcher: runs a request on a replica of one of `pools`."""
-
-    def generate(
-        self, request: DispatchRequest, pools: Sequence[str], placement: Placement
-    ) -> AsyncIterator[TokenDelta | Finished]: ...
-
-
 # Reasoning budgets in tokens per (variant, mode); the engine closes the reasoning segment
 # when the budget is spent. Flash thinks less than Pro.
 DEFAULT_REASONING_BUDGETS: dict[tuple[str, str], int] = {
@@ -81,88 +78,6 @@ DEFAULT_REASONING_BUDGETS: dict[tuple[str, str], int] = {
     ("pro", "think-high"): 512,
     ("pro", "think-max"): 2048,
 }
-
-
-@dataclass
-class PreparedCompletion:
-    request_id: str
-    principal: Principal
-    request: ChatCompletionRequest
-    decision: Decision
-    quotes: dict[str, PriceQuote]
-    generation: GenerationRequest
-    started_at: dt.datetime
-    compliance: TenantCompliance
-    deployment: Candidate  # the first eligible one; the one that served, once placed
-    messages: list[dict[str, Any]]
-    use_case: str | None = None
-    reservation: Reservation | None = None
-    client_logprobs: bool = False  # the client asked for them (the cascade may need them anyway)
-    rate_limit_headers: dict[str, str] = field(default_factory=dict)
-    estimated_tokens: int = 0  # charged to token rate limits at admission, corrected at the end
-    # Every eligible deployment of the decided model: their pools are where it may run.
-    deployments: list[Candidate] = field(default_factory=list)
-
-    @property
-    def model_id(self) -> str:
-        return self.decision.model
-
-    @property
-    def variant(self) -> str:
-        return str(self.decision.variant)
-
-    @property
-    def mode(self) -> str:
-        return str(self.decision.mode)
-
-    @property
-    def quote(self) -> PriceQuote:
-        return self.quotes[self.variant]
-
-
-@dataclass
-class Outcome:
-    """What happened to one attempt; filled in while it streams."""
-
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
-    finish_reason: str | None = None
-    usage: Usage | None = None
-    status: str = "failed"
-    cost: Cost | None = None
-    answer_parts: list[str] = field(default_factory=list)  # for retention: full
-    placement: Placement = field(default_factory=Placement)
-    usage_source: str = "measured"
-
-
-@dataclass
-class Answer:
-    """A finished non-streaming completion (after any cascade escalation)."""
-
-    prepared: PreparedCompletion  # of the attempt whose answer is returned
-    content: str
-    reasoning: str | None
-    logprobs: list[dict[str, Any]] | None
-    finish_reason: str
-    usage: Usage  # all attempts together: the tenant pays for all of them
-    cost: Cost
-    escalation: Escalation | None = None
-    attempts: list[Outcome] = field(default_factory=list)
-
-
-def cache_salt(tenant_id: str) -> bytes:
-    """Prefix-cache entries are keyed by tenant so that tenants never share them."""
-    return hashlib.sha256(b"gateway-prefix-cache\x00" + tenant_id.encode()).digest()
-
-
-def add_usage(a: Usage, b: Usage) -> Usage:
-    return Usage(
-        prompt_tokens=a.prompt_tokens + b.prompt_tokens,
-        prompt_cache_hit_tokens=a.prompt_cache_hit_tokens + b.prompt_cache_hit_tokens,
-        prompt_cache_miss_tokens=a.prompt_cache_miss_tokens + b.prompt_cache_miss_tokens,
-        completion_tokens=a.completion_tokens + b.completion_tokens,
-        reasoning_tokens=a.reasoning_tokens + b.reasoning_tokens,
-    )
 
 
 class CompletionService:
@@ -503,7 +418,7 @@ class CompletionService:
             # failed, or none was free): the tenant is billed nothing for the attempt.
             served = p.first_token or (outcome.status == "cancelled" and p.replica is not None)
             billed_prompt = prompt_tokens if served else 0
-            outcome.usage_source = "estimated" if p.backend in UPSTREAMS else "measured"
+            outcome.usage_source = usage_source_of(p)
             outcome.usage = Usage(
                 prompt_tokens=billed_prompt,
                 prompt_cache_hit_tokens=0,
@@ -512,7 +427,7 @@ class CompletionService:
                 reasoning_tokens=outcome.reasoning_tokens,
             )
         usage = outcome.usage
-        deployment = self._served_deployment(prepared, outcome.placement)
+        deployment = served_deployment(prepared.deployments, outcome.placement)
         record = AttemptRecord(
             request_id=prepared.request_id,
             attempt=attempt,
@@ -532,7 +447,7 @@ class CompletionService:
             escalation=None
             if escalation is None
             else {"confidence": escalation.confidence, "reason": escalation.reason},
-            dispatch=self._dispatch_fields(outcome),
+            dispatch=dispatch_fields(outcome.placement, outcome.usage_source),
             served_artifact=None if outcome.placement.backend in LOCAL_BACKENDS else weights_of(deployment),
         )
         outcome.cost = record.cost
@@ -541,36 +456,16 @@ class CompletionService:
     def _dispatch(
         self, prepared: PreparedCompletion, outcome: Outcome
     ) -> AsyncIterator[TokenDelta | Finished]:
-        request = DispatchRequest(
-            generation=prepared.generation,
-            messages=prepared.messages,
+        request = dispatch_request(
+            prepared.generation,
+            prepared.messages,
             variant=prepared.variant,
             mode=prepared.mode,
             model=prepared.model_id,
-            salt_text=prepared.generation.cache_salt.hex()[:32],
             stream=prepared.request.stream and prepared.decision.cascade is None,
-            reasoning_effort="max" if prepared.mode == str(Mode.THINK_MAX) else None,
         )
-        pools = list(dict.fromkeys(d.pool.name for d in prepared.deployments))
-        return _upstream_errors(self._dispatcher.generate(request, pools, outcome.placement))
-
-    @staticmethod
-    def _served_deployment(prepared: PreparedCompletion, placement: Placement) -> Candidate:
-        for d in prepared.deployments:
-            if d.pool.name == placement.pool:
-                return d
-        return prepared.deployment
-
-    @staticmethod
-    def _dispatch_fields(outcome: Outcome) -> dict[str, Any]:
-        p = outcome.placement
-        return {
-            "pool": p.pool,
-            "replica": p.replica,
-            "backend": p.backend,
-            "failed_replicas": list(p.failures),
-            "usage_source": outcome.usage_source,
-        }
+        pools = pools_of(prepared.deployments)
+        return upstream_errors(self._dispatcher.generate(request, pools, outcome.placement))
 
     async def _record(self, record: AttemptRecord) -> None:
         with self._telemetry.span("billing.record", attempt=record.attempt):
@@ -616,33 +511,6 @@ class CompletionService:
             return
         if alerts:
             await record_billing_events(self._sessions, [alert.to_event() for alert in alerts])
-
-
-LOCAL_BACKENDS = frozenset({None, "embedded", "worker"})  # our engine: the embedded model's artifact
-UPSTREAMS = frozenset({"vllm", "sglang", "deepseek"})
-
-
-def weights_of(deployment: Candidate) -> dict[str, Any]:
-    """The model weights a deployment names (what an upstream serves), for the records."""
-    weights = next((a for a in deployment.artifacts if a.kind == "model_weights"), None)
-    if weights is None:
-        return {"name": deployment.name, "sha256": None, "license": "unknown"}
-    return {"name": weights.name, "sha256": weights.sha256, "license": weights.license}
-
-
-async def _upstream_errors(
-    stream: AsyncIterator[TokenDelta | Finished],
-) -> AsyncIterator[TokenDelta | Finished]:
-    """An upstream that refused the request itself is a 502 naming it, not an engine outage."""
-    try:
-        async for event in stream:
-            yield event
-    except ReplicaError as exc:
-        if exc.retryable:
-            raise
-        # The upstream's own message, never its address (tenants do not see the topology).
-        detail = f": {exc.detail}" if exc.detail else ""
-        raise UpstreamError(f"The upstream engine refused the request (HTTP {exc.status}){detail}") from exc
 
 
 def rate_limited(result: RateLimitResult) -> RateLimitedError:

@@ -46,8 +46,7 @@ async def start_serving(
     stack: AsyncExitStack,
     telemetry: Telemetry,
 ) -> CompletionService:
-    from gateway.app import engine_gauges  # noqa: PLC0415 - the gauge mapping lives with the app
-    from gateway.telemetry.engine import TracedEngine
+    from gateway.telemetry.engine import TracedEngine, engine_gauges
     from inference import EmbeddedModel, Engine
     from inference.tokenizer_model import TokenizerModel
 

@@ -160,3 +160,15 @@ class TracedEngine:
         if error is not None:
             record_error(span, error)
         span.end(end_time=end_ns)
+
+
+def engine_gauges(stats: dict[str, Any]) -> dict[str, int]:
+    """The engine's stats() snapshot as the gauges Telemetry.observe_engine() expects."""
+    if "num_blocks" not in stats:
+        return {}
+    return {
+        "queue_depth": int(stats.get("waiting", 0)),
+        "running": int(stats.get("running", 0)),
+        "kv_blocks_used": int(stats["num_blocks"]) - int(stats.get("free_blocks", 0)),
+        "kv_blocks_total": int(stats["num_blocks"]),
+    }

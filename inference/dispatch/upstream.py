@@ -18,7 +18,7 @@ import httpx
 
 from inference.dispatch import dialects
 from inference.dispatch.backend import Health
-from inference.dispatch.types import DispatchRequest
+from inference.dispatch.types import UPSTREAM_DIALECTS, DispatchRequest
 from inference.dispatch.worker_client import RETRYABLE_STATUS, raise_ended, replica_client
 from inference.errors import ReplicaError, StreamInterruptedError
 from inference.types import Finished, TokenDelta, Usage
@@ -40,7 +40,7 @@ class UpstreamBackend:
         first_token_timeout_s: float = 120.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if dialect not in ("vllm", "sglang", "deepseek"):
+        if dialect not in UPSTREAM_DIALECTS:
             raise ValueError(f"unknown upstream dialect {dialect!r}")
         self.kind = dialect
         self.url = base_url.rstrip("/")
