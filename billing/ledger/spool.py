@@ -106,6 +106,17 @@ class UsageSpool:
                 raise
         return entries
 
+    async def adopt(self, path: Path) -> None:
+        """Take a journal file (records accepted but perhaps not committed, see journal.py)
+        as a sealed spool file: it is replayed like any other, idempotently."""
+        async with self._lock:
+            await asyncio.to_thread(self._adopt_sync, path)
+
+    def _adopt_sync(self, path: Path) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        os.replace(path, self.directory / f"usage.{os.getpid()}.{uuid.uuid4().hex}{PENDING_SUFFIX}")
+        _fsync_dir(self.directory)
+
     async def done(self, path: Path) -> None:
         async with self._lock:
             await asyncio.to_thread(path.unlink, True)

@@ -11,6 +11,11 @@ insert fails for any reason other than bad data, the batch goes to the spool (fs
 and is replayed later; replays are idempotent, so each record is stored exactly once.
 Rows that violate a constraint (unknown tenant, say) are written one by one and the
 failing ones are kept in ``rejected.jsonl`` next to the spool, never dropped silently.
+
+A killed process loses nothing it accepted: `submit` first appends the record to a journal
+(billing/ledger/journal.py: one write(), no fsync) in the spool directory; a flush seals the
+journal and deletes it once its records are committed or spooled. `start` takes the journals
+an earlier process left into the spool, and replays them (idempotently) before serving.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from billing.db import transaction, utcnow
 from billing.errors import LedgerError
 from billing.ledger.entry import UsageEntry
+from billing.ledger.journal import Journal
 from billing.ledger.spool import UsageSpool
 from billing.models import UsageRecord
 from billing.sql import dialect_of, insert_ignore
@@ -70,10 +76,19 @@ class UsageWriter:
         self._wake = asyncio.Event()
         self._last_replay = 0.0
         self._spool_dirty = True  # replay leftovers of an earlier run on the first success
+        self._journal = Journal(spool.directory, "usage-journal")
+        self._journal_failed = False
         self.stats = WriterStats()
 
     async def start(self) -> None:
         if self._task is None:
+            # An earlier process killed before its flush left its accepted records here.
+            for path in self._journal.leftovers():
+                await self.spool.adopt(path)
+            try:
+                await self.replay_spool()
+            except Exception:  # the database may be down at start: the loop retries
+                log.exception("usage spool replay at start failed")
             self._task = asyncio.create_task(self._run(), name="usage-writer")
 
     async def stop(self) -> None:
@@ -90,6 +105,9 @@ class UsageWriter:
         self.stats.submitted += 1
         if self._queue.full():
             await self.flush()
+        # Journal and queue together, with no await between: a flush seals the journal and
+        # takes exactly the queued records, so each sealed file matches what it committed.
+        self._journal_append(entry)
         self._queue.put_nowait(entry)
         if self._queue.qsize() >= self.batch_size:
             self._wake.set()
@@ -102,9 +120,34 @@ class UsageWriter:
     async def flush(self) -> None:
         """Write everything queued so far."""
         async with self._flush_lock:
-            while not self._queue.empty():
-                batch = [self._queue.get_nowait() for _ in range(min(self.batch_size, self._queue.qsize()))]
-                await self._write_batch(batch)
+            # The records queued now are the ones in the journal being sealed; later ones go
+            # to the next journal and the next flush.
+            pending = self._queue.qsize()
+            sealed = self._journal.seal()
+            try:
+                while pending > 0:
+                    batch = [self._queue.get_nowait() for _ in range(min(self.batch_size, pending))]
+                    pending -= len(batch)
+                    await self._write_batch(batch)
+            except BaseException:
+                # Neither DB nor spool took a batch (or the flush was cancelled): the sealed
+                # journal still holds its records; hand it to the spool for replay.
+                if sealed is not None:
+                    with contextlib.suppress(OSError):
+                        await self.spool.adopt(sealed)
+                        self._spool_dirty = True
+                raise
+            Journal.discard(sealed)
+
+    def _journal_append(self, entry: UsageEntry) -> None:
+        line = (json.dumps(entry.to_json(), separators=(",", ":")) + "\n").encode()
+        try:
+            self._journal.append(line)
+            self._journal_failed = False
+        except OSError as exc:  # the record is still queued; only a kill before its flush loses it
+            if not self._journal_failed:
+                log.error("usage journal write failed (%r): records are not kill-safe until it recovers", exc)
+            self._journal_failed = True
 
     async def replay_spool(self) -> int:
         """Insert every spooled record (idempotently); returns rows newly inserted.
