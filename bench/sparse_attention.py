@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=64)
     ap.add_argument("--top-k", type=int, default=8)
     ap.add_argument("--window", type=int, default=128)
-    ap.add_argument("--sink-blocks", type=int, default=0, help="first blocks always attended")
+    ap.add_argument("--sink-blocks", type=int, default=1, help="first blocks always attended")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()

@@ -58,7 +58,7 @@ def select_blocks(
     top_k: int,
     block_size: int,
     window: int,
-    sink_blocks: int = 0,
+    sink_blocks: int = 1,
 ) -> torch.Tensor:
     """The indexer: [B, KVH, Tq, min(top_k, NB)] int32 block ids per query, -1 where fewer
     than k candidate blocks exist (a k beyond the block count means "every block"). The

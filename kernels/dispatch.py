@@ -86,7 +86,7 @@ def sparse_attention(
     top_k: int,
     window: int,
     scale: float | None = None,
-    sink_blocks: int = 0,
+    sink_blocks: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole CSA step: block summaries, the indexer's top-k, the attention. Returns the
     output and the selected block ids (for counting attended tokens)."""

@@ -25,7 +25,7 @@ from kernels.block_sparse_attention_ref import local_start
 
 @contextmanager
 def sparse_prefill(
-    model: Any, block_size: int, top_k: int, window: int, sink_blocks: int = 0
+    model: Any, block_size: int, top_k: int, window: int, sink_blocks: int = 1
 ) -> Iterator[None]:
     def attend(q, k, v, cache, seg: PrefillSegment, nkv: int) -> torch.Tensor:
         n = q.shape[0]
@@ -95,7 +95,7 @@ def sparse_attention_report(
     window: int = 128,
     rows: int = 128,
     progress: Callable[[str], None] | None = None,
-    sink_blocks: int = 0,
+    sink_blocks: int = 1,
 ) -> dict[str, Any]:
     """Per context n (the first n tokens of `ids`): agreement of the last `rows` positions'
     next-token distributions with dense attention, the keys attended per query there (mean)

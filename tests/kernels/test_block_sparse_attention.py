@@ -64,8 +64,11 @@ def test_indexer_picks_the_block_the_query_points_at():
     q, k, _ = _case(1, 2, 1, 64, 8, 1, seed=3)
     k[0, 0, 20:24] = q[0, 0, 0] * 5  # block 5's keys align with the query
     lens = torch.tensor([64])
-    idx = select_blocks(q, block_summaries(k, lens, 4), lens, top_k=1, block_size=4, window=8)
+    summ = block_summaries(k, lens, 4)
+    idx = select_blocks(q, summ, lens, top_k=1, block_size=4, window=8, sink_blocks=0)
     assert idx.flatten().tolist() == [5]
+    # the default keeps the first block (the attention sink) among the k
+    assert select_blocks(q, summ, lens, top_k=1, block_size=4, window=8).flatten().tolist() == [0]
 
 
 def test_prefill_and_decode_pick_the_same_blocks():
@@ -176,7 +179,7 @@ def test_sink_blocks_are_always_picked_when_candidates():
     k[0, 0, :4] = -q[0, 0, 0] * 5  # block 0 scores worst on its own
     lens = torch.tensor([64])
     summ = block_summaries(k, lens, 4)
-    plain = select_blocks(q, summ, lens, top_k=2, block_size=4, window=4)
+    plain = select_blocks(q, summ, lens, top_k=2, block_size=4, window=4, sink_blocks=0)
     sunk = select_blocks(q, summ, lens, top_k=2, block_size=4, window=4, sink_blocks=1)
     assert not (plain == 0).any(dim=-1).all()  # on its own score block 0 is not always picked
     assert (sunk == 0).any(dim=-1).all()
