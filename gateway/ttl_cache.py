@@ -3,13 +3,18 @@
 Tenant configuration (policies, compliance profiles, budgets) is read on every request;
 caching it briefly keeps the decision free of I/O, and a change made on another replica
 takes effect within `ttl_s`.
+
+One load per key at a time: when an entry expires under load, the requests that miss it
+share the first one's load instead of each querying the database (at 32 concurrent
+requests every expiry cost 32 identical queries per cache).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -20,20 +25,49 @@ class TtlCache(Generic[K, V]):
         self._ttl_s = ttl_s
         self._clock = clock
         self._entries: dict[K, tuple[float, V]] = {}
+        self._loading: dict[K, asyncio.Future[V]] = {}
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         now = self._clock()
         entry = self._entries.get(key)
         if entry is not None and now - entry[0] < self._ttl_s:
             return entry[1]
-        value = await load()
-        self._entries[key] = (now, value)
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load(key, load, now))
+            pending.add_done_callback(_retrieve)
+            self._loading[key] = pending
+        # Shielded: a caller that is cancelled (client gone) does not cancel the others' load.
+        return await asyncio.shield(pending)
+
+    async def _load(self, key: K, load: Callable[[], Awaitable[V]], now: float) -> V:
+        try:
+            value = await load()
+        finally:
+            current = asyncio.current_task()
+            if self._loading.get(key) is current:
+                del self._loading[key]
+                stale = False
+            else:
+                stale = True  # forgotten while loading: what it read may predate the change
+        if not stale:
+            self._entries[key] = (now, value)
         return value
 
     def forget(self, predicate: Callable[[K], bool] | None = None) -> None:
-        """Drop the entries whose key matches (all of them without a predicate)."""
+        """Drop the entries whose key matches (all of them without a predicate); a load in
+        flight for such a key is not stored, and the next get() loads afresh."""
         if predicate is None:
             self._entries.clear()
+            self._loading.clear()
             return
         for key in [k for k in self._entries if predicate(k)]:
             del self._entries[key]
+        for key in [k for k in self._loading if predicate(k)]:
+            del self._loading[key]
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # Every waiter may be gone (cancelled): mark a failed load's exception as seen.
+    if not future.cancelled():
+        future.exception()
