@@ -1,8 +1,9 @@
 """The decision: which variant and mode serve a request, under what limits, and why.
 
 Pure and fast (no I/O): the caller passes the compiled policy, the request, the price
-quote in force for each variant, the router's score (for ``model: auto``) and the
-compliance constraints. The order of rules is documented in docs/policy.md.
+quote in force for each variant, the router's score (for ``model: auto``), the tenant's
+router calibration when it has one, and the compliance constraints. The order of rules is
+documented in docs/policy.md; what a calibration changes in docs/routing.md.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from policy.types import (
     VARIANT_OF_MODEL,
     VARIANT_ORDER,
     VARIANT_RANK,
+    CalibrationUse,
     CascadePlan,
     Decision,
     DecisionRequest,
@@ -34,6 +36,7 @@ from policy.types import (
     OverAsk,
     Placement,
     PriceQuoteLike,
+    RouterCalibrationLike,
     Variant,
 )
 
@@ -133,7 +136,11 @@ def decide(
     prices: Mapping[str, PriceQuoteLike],
     router_score: float | None = None,
     compliance: ComplianceLike | None = None,
+    calibration: RouterCalibrationLike | None = None,
 ) -> Decision:
+    """``calibration`` (model ``auto`` with a score only): the tiers read the tenant's own
+    percentile of the score, and a cascade whose expected cost (first attempt + p(escalate)
+    x escalation, worst cases as reserved) exceeds the escalation alone goes direct."""
     rules = policy.rules_for(request.use_case)
     if rules is None:
         raise PolicyForbidden(
@@ -151,6 +158,8 @@ def decide(
     # 1. What the request asks for (variant; mode from thinking/effort, else defaults).
     model = request.model
     asked_mode = requested_mode(request.thinking, request.reasoning_effort, rules.thinking_mode)
+    tier_score: float | None = None  # the score the tiers read (the tenant's percentile if calibrated)
+    p_escalate: float | None = None  # set when a calibration applies
     if model == AUTO_MODEL:
         if not rules.router_enabled:
             raise PolicyForbidden("model 'auto' is disabled by the policy", rule="router.enabled")
@@ -159,13 +168,20 @@ def decide(
             variant, tier_mode = rules.default_variant, rules.default_mode
             reasons.append(f"auto: no router score, defaults {variant}/{tier_mode}")
         else:
+            tier_score = router_score
+            if calibration is not None:
+                tier_score = calibration.tenant_percentile(router_score)
+                p_escalate = calibration.escalation_probability(router_score)
             tier = rules.tiers[-1]
             for candidate in rules.tiers:
-                if candidate.below is None or router_score < candidate.below:
+                if candidate.below is None or tier_score < candidate.below:
                     tier = candidate
                     break
             variant, tier_mode = tier.variant, tier.mode
-            reasons.append(f"auto: score {router_score:.3f} -> {variant}/{tier_mode} ({rules.tiers_rule})")
+            read = f"score {router_score:.3f}"
+            if calibration is not None:
+                read += f", tenant percentile {tier_score:.3f} (router calibration v{calibration.version})"
+            reasons.append(f"auto: {read} -> {variant}/{tier_mode} ({rules.tiers_rule})")
         explicit_variant = False
         if asked_mode is None:
             mode, explicit_mode = tier_mode, False
@@ -261,9 +277,13 @@ def decide(
             f"${first[2]} -> {variant}/{mode} ${cost}"
         )
 
-    # 5. Cascade: Flash first, escalate on low confidence if the escalation fits.
+    # 5. Cascade: Flash first, escalate on low confidence if the escalation fits; with a
+    # calibration that expects the escalation often enough, the escalation model directly.
     plan = None
     total = cost
+    version = None if calibration is None else calibration.version
+    break_even: float | None = None
+    direct = False
     rule_c = rules.cascade
     if rule_c is not None and model in rule_c.models and VARIANT_RANK[variant] < VARIANT_RANK[rule_c.variant]:
         esc_variant = rule_c.variant
@@ -282,7 +302,20 @@ def decide(
             esc_cost = worst_case_cost(esc_quote, request.prompt_tokens, esc_out)
             if ceiling is not None and cost + esc_cost > ceiling:
                 why = f"both attempts (${cost + esc_cost}) would exceed {rules.ceiling_rule}"
-            else:
+            elif p_escalate is not None and esc_cost > 0:
+                # cascade: cost + p x esc_cost; direct: esc_cost; direct pays when p > 1 - cost/esc_cost
+                break_even = float(1 - cost / esc_cost)
+                direct = p_escalate > break_even
+            if why is None and direct:
+                reasons.append(
+                    f"router calibration v{version}: p(escalate) {p_escalate:.3f} at score "
+                    f"{router_score:.3f} > break-even {break_even:.3f} ({variant} ${cost} + p x "
+                    f"{esc_variant} ${esc_cost} > {esc_variant} alone): {esc_variant}/{esc_mode} "
+                    "directly, no cascade"
+                )
+                variant, mode, quote, out, cost = esc_variant, esc_mode, esc_quote, esc_out, esc_cost
+                total = cost
+            elif why is None:
                 plan = CascadePlan(
                     threshold=rule_c.threshold,
                     method=rule_c.method,
@@ -316,6 +349,9 @@ def decide(
         cascade=plan,
         router_score=router_score,
         reasons=tuple(reasons),
+        router_calibration=None
+        if p_escalate is None or tier_score is None
+        else CalibrationUse(version, tier_score, p_escalate, break_even, direct),
     )
 
 

@@ -47,6 +47,35 @@ class PriceQuoteLike(Protocol):
     def output(self) -> Decimal: ...
 
 
+class RouterCalibrationLike(Protocol):
+    """What decide() needs of a tenant's router calibration (policy.router.calibration fits)."""
+
+    @property
+    def version(self) -> int | None: ...
+    def tenant_percentile(self, score: float) -> float: ...
+    def escalation_probability(self, score: float) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationUse:
+    """How a tenant's router calibration shaped an ``auto`` decision (for the audit record)."""
+
+    version: int | None
+    tenant_percentile: float  # the score the tiers were read with
+    escalation_probability: float
+    break_even: float | None  # the probability above which direct beats the cascade; None: no cascade
+    direct: bool  # the cascade was replaced by the escalation model
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "tenant_percentile": round(self.tenant_percentile, 6),
+            "escalation_probability": round(self.escalation_probability, 6),
+            "break_even": None if self.break_even is None else round(self.break_even, 6),
+            "direct": self.direct,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionRequest:
     """The parts of a chat request that the decision reads, as the client sent them.
@@ -110,8 +139,9 @@ class Decision:
     price_version: str
     placement: Placement
     cascade: CascadePlan | None
-    router_score: float | None
+    router_score: float | None  # the shipped router's score (calibrations are fitted on it)
     reasons: tuple[str, ...] = field(default=())
+    router_calibration: CalibrationUse | None = None
 
     @property
     def thinking_enabled(self) -> bool:
@@ -150,5 +180,8 @@ class Decision:
             "placement": self.placement.as_dict(),
             "cascade": cascade,
             "router_score": self.router_score,
+            "router_calibration": None
+            if self.router_calibration is None
+            else self.router_calibration.as_dict(),
             "reasons": list(self.reasons),
         }

@@ -43,7 +43,7 @@ class StoredCalibration:
     active: bool
 
     def calibration(self) -> Calibration:
-        return Calibration.from_document(self.document)
+        return Calibration.from_document(self.document, self.version)
 
     def as_dict(self) -> dict[str, Any]:
         return {

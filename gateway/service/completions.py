@@ -40,6 +40,7 @@ from gateway.service.placement import (
     weights_of,
 )
 from gateway.service.recording import AttemptRecord, audit_attempt, record_billing_events
+from gateway.service.routing import Routing
 from gateway.service.tenant_policies import PolicyCache
 from gateway.telemetry import Telemetry
 from inference.types import (
@@ -54,7 +55,7 @@ from inference.types import (
 from policy.cascade import Escalation, should_escalate
 from policy.decide import decide
 from policy.router import Router
-from policy.types import AUTO_MODEL, Decision, DecisionRequest, Mode, Variant
+from policy.types import Decision, DecisionRequest, Mode, Variant
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class CompletionService:
         self._compliance = compliance
         self._metering = metering
         self._reasoning_budgets = reasoning_budgets or DEFAULT_REASONING_BUDGETS
-        self._router = router
+        self._routing = Routing(router, sessions, telemetry=self._telemetry)  # score + tenant calibration
         self._think_overhead = len(model.encode(EngineConfig().think_open))
 
     @property
@@ -155,8 +156,15 @@ class CompletionService:
             tc = await self._compliance.get(principal.tenant_id)
             tc.check(request.model, use_case)  # ComplianceError (403, rule named) before anything is reserved
             compliance = tc.decision_input()
-            score = self._route(request) if request.model == AUTO_MODEL else None
-            decision = decide(policy, decision_request, quotes, router_score=score, compliance=compliance)
+            routed = await self._routing.route(principal.tenant_id, request)
+            decision = decide(
+                policy,
+                decision_request,
+                quotes,
+                router_score=routed.score,
+                compliance=compliance,
+                calibration=routed.calibration,
+            )
             if decision.max_output_tokens > room:
                 # The policy's default output allowance does not fit the context: decide again
                 # with what fits, so that cost ceilings and reservations see the real worst case.
@@ -164,8 +172,9 @@ class CompletionService:
                     policy,
                     replace(decision_request, max_tokens=room),
                     quotes,
-                    router_score=score,
+                    router_score=routed.score,
                     compliance=compliance,
+                    calibration=routed.calibration,
                 )
         self._telemetry.annotate_request(
             model=request.model,
@@ -216,14 +225,6 @@ class CompletionService:
             await self._metering.correct_tokens(principal.rate_limits, -prepared.estimated_tokens)
             raise
         return prepared
-
-    def _route(self, request: ChatCompletionRequest) -> float | None:
-        """The router's difficulty score of the last user message (model `auto`)."""
-        if self._router is None:
-            return None
-        text = next((m.text() for m in reversed(request.messages) if m.role == "user"), "")
-        with self._telemetry.span("policy.route"):
-            return self._router.score(text)
 
     def _context_room(self, prompt_tokens: int, asked: int | None) -> int:
         context = self._model.context_length

@@ -167,24 +167,36 @@ def fit_calibration(
 
 @dataclass(frozen=True, slots=True)
 class Calibration:
-    """A stored calibration document, ready to apply to a router score."""
+    """A stored calibration document, ready to apply to a router score (policy.decide reads
+    it as a ``RouterCalibrationLike``; ``version`` is the stored version, for the audit)."""
 
     intercept: float
     slope: float
     direct_threshold: float | None
     score_quantiles: tuple[float, ...]
+    version: int | None = None
 
     @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> Calibration:
+    def from_document(cls, doc: dict[str, Any], version: int | None = None) -> Calibration:
+        """Raises ValueError for a document this code cannot apply."""
         if doc.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} document")
-        t = doc.get("direct_threshold")
-        return cls(
-            float(doc["intercept"]),
-            float(doc["slope"]),
-            None if t is None else float(t),
-            tuple(float(q) for q in doc["score_quantiles"]),
-        )
+        try:
+            t = doc.get("direct_threshold")
+            quantiles = tuple(float(q) for q in doc["score_quantiles"])
+            out = cls(
+                float(doc["intercept"]),
+                float(doc["slope"]),
+                None if t is None else float(t),
+                quantiles,
+                version,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{FORMAT} document: {exc!r}") from None
+        finite = all(map(math.isfinite, (out.intercept, out.slope, *quantiles)))
+        if len(quantiles) < 2 or not finite or list(quantiles) != sorted(quantiles):
+            raise ValueError(f"{FORMAT} document: non-finite values or unsorted score_quantiles")
+        return out
 
     def escalation_probability(self, score: float) -> float:
         return _sigmoid(self.intercept + self.slope * score)

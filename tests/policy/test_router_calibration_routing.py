@@ -1,0 +1,83 @@
+"""The request path's view of a tenant's calibration (gateway/service/routing.py): read from
+the database, cached per process for a few seconds, a fit or rollback seen within the TTL."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from billing.db import transaction
+from gateway.api.schemas import decode_chat_request
+from gateway.router_calibration import service
+from gateway.router_calibration.models import RouterCalibrationVersion
+from gateway.service.routing import NOT_ROUTED, Routing
+from policy.router import default_router
+from policy.router.calibration import Observation
+from tests.policy.test_router_calibration import _draw, _requests, _tenant
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def chat(model: str, text: str):
+    body = {
+        "model": model,
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}],
+    }
+    return decode_chat_request(json.dumps(body).encode())
+
+
+async def test_fit_and_rollback_take_effect_within_the_ttl(sessions, unique):
+    tid = await _tenant(sessions, unique)
+    clock = Clock()
+    routing = Routing(default_router(), sessions, ttl_s=2.0, clock=clock)
+    assert await routing.calibration(tid) is None  # none fitted: routed as before
+    await _requests(sessions, tid, [Observation(k / 200, k > 60) for k in range(200)], "a")
+    async with transaction(sessions) as s:
+        await service.fit_tenant(s, tid, actor="test")
+    assert await routing.calibration(tid) is None  # the cached "none" holds for the TTL
+    clock.now += 2.0
+    v1 = await routing.calibration(tid)
+    assert v1 is not None and v1.version == 1 and v1.direct_threshold is not None
+
+    await _requests(sessions, tid, _draw(200, -1.0, 0.0, seed=3), "b")
+    async with transaction(sessions) as s:
+        await service.fit_tenant(s, tid, actor="test")
+    clock.now += 2.5
+    v2 = await routing.calibration(tid)
+    assert v2 is not None and v2.version == 2
+    async with transaction(sessions) as s:
+        await service.rollback(s, tid, actor="test")
+    clock.now += 1.0
+    assert (await routing.calibration(tid)).version == 2  # type: ignore[union-attr]
+    clock.now += 1.0
+    assert (await routing.calibration(tid)).version == 1  # type: ignore[union-attr]
+
+    routed = await routing.route(tid, chat("auto", "What is the capital of France?"))
+    assert routed.calibration == v1 and routed.score is not None and 0.0 <= routed.score <= 1.0
+    assert routed.score == default_router().score("What is the capital of France?")  # last user message
+    assert await routing.route(tid, chat("deepseek-v4-flash", "hi")) is NOT_ROUTED
+
+
+async def test_an_unreadable_document_routes_as_uncalibrated(sessions, unique):
+    tid = await _tenant(sessions, unique)
+    await _requests(sessions, tid, [Observation(k / 100, k > 50) for k in range(100)], "c")
+    async with transaction(sessions) as s:
+        stored = await service.fit_tenant(s, tid, actor="test")
+        row = await s.scalar(
+            select(RouterCalibrationVersion).where(
+                RouterCalibrationVersion.tenant_id == tid, RouterCalibrationVersion.version == stored.version
+            )
+        )
+        assert row is not None
+        row.document = {**row.document, "format": "gateway-router-calibration/99"}
+    routing = Routing(default_router(), sessions)
+    assert await routing.calibration(tid) is None
+    routing.invalidate(tid)
+    assert await Routing(None, sessions).route(tid, chat("auto", "hi")) is NOT_ROUTED
