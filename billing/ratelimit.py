@@ -14,6 +14,7 @@ corrected afterwards with `adjust_tokens(actual - estimate)`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +23,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from billing.redis_client import make_redis
+from billing.redis_client import REDIS_OUTAGE, RedisUnavailableError, make_redis
+
+log = logging.getLogger(__name__)
 
 WINDOW_MS = 60_000.0
 
@@ -181,9 +184,15 @@ return 1
 
 
 class RedisRateLimiter:
-    def __init__(self, redis: Redis, *, prefix: str = "gw:") -> None:
+    """fail_open: while Redis does not answer, admit every request (without limit headers);
+    otherwise refuse it with RedisUnavailableError. Either way the limits resume by
+    themselves when Redis answers (a Redis that lost its data starts every bucket full)."""
+
+    def __init__(self, redis: Redis, *, prefix: str = "gw:", fail_open: bool = False) -> None:
         self._r = redis
         self._p = prefix
+        self.fail_open = fail_open
+        self._down = False
         self._check = redis.register_script(_CHECK)
         self._adjust = redis.register_script(_ADJUST)
 
@@ -203,7 +212,16 @@ class RedisRateLimiter:
         args: list[Any] = []
         for _, _, limit, q in items:
             args += [limit, q]
-        raw = await self._check(keys=keys, args=args)
+        try:
+            raw = await self._check(keys=keys, args=args)
+        except REDIS_OUTAGE as exc:
+            self._went_down(exc)
+            if self.fail_open:
+                return RateLimitResult(True, ())
+            raise RedisUnavailableError("Rate limits") from exc
+        if self._down:
+            log.warning("rate limits: Redis answers again")
+            self._down = False
         rows = []
         for item, (allowed, retry, tat_rel, new_rel) in zip(items, raw, strict=True):
             ok = int(allowed) == 1
@@ -221,7 +239,16 @@ class RedisRateLimiter:
         args: list[Any] = []
         for _, _, limit, q in items:
             args += [limit, q]
-        await self._adjust(keys=[f"{self._p}rl:{name}" for name, _, _, _ in items], args=args)
+        try:
+            await self._adjust(keys=[f"{self._p}rl:{name}" for name, _, _, _ in items], args=args)
+        except REDIS_OUTAGE as exc:  # a lost correction only shifts one minute's token count
+            self._went_down(exc)
+
+    def _went_down(self, exc: BaseException) -> None:
+        if not self._down:
+            self._down = True
+            verdict = "admit every request" if self.fail_open else "refuse requests"
+            log.warning("rate limits: Redis does not answer (%s); %s", type(exc).__name__, verdict)
 
 
 class MemoryRateLimiter:

@@ -1,13 +1,61 @@
 """The Redis client factory used by billing (budgets, rate limits).
 
 A blocking pool makes bursts wait for a free connection instead of failing with
-"Too many connections" (redis-py's default pool raises)."""
+"Too many connections" (redis-py's default pool raises). Every wait is bounded, so a request
+never hangs on a Redis that is down or stuck: connecting, each command's reply and the wait
+for a pooled connection each give up after a second or two (RedisError), and the gateway
+answers by its GATEWAY_REDIS_FAILURE setting. One retry on a fresh connection covers the
+pooled connections that a Redis restart closed.
+"""
 
 from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+CONNECT_TIMEOUT_S = 1.0
+COMMAND_TIMEOUT_S = 2.0
+POOL_WAIT_S = 2.0
+
+# What a Redis that is down, restarting, stuck or failed over to a read-only replica raises.
+REDIS_OUTAGE: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    OSError,
+    TimeoutError,
+)
 
 
-def make_redis(url: str, *, max_connections: int = 64, timeout: float = 10.0) -> Redis:
-    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout)
+def make_redis(
+    url: str,
+    *,
+    max_connections: int = 64,
+    timeout: float = POOL_WAIT_S,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+    command_timeout: float = COMMAND_TIMEOUT_S,
+) -> Redis:
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout,
+        socket_connect_timeout=connect_timeout,
+        socket_timeout=command_timeout,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[RedisConnectionError],
+    )
     return Redis(connection_pool=pool)
+
+
+class RedisUnavailableError(Exception):
+    """Budgets or rate limits could not reach Redis and the gateway fails closed: the
+    request is refused (HTTP 503 with Retry-After), nothing is reserved or billed."""
+
+    retry_after_s = 2.0
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} are unavailable (Redis does not answer); retry shortly.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import exc as sa_exc
+
 
 class GatewayError(Exception):
     """Base for errors with a client-facing meaning.
@@ -90,6 +92,29 @@ class UpstreamError(GatewayError):
 
 
 class ServiceUnavailableError(GatewayError):
+    """503; with `retry_after_s` the answer carries a Retry-After header (whole seconds)."""
+
     status = 503
     type = "server_error"
     code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, **kw: str | None):
+        super().__init__(message, **kw)
+        self.retry_after_s = retry_after_s
+
+
+# What the database driver raises while the database is down, restarting or unreachable.
+_DB_OUTAGE = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """True for a failure to reach the database (not for a bad query or bad data)."""
+    if isinstance(exc, _DB_OUTAGE):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)

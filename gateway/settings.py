@@ -17,6 +17,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "otel_exporter": ("none", "console", "otlp"),
     "metrics": ("none", "prometheus"),
     "jobs": ("auto", "inprocess", "celery"),
+    "redis_failure": ("closed", "open"),
 }
 
 
@@ -30,6 +31,14 @@ class Settings:
     data_dir: Path = Path("./var")
     database_url: str = ""  # default: SQLite file in data_dir
     redis_url: str = ""  # empty: single-node, in-process limits and reservations
+    # When Redis does not answer (docs/reliability.md): "closed" refuses requests with a 503
+    # and Retry-After, nothing billed; "open" serves them without rate limits or budget
+    # reservations, still recording their usage, and settles them once Redis is back.
+    redis_failure: str = "closed"
+    # While the database does not answer, keys that authenticated and the tenant configuration
+    # (policies, profiles, budgets, prices) read before are used up to this long after they
+    # were last read (s); usage and audit events spool. 0: refuse with a 503 instead.
+    stale_if_error_s: int = 60
     host: str = "127.0.0.1"
     port: int = 8000
     # Secret that keys the API-key hashes (HMAC-SHA256). Empty: a random one is created
@@ -93,6 +102,8 @@ class Settings:
                 raise ConfigurationError(
                     f"GATEWAY_{name.upper()} must be one of {', '.join(allowed)}, got {value!r}"
                 )
+        if self.stale_if_error_s < 0:
+            raise ConfigurationError("GATEWAY_STALE_IF_ERROR_S must be >= 0")
         if self.otel_metric_interval_s < 1:
             raise ConfigurationError("GATEWAY_OTEL_METRIC_INTERVAL_S must be >= 1")
 

@@ -11,6 +11,7 @@ from billing.budgets.types import (
     BudgetPeriod,
     BudgetScope,
     BudgetStatus,
+    CounterNotSeededError,
     Reservation,
     SettleResult,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "BudgetScope",
     "BudgetStatus",
     "BudgetStore",
+    "CounterNotSeededError",
     "MemoryBudgets",
     "RedisBudgets",
     "Reservation",

@@ -49,21 +49,40 @@ local function unreserve(ck, amount)
 end
 """
 
+# A counter is "seeded" once its period's spend was taken from the ledger (SEED). With
+# require_seed, RESERVE and SETTLE refuse an unseeded counter ({'seed', i}) before changing
+# anything, so a Redis that lost its data (a restart without persistence) is re-seeded from
+# the ledger before it counts again, instead of counting from zero.
+_UNSEEDED = """
+local function unseeded(first)
+  for i = first, #KEYS do
+    if redis.call('HEXISTS', KEYS[i], 'seeded') == 0 then return i - first + 1 end
+  end
+  return nil
+end
+"""
+
 # KEYS: reservation hash, leases zset, settled marker, counter 1..n
-# ARGV: reservation id, amount, lease_ms, tenant id, then per counter: limit, mode, ttl
+# ARGV: reservation id, amount, lease_ms, tenant id, require_seed ('1'/'0'),
+#       then per counter: limit, mode, ttl
 RESERVE = (
     _BIGINT
+    + _UNSEEDED
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'dup', redis.call('HGET', KEYS[1], 'expires')}
 end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'used'} end
+if ARGV[5] == '1' then
+  local i = unseeded(4)
+  if i then return {'seed', tostring(i)} end
+end
 local amount = ARGV[2]
 local n = #KEYS - 3
 for i = 1, n do
   local ck = KEYS[3 + i]
-  local limit = ARGV[4 + 3 * (i - 1) + 1]
-  local mode = ARGV[4 + 3 * (i - 1) + 2]
+  local limit = ARGV[5 + 3 * (i - 1) + 1]
+  local mode = ARGV[5 + 3 * (i - 1) + 2]
   if mode == 'hard' then
     local spent = redis.call('HGET', ck, 'spent') or '0'
     local reserved = redis.call('HGET', ck, 'reserved') or '0'
@@ -75,9 +94,9 @@ end
 local names = {}
 for i = 1, n do
   local ck = KEYS[3 + i]
-  local ttl = tonumber(ARGV[4 + 3 * (i - 1) + 3])
+  local ttl = tonumber(ARGV[5 + 3 * (i - 1) + 3])
   redis.call('HINCRBY', ck, 'reserved', amount)
-  redis.call('HSET', ck, 'limit', ARGV[4 + 3 * (i - 1) + 1])
+  redis.call('HSET', ck, 'limit', ARGV[5 + 3 * (i - 1) + 1])
   if ttl > 0 then redis.call('EXPIRE', ck, ttl) end
   names[#names + 1] = ck
 end
@@ -90,11 +109,16 @@ return {'ok', tostring(expires)}
 )
 
 # KEYS: reservation hash, leases zset, settled marker, counter 1..n
-# ARGV: reservation id, actual amount, marker ttl seconds
+# ARGV: reservation id, actual amount, marker ttl seconds, require_seed ('1'/'0')
 SETTLE = (
     _BIGINT
+    + _UNSEEDED
     + """
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'already'} end
+if ARGV[4] == '1' then
+  local i = unseeded(4)
+  if i then return {'seed', tostring(i)} end
+end
 local amount = redis.call('HGET', KEYS[1], 'amount')
 local out = {'ok'}
 for i = 4, #KEYS do
@@ -159,3 +183,17 @@ end
 return n
 """
 )
+
+# KEYS: counter ; ARGV: spent, ttl seconds (0: none)
+# Sets a period's spend from the ledger unless the counter already has one. A counter that
+# has a spend but no mark (written before seeding existed) keeps its spend and is marked.
+SEED = """
+if redis.call('HEXISTS', KEYS[1], 'seeded') == 1 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'spent') == 1 then
+  redis.call('HSET', KEYS[1], 'seeded', '1')
+  return 0
+end
+redis.call('HSET', KEYS[1], 'spent', ARGV[1], 'seeded', '1')
+if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
+return 1
+"""

@@ -14,6 +14,7 @@ from billing.budgets.types import (
     BudgetAlert,
     BudgetMode,
     BudgetStatus,
+    CounterNotSeededError,
     CounterRef,
     Reservation,
     SettleResult,
@@ -28,14 +29,21 @@ SETTLED_MARKER_TTL = 86400
 
 
 class RedisBudgets:
-    def __init__(self, redis: Redis, *, prefix: str = "gw:") -> None:
+    """require_seed: reserve and settle raise CounterNotSeededError for a counter that was
+    never seeded from the ledger (`seed_spent`), so that a Redis that lost its data does not
+    count a period's spend from zero. The gateway sets it; without it a missing counter
+    starts at zero (and `seed_spent` fills it if nothing was settled on it yet)."""
+
+    def __init__(self, redis: Redis, *, prefix: str = "gw:", require_seed: bool = False) -> None:
         self._r = redis
         self._p = prefix
+        self._require_seed = "1" if require_seed else "0"
         self._reserve = redis.register_script(lua.RESERVE)
         self._settle = redis.register_script(lua.SETTLE)
         self._release = redis.register_script(lua.RELEASE)
         self._extend = redis.register_script(lua.EXTEND)
         self._reap = redis.register_script(lua.REAP)
+        self._seed = redis.register_script(lua.SEED)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisBudgets:
@@ -74,7 +82,13 @@ class RedisBudgets:
         at = at or utcnow()
         tenant = budgets[0].tenant_id if budgets else ""
         refs = tuple(CounterRef(b.counter_name(at), b) for b in budgets)
-        args: list[Any] = [reservation_id, str(amount_units), int(lease_seconds * 1000), tenant]
+        args: list[Any] = [
+            reservation_id,
+            str(amount_units),
+            int(lease_seconds * 1000),
+            tenant,
+            self._require_seed,
+        ]
         for ref in refs:
             args += [str(ref.budget.limit_units), str(ref.budget.mode), period_ttl_seconds(ref.budget.period)]
         keys = [
@@ -87,6 +101,8 @@ class RedisBudgets:
         tag = _s(result[0])
         if tag == "used":
             raise DuplicateReservationError(f"reservation {reservation_id} was already settled")
+        if tag == "seed":
+            raise CounterNotSeededError(refs[int(_s(result[1])) - 1].budget)
         if tag == "deny":
             ref = refs[int(_s(result[1])) - 1]
             raise BudgetExceededError(
@@ -111,9 +127,12 @@ class RedisBudgets:
             self._done(reservation.id),
             *(self._ck(r.name) for r in reservation.counters),
         ]
-        result = await self._settle(keys=keys, args=[reservation.id, str(actual_units), SETTLED_MARKER_TTL])
+        args: list[Any] = [reservation.id, str(actual_units), SETTLED_MARKER_TTL, self._require_seed]
+        result = await self._settle(keys=keys, args=args)
         if _s(result[0]) == "already":
             return SettleResult(0, already_settled=True)
+        if _s(result[0]) == "seed":
+            raise CounterNotSeededError(reservation.counters[int(_s(result[1])) - 1].budget)
         alerts: list[BudgetAlert] = []
         for i, ref in enumerate(reservation.counters):
             before, after = int(_s(result[1 + 2 * i])), int(_s(result[2 + 2 * i]))
@@ -146,13 +165,11 @@ class RedisBudgets:
 
     async def seed_spent(self, budget: Budget, spent_units: int, at: dt.datetime | None = None) -> bool:
         """Initialise a period's spent from the ledger if Redis has no counter (e.g. after a
-        Redis restart without persistence). Returns True if it was set."""
+        Redis restart without persistence) and mark the counter seeded. Returns True if it
+        was set."""
         key = self._ck(budget.counter_name(at or utcnow()))
-        ok = bool(await self._r.hsetnx(key, "spent", str(spent_units)))
         ttl = period_ttl_seconds(budget.period)
-        if ok and ttl:
-            await self._r.expire(key, ttl)
-        return ok
+        return bool(await self._seed(keys=[key], args=[str(spent_units), ttl]))
 
     async def in_flight(self) -> int:
         return int(await self._r.zcard(self._leases))

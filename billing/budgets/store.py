@@ -154,3 +154,15 @@ async def spent_in_period(session: AsyncSession, budget: Budget, at: dt.datetime
     if start is not None:
         q = q.where(UsageRecord.started_at >= start)
     return int(await session.scalar(q) or 0)
+
+
+async def recorded_attempts(session: AsyncSession, request_ids: Sequence[str]) -> set[tuple[str, int]]:
+    """The (request_id, attempt) pairs of these requests that are in usage_records."""
+    if not request_ids:
+        return set()
+    rows = await session.execute(
+        select(UsageRecord.request_id, UsageRecord.attempt).where(
+            UsageRecord.request_id.in_(list(request_ids))
+        )
+    )
+    return {(r[0], int(r[1])) for r in rows}

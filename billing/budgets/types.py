@@ -97,6 +97,15 @@ class Reservation:
     lease_expires_at: float  # epoch seconds (Redis server clock for the Redis backend)
 
 
+class CounterNotSeededError(Exception):
+    """A backend that requires seeding met a counter whose period's spend was never taken
+    from the ledger (e.g. Redis restarted without persistence): seed it, then retry."""
+
+    def __init__(self, budget: Budget) -> None:
+        super().__init__(f"budget counter of {budget.scope} {budget.scope_id} is not seeded")
+        self.budget = budget
+
+
 @dataclass(frozen=True, slots=True)
 class BudgetAlert:
     scope: str

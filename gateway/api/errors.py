@@ -10,6 +10,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException
 
 from billing.errors import BudgetExceededError, CatalogError
+from billing.redis_client import RedisUnavailableError
 from gateway.errors import (
     GatewayError,
     InvalidRequestError,
@@ -17,6 +18,7 @@ from gateway.errors import (
     PermissionDeniedError,
     RateLimitedError,
     ServiceUnavailableError,
+    is_database_outage,
 )
 from inference.errors import InferenceError, PromptTooLongError
 from inference.errors import InvalidRequestError as EngineInvalidRequestError
@@ -43,6 +45,10 @@ def as_gateway_error(exc: Exception) -> GatewayError:
         return exc
     if isinstance(exc, PolicyError):
         return _policy_error(exc)
+    if isinstance(exc, RedisUnavailableError):
+        return ServiceUnavailableError(str(exc), retry_after_s=exc.retry_after_s)
+    if is_database_outage(exc):
+        return ServiceUnavailableError("The database is unavailable; retry shortly.", retry_after_s=2)
     if isinstance(exc, BudgetExceededError):
         return RateLimitedError(str(exc), code="budget_exceeded", type_="insufficient_quota")
     if isinstance(exc, CatalogError):
@@ -81,6 +87,8 @@ def gateway_error_response(exc: GatewayError) -> Response[dict[str, Any]]:
         headers.update(exc.headers)
         if exc.retry_after_s is not None:
             headers["retry-after"] = str(max(1, math.ceil(exc.retry_after_s)))
+    if isinstance(exc, ServiceUnavailableError) and exc.retry_after_s is not None:
+        headers["retry-after"] = str(max(1, math.ceil(exc.retry_after_s)))
     return Response(
         error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status, headers=headers
     )
@@ -101,6 +109,9 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
             error_body(str(exc.detail), type_, None, code), status_code=status, headers=exc.headers or None
         )
     error = as_gateway_error(exc)
-    if error.status >= 500:
+    if isinstance(exc, RedisUnavailableError) or is_database_outage(exc):
+        # Refused while a backing service is down: its own component logs the outage once.
+        log.debug("request refused: %s", type(exc).__name__)
+    elif error.status >= 500:
         log.error("request failed: %s", type(exc).__name__, exc_info=exc)
     return gateway_error_response(error)

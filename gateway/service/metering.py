@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from billing.budgets.store import BudgetStore, spent_in_period
+from billing.budgets.guard import BudgetGuard
+from billing.budgets.store import BudgetStore
 from billing.budgets.types import Budget, BudgetAlert, BudgetBackend, BudgetStatus, Reservation
 from billing.catalog.model import PriceCatalog, PriceQuote
 from billing.catalog.store import CatalogStore
@@ -40,6 +41,7 @@ class Metering:
         budgets: BudgetBackend,
         writer: UsageWriter,
         limiter: RateLimiter,
+        redis_fail_open: bool = False,
         config_ttl_s: float = 2.0,
         catalog_ttl_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -55,13 +57,15 @@ class Metering:
         self._catalog: PriceCatalog | None = None
         self._catalog_loaded = 0.0
         self._budgets: TtlCache[tuple[str, str | None], list[Budget]] = TtlCache(config_ttl_s, clock)
-        self._seeded: set[str] = set()
+        # Reservations, settles and seeding from the ledger, exact through Redis outages.
+        self.guard = BudgetGuard(budgets, sessions, writer.flush, fail_open=redis_fail_open)
 
     async def start(self) -> None:
         await self.reload_catalog()
         await self.writer.start()
 
     async def stop(self) -> None:
+        await self.guard.stop()
         await self.writer.stop()
 
     async def reload_catalog(self) -> PriceCatalog:
@@ -91,8 +95,7 @@ class Metering:
         """Spent and reserved in the budget's period containing `at`, from the live counters.
         A counter this process has not used yet is first seeded from the ledger, exactly as
         the next reservation would seed it, so the figures survive a restart."""
-        await self._seed_from_ledger([budget], at)
-        return await self.budgets.status(budget, at)
+        return await self.guard.status(budget, at)
 
     def forget_budgets(self, tenant_id: str) -> None:
         self._budgets.forget(lambda key: key[0] == tenant_id)
@@ -105,32 +108,20 @@ class Metering:
         budgets = await self.budgets_for(tenant_id, key_id)
         if not budgets:
             return None
-        await self._seed_from_ledger(budgets, at)
-        return await self.budgets.reserve(reservation_id, budgets, amount_units, at=at)
-
-    async def _seed_from_ledger(self, budgets: list[Budget], at: dt.datetime) -> None:
-        # A counter this process has not seen in this period starts from the ledger, so a
-        # restart (or a Redis that lost its data) never forgets what was spent.
-        for budget in budgets:
-            name = budget.counter_name(at)
-            if name in self._seeded:
-                continue
-            async with self._sessions() as session:
-                spent = await spent_in_period(session, budget, at)
-            await self.budgets.seed_spent(budget, spent, at)
-            self._seeded.add(name)
+        return await self.guard.reserve(reservation_id, budgets, amount_units, at)
 
     async def settle(self, reservation: Reservation | None, actual_units: int) -> tuple[BudgetAlert, ...]:
         if reservation is None:
             return ()
-        result = await self.budgets.settle(reservation, actual_units)
+        result = await self.guard.settle(reservation, actual_units)
         return result.alerts
 
     async def release(self, reservation: Reservation | None) -> None:
         if reservation is not None:
-            await self.budgets.release(reservation)
+            await self.guard.release(reservation)
 
     async def record(self, entry: UsageEntry) -> None:
+        self.guard.recorded(entry)
         await self.writer.submit(entry)
 
     async def admit(self, limits: tuple[RateLimit, ...], estimated_tokens: int) -> RateLimitResult | None:

@@ -25,11 +25,13 @@ async def start_metering(
     """Metering with Redis-backed budgets when GATEWAY_REDIS_URL is set, else in-process."""
     budgets: BudgetBackend
     limiter: RateLimiter
+    fail_open = settings.redis_failure == "open"
     if settings.redis_url:
-        redis_budgets = RedisBudgets.from_url(settings.redis_url)
+        # require_seed: a Redis that lost its data is re-seeded from the ledger before it counts.
+        redis_budgets = RedisBudgets.from_url(settings.redis_url, require_seed=True)
         stack.push_async_callback(redis_budgets.close)
         budgets = redis_budgets
-        redis_limiter = RedisRateLimiter.from_url(settings.redis_url)
+        redis_limiter = RedisRateLimiter.from_url(settings.redis_url, fail_open=fail_open)
         stack.push_async_callback(redis_limiter.close)
         limiter = redis_limiter
     else:
@@ -42,6 +44,7 @@ async def start_metering(
         budgets=budgets,
         writer=UsageWriter(sessions, UsageSpool(settings.data_dir / "spool")),
         limiter=limiter,
+        redis_fail_open=fail_open,
     )
     await metering.start()
     stack.push_async_callback(metering.stop)
