@@ -14,10 +14,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
-
 from inference.dispatch import dialects
 from inference.dispatch.backend import Health
+from inference.dispatch.http_client import HttpError, Response
 from inference.dispatch.types import UPSTREAM_DIALECTS, DispatchRequest
 from inference.dispatch.worker_client import RETRYABLE_STATUS, raise_ended, replica_client
 from inference.errors import ReplicaError, StreamInterruptedError
@@ -38,7 +37,6 @@ class UpstreamBackend:
         api_key: str | None = None,
         capacity: int = 64,
         first_token_timeout_s: float = 120.0,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if dialect not in UPSTREAM_DIALECTS:
             raise ValueError(f"unknown upstream dialect {dialect!r}")
@@ -51,7 +49,6 @@ class UpstreamBackend:
             bearer=api_key,
             capacity=capacity,
             first_token_timeout_s=first_token_timeout_s,
-            transport=transport,
         )
 
     def model_for(self, request: DispatchRequest) -> str:
@@ -68,7 +65,7 @@ class UpstreamBackend:
                     raise await _rejected(self.url, response)
                 async for event in self._from_stream(request, response, state):  # always asked as a stream
                     yield event
-        except httpx.HTTPError as exc:
+        except HttpError as exc:
             if state.reason is not None and not state.finished_sent:
                 # Cut after the answer's finish_reason (before the usage chunk or [DONE]): the
                 # answer is complete; only the usage is missing, so it is estimated.
@@ -86,15 +83,15 @@ class UpstreamBackend:
             raise ReplicaError(message, retryable=True) from exc
 
     async def _from_stream(
-        self, request: DispatchRequest, response: httpx.Response, state: _Delivered
+        self, request: DispatchRequest, response: Response, state: _Delivered
     ) -> AsyncIterator[TokenDelta | Finished]:
         async for line in response.aiter_lines():
             if not line.startswith("data:"):
                 continue  # comments, event names, keep-alives
             payload = line[5:].strip()
             if payload == "[DONE]":
-                # Read on to the end of the body: httpx returns a connection to the pool only
-                # when its response was read whole (stopping here opened one per request).
+                # Read on to the end of the body: a connection goes back to the pool only when
+                # its response was read whole (stopping here opened one per request).
                 continue
             chunk = json.loads(payload)
             if "error" in chunk:
@@ -115,8 +112,8 @@ class UpstreamBackend:
 
     async def health(self) -> Health:
         try:
-            response = await self._client.get("/models", timeout=2.0)
-        except httpx.HTTPError as exc:
+            response = await self._client.get("/models", timeout_s=2.0)
+        except HttpError as exc:
             return Health(ok=False, detail=type(exc).__name__)
         return Health(ok=response.status_code == 200, detail=f"HTTP {response.status_code}")
 
@@ -167,7 +164,7 @@ class _Delivered:
         return Finished(reason, estimate, usage_source="estimated")
 
 
-async def _rejected(url: str, response: httpx.Response) -> ReplicaError:
+async def _rejected(url: str, response: Response) -> ReplicaError:
     raw = (await response.aread())[:2000]
     try:
         detail = _error_message(json.loads(raw))

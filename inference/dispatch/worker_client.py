@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
-
 from inference.dispatch import wire
 from inference.dispatch.backend import Health
+from inference.dispatch.http_client import HttpError, ReplicaHttpClient, Timeouts
 from inference.dispatch.types import DispatchRequest
 from inference.errors import ReplicaError, StreamInterruptedError
 from inference.types import Finished, TokenDelta
@@ -18,29 +17,20 @@ from inference.types import Finished, TokenDelta
 RETRYABLE_STATUS = frozenset({401, 403, 408, 429, 500, 502, 503, 504})
 
 
-def worker_timeout(first_token_s: float) -> httpx.Timeout:
-    return httpx.Timeout(connect=2.0, read=first_token_s, write=10.0, pool=2.0)
+def worker_timeout(first_token_s: float) -> Timeouts:
+    return Timeouts(connect=2.0, read=first_token_s, write=10.0, pool=2.0)
 
 
 def replica_client(
-    url: str,
-    *,
-    bearer: str | None,
-    capacity: int,
-    first_token_timeout_s: float,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> httpx.AsyncClient:
+    url: str, *, bearer: str | None, capacity: int, first_token_timeout_s: float
+) -> ReplicaHttpClient:
     """The connection pool to one replica: keep-alive connections for its whole capacity
     (the dispatcher never sends it more), the secret only in the Authorization header."""
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", "accept-encoding": "identity"}
     if bearer:
         headers["authorization"] = f"Bearer {bearer}"
-    return httpx.AsyncClient(
-        base_url=url,
-        headers=headers,
-        timeout=worker_timeout(first_token_timeout_s),
-        limits=httpx.Limits(max_connections=capacity + 8, max_keepalive_connections=capacity + 8),
-        transport=transport,
+    return ReplicaHttpClient(
+        url, headers=headers, timeouts=worker_timeout(first_token_timeout_s), max_connections=capacity + 8
     )
 
 
@@ -54,15 +44,10 @@ class WorkerBackend:
         token: str | None,
         capacity: int = 64,
         first_token_timeout_s: float = 120.0,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._client = replica_client(
-            self.url,
-            bearer=token,
-            capacity=capacity,
-            first_token_timeout_s=first_token_timeout_s,
-            transport=transport,
+            self.url, bearer=token, capacity=capacity, first_token_timeout_s=first_token_timeout_s
         )
 
     async def generate(self, request: DispatchRequest) -> AsyncIterator[TokenDelta | Finished]:
@@ -91,7 +76,7 @@ class WorkerBackend:
                     if isinstance(event, Finished):
                         return
             raise_ended(self.url, started)
-        except httpx.HTTPError as exc:
+        except HttpError as exc:
             message = f"worker {self.url}: {type(exc).__name__}: {exc}"
             if started:
                 raise StreamInterruptedError(message) from exc
@@ -99,8 +84,8 @@ class WorkerBackend:
 
     async def health(self) -> Health:
         try:
-            response = await self._client.get(wire.HEALTH_PATH, timeout=2.0)
-        except httpx.HTTPError as exc:
+            response = await self._client.get(wire.HEALTH_PATH, timeout_s=2.0)
+        except HttpError as exc:
             return Health(ok=False, detail=f"{type(exc).__name__}")
         if response.status_code != 200:
             return Health(ok=False, detail=f"HTTP {response.status_code}")
