@@ -83,7 +83,6 @@ class BudgetGuard:
         self._seeded: set[str] = set()
         self._seed_lock = asyncio.Lock()
         self._down_since: float | None = None
-        self._last_retry = 0.0
         self._retrying: asyncio.Task[None] | None = None
 
     # -- the request path ---------------------------------------------------------------------
@@ -94,7 +93,6 @@ class BudgetGuard:
         """Hold the worst case against every budget (BudgetExceededError for a hard budget
         that cannot cover it). Redis down: RedisUnavailableError, or with fail_open a detached
         reservation that settles the actual cost later."""
-        self._maybe_retry_owed()
         try:
             await self._first_use(budgets, at)
             reservation = await self._seeding_retry(
@@ -120,7 +118,6 @@ class BudgetGuard:
 
     async def settle(self, reservation: Reservation, actual_units: int) -> SettleResult:
         """Charge the actual cost (exactly once). Redis down: kept and retried later."""
-        self._maybe_retry_owed()
         held = self._open.get(reservation.id) or _Open(reservation, utcnow(), [])
         self._open[reservation.id] = held
         try:
@@ -223,19 +220,17 @@ class BudgetGuard:
             self._open.pop(held.reservation.id, None)
             return
         held.owed = actual
+        if self._retrying is None:
+            self._retrying = asyncio.create_task(self._retry_until_done(), name="budget-settle-retry")
 
-    def _maybe_retry_owed(self) -> None:
-        now = self._clock()
-        if self._retrying is not None or now - self._last_retry < RETRY_INTERVAL_S:
-            return
-        if not any(h.owed is not None for h in self._open.values()):
-            return
-        self._last_retry = now
-        self._retrying = asyncio.create_task(self._retry_in_background(), name="budget-settle-retry")
-
-    async def _retry_in_background(self) -> None:
+    async def _retry_until_done(self) -> None:
         try:
-            await self.retry_owed()
+            while self.owed:
+                await asyncio.sleep(RETRY_INTERVAL_S)
+                try:
+                    await self.retry_owed()
+                except Exception:  # never let the retry loop die with settles still owed
+                    log.exception("retrying deferred settles failed")
         finally:
             self._retrying = None
 
@@ -254,8 +249,11 @@ class BudgetGuard:
             self._down_since = None
 
     async def stop(self) -> None:
-        if self._retrying is not None:
-            await asyncio.gather(self._retrying, return_exceptions=True)
+        """Stop retrying (what is still owed is in the ledger; a restart seeds from it)."""
+        task, self._retrying = self._retrying, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 def _counts_toward(entry: UsageEntry, budget: Budget, at: dt.datetime) -> bool:
