@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 GATEWAY := $(BIN)/gateway
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: serve test test-fast lint format install install-test clean-venv
+.PHONY: serve test test-fast lint format install install-test clean-venv soak
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -38,6 +38,13 @@ test: install-test
 test-fast: install-test
 	$(GATEWAY) models fetch
 	$(BIN)/pytest -m "not slow"
+
+# The soak (bench/soak.py): the embedded engine under steady load for SOAK_SECONDS (default 600),
+# then RSS and KV blocks against where they started; the last line is JSON (docs/reliability.md).
+SOAK_SECONDS ?= 600
+soak: install-test
+	$(GATEWAY) models fetch
+	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python bench/soak.py
 
 lint: install-test
 	$(BIN)/ruff check .
