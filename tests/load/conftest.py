@@ -12,6 +12,7 @@ an admin key (to read the budget's counters):
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -22,7 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.server import RunningGateway, free_port, start_gateway
+from tests.e2e.server import GATEWAY, RunningGateway, free_port, start_gateway
+from tests.e2e.workers import RunningWorker
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET = {"GATEWAY_ACCESS_LOG": "false", "GATEWAY_LOG_LEVEL": "warning", "GATEWAY_CONSOLE": "false"}
@@ -94,7 +96,12 @@ def instant_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         log.close()
 
 
-def instant_env(data_dir: Path, upstream_port: int) -> dict[str, str]:
+WORKER_TOKEN = "worker-token-for-load-tests-0123456789"
+
+
+def fleet_env(data_dir: Path, upstream_port: int, worker_url: str) -> dict[str, str]:
+    """Two pools: Flash on the instant upstream (load on the gateway itself), Pro on a real
+    `gateway worker` (the engine in its own process, which a test may kill)."""
     pools = data_dir.parent / f"{data_dir.name}-pools.yaml"
     pools.write_text(
         f"""pools:
@@ -103,25 +110,85 @@ def instant_env(data_dir: Path, upstream_port: int) -> dict[str, str]:
     vendor: nvidia
     software_stack: CUDA
     region: local
-    variants: [flash, pro]
+    variants: [flash]
     backend: vllm
-    models: {{flash: instant-flash, pro: instant-pro}}
+    models: {{flash: instant-flash}}
     replicas:
       - url: http://127.0.0.1:{upstream_port}/v1
         capacity: 512
+  - name: cpu-worker
+    backend: worker
+    device_kind: cpu
+    vendor: amd
+    region: local
+    variants: [pro]
+    replicas:
+      - url: {worker_url}
+        capacity: 32
 """
     )
-    return {"GATEWAY_POOLS_FILE": str(pools), "GATEWAY_EMBEDDED_ENGINE": "false", **QUIET}
+    return {
+        "GATEWAY_POOLS_FILE": str(pools),
+        "GATEWAY_EMBEDDED_ENGINE": "false",
+        "GATEWAY_WORKER_TOKEN": WORKER_TOKEN,
+        "GATEWAY_DISPATCH_HEALTH_INTERVAL_S": "1",
+        **QUIET,
+    }
 
 
-def start_instant_gateway(data_dir: Path, upstream_port: int, tenant: str) -> LoadGateway:
-    """A gateway in front of the instant upstream, with rate limits far above the load (so
-    nothing is refused, but every request is counted against them)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = start_gateway(data_dir, instant_env(data_dir, upstream_port))
+def launch_worker(log_path: Path) -> RunningWorker:
+    """A `gateway worker` process on a free port, not waited for (its model loads meanwhile)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update({"GATEWAY_WORKER_TOKEN": WORKER_TOKEN, "PYTHONUNBUFFERED": "1", "GATEWAY_THREADS": "1"})
+    port = free_port()
+    process = subprocess.Popen(
+        [*GATEWAY, "worker", "--pool", "cpu-worker", "--port", str(port)],
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    return RunningWorker(process, f"http://127.0.0.1:{port}", log_path)
+
+
+def wait_live(worker: RunningWorker, timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if worker.process.poll() is not None:
+            raise RuntimeError(f"worker exited early:\n{worker.log_path.read_text()}")
+        try:
+            if httpx.get(f"{worker.url}/livez", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"worker did not start:\n{worker.log_path.read_text()}")
+        time.sleep(0.25)
+
+
+@dataclass
+class Fleet:
+    gateway: LoadGateway
+    worker: RunningWorker
+    upstream_port: int
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, instant_upstream: int) -> Iterator[Fleet]:
+    """The instant upstream, one worker and a gateway in front of both; the worker's model
+    loads while the gateway starts."""
+    tmp = tmp_path_factory.mktemp("fleet")
+    worker = launch_worker(tmp / "worker.log")
     try:
-        key, admin = provision(server, tenant, rpm=50_000_000, tpm=2_000_000_000)
-    except BaseException:
-        server.stop()
-        raise
-    return LoadGateway(server, tenant, key, admin)
+        data_dir = tmp / "gw"
+        data_dir.mkdir()
+        env = fleet_env(data_dir, instant_upstream, worker.url)
+        server = start_gateway(data_dir, env)
+        try:
+            wait_live(worker)
+            key, admin = provision(server, "load", rpm=50_000_000, tpm=2_000_000_000)
+            yield Fleet(LoadGateway(server, "load", key, admin), worker, instant_upstream, env)
+        finally:
+            server.stop()
+    finally:
+        worker.stop()
