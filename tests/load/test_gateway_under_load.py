@@ -65,11 +65,19 @@ def test_sustained_load_reconciles_exactly(fleet: Fleet) -> None:
     gw = fleet.gateway
     base = gw.server.base_url
     db = gw.server.data_dir / "gateway.db"
-    report = asyncio.run(run_load(base, gw.key, clients=CLIENTS, duration_s=SECONDS, max_tokens=MAX_TOKENS))
+    probes: list[bool] = []  # the instant replica's health as this gateway sees it, each second
+
+    def watch(elapsed: float) -> None:
+        if elapsed >= len(probes) + 1:
+            probes.append(_instant_healthy(base, gw.admin_key))
+
+    report = asyncio.run(
+        run_load(base, gw.key, clients=CLIENTS, duration_s=SECONDS, max_tokens=MAX_TOKENS, on_tick=watch)
+    )
     answers = report.answers
     statuses = report.statuses()
-    # No rate limit is set and the budget covers the run many times over: every request
-    # must be answered 200 (a 429 or 402 here would be a defect, a 5xx always is).
+    # The limits are far above the load and the budget covers the run many times over: every
+    # request must be answered 200 (a 429 or 402 here would be a defect, a 5xx always is).
     errors = Counter(a.error for a in answers if a.status != 200)
     assert statuses == {200: len(answers)}, (statuses, errors.most_common(3))
     assert all(a.complete and a.usage is not None and a.request_id for a in answers), [
@@ -104,13 +112,20 @@ def test_sustained_load_reconciles_exactly(fleet: Fleet) -> None:
     print(
         f"\nload: {len(answers)} answers ({streamed} streamed) in {report.duration_s:.1f} s "
         f"({len(answers) / report.duration_s:.1f}/s) by {CLIENTS} clients; ledger {len(rows)} records, "
-        f"{total} USD, exact; load average {os.getloadavg()[0]:.1f}"
+        f"{total} USD, exact; replica unhealthy in {probes.count(False)} of {len(probes)} samples; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
 
 
 LONG = 200
 STREAMS = 8
 CHUNKS_READ = 3
+
+
+def _instant_healthy(base: str, admin_key: str) -> bool:
+    pools = httpx.get(f"{base}/admin/pools", headers=bearer(admin_key), timeout=30).json()["data"]
+    (instant,) = [p for p in pools if p["name"] == "instant"]
+    return all(r["state"] and r["state"]["healthy"] for r in instant["replicas"])
 
 
 def _worker_health(worker: RunningWorker) -> dict[str, Any]:
