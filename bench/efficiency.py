@@ -8,9 +8,14 @@ the fit, which calibrates on Python standard-library docstrings). FFN FLOPs per 
 included) per fraction. Decode tokens/s at 1 and 32 streams per fraction, measured side by
 side with the dense path in one run (fractions interleaved per repeat; medians).
 
+Compressed KV (HCA, `--kv-only` for just this part): the codes' bytes per token against the
+fp16 cache (`kv_bytes_ratio`), teacher-forced top-1 agreement and mean KL against the dense
+cache on the same held-out text (`kv_top1`, `kv_kl`; `kv_top1_long` on one long chunk), and
+decode tokens/s of the dense cache and of each compressed attention path, interleaved.
+
 The last line is one JSON object: moe_top1 and moe_kl (maps from fraction to value),
 ffn_flops_per_token, decode_tps_1, decode_tps_32 (maps, "dense" included), the ratios to the
-dense path, router_cost_ratio.
+dense path, router_cost_ratio, and the kv_* fields.
 """
 
 from __future__ import annotations
@@ -130,6 +135,83 @@ async def speed(model: EmbeddedModel, args: argparse.Namespace) -> tuple[dict, d
         await engine.stop()
 
 
+async def kv_speed(model: EmbeddedModel, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Decode tokens/s, 1 stream and `--streams` streams, of the dense cache and of the
+    compressed one per attention path, measured interleaved per repeat (medians)."""
+    configs: dict[str, EngineConfig] = {"dense": EngineConfig(kv_cache_tokens=16384)}
+    for path in ("buffer", "codes", "decompress"):
+        configs[f"pq-{path}"] = EngineConfig(kv_cache_tokens=16384, kv_compression="pq", pq_attention=path)
+    engines = {name: Engine(model, cfg) for name, cfg in configs.items()}
+    for e in engines.values():
+        await e.start()
+    try:
+        prompt = model.encode_chat([{"role": "user", "content": "Write a poem about the sea."}])
+        for name, e in engines.items():
+            await _run(e, prompt, f"warm-{name}", 8, None)
+        one: dict[str, list[float]] = {n: [] for n in engines}
+        many: dict[str, list[float]] = {n: [] for n in engines}
+        for r in range(args.repeats):
+            for name, e in engines.items():
+                first, end, n = await _run(e, prompt, f"kv{r}-{name}", args.tokens, None)
+                one[name].append((n - 1) / (end - first))
+            for name, e in engines.items():
+                outs = await asyncio.gather(
+                    *[
+                        _run(
+                            e,
+                            model.encode_chat([{"role": "user", "content": f"Poem {i}."}]),
+                            f"kvm{r}-{name}-{i}",
+                            args.tokens,
+                            None,
+                        )
+                        for i in range(args.streams)
+                    ]
+                )
+                window = max(o[1] for o in outs) - min(o[0] for o in outs)
+                many[name].append(sum(o[2] - 1 for o in outs) / window)
+        return {
+            "1": {k: round(statistics.median(v), 1) for k, v in one.items()},
+            str(args.streams): {k: round(statistics.median(v), 1) for k, v in many.items()},
+        }
+    finally:
+        for e in engines.values():
+            await e.stop()
+
+
+def kv_part(model: EmbeddedModel, args: argparse.Namespace) -> dict:
+    """The compressed KV cache (HCA): bytes against the fp16 cache, agreement with the dense
+    cache (teacher-forced on held-out text), decode speed per attention path."""
+    from inference.hca.quality import kv_agreement
+    from inference.model import KVCache
+
+    t0 = time.perf_counter()
+    codec = model.enable_kv_codec()
+    res: dict = {"kv_codec_s": round(time.perf_counter() - t0, 1)}
+    cfg = model.config
+    fp16 = KVCache.bytes_per_token(cfg, torch.float16)
+    res["kv_bytes_per_token"] = {"fp16": fp16, "pq": codec.bytes_per_token()}
+    res["kv_bytes_ratio"] = round(codec.bytes_per_token() / fp16, 4)
+    res["kv_codebook_bytes"] = codec.codebook_bytes()
+    res["kv_subspaces"], res["kv_centroids"] = codec.n_sub, codec.n_centroids
+    chunks = heldout_chunks(model, args.data, args.chunks, args.chunk)
+    res["kv_heldout_tokens"] = sum(len(c) for c in chunks)
+    t1 = time.perf_counter()
+    top1, kl = kv_agreement(model.model, codec, chunks)
+    res["kv_top1"], res["kv_kl"] = round(top1, 4), round(kl, 5)
+    if args.kv_long:  # one long chunk: positions past the short chunks' (rope angles)
+        (long_chunk,) = heldout_chunks(model, args.data, 1, args.kv_long)
+        top1, kl = kv_agreement(model.model, codec, [long_chunk])
+        res["kv_top1_long"], res["kv_kl_long"], res["kv_long_tokens"] = (
+            round(top1, 4),
+            round(kl, 5),
+            args.kv_long,
+        )
+    res["kv_quality_s"] = round(time.perf_counter() - t1, 1)
+    if not args.kv_no_speed:
+        res["kv_decode_tps"] = asyncio.run(kv_speed(model, args))
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--chunks", type=int, default=16)
@@ -141,12 +223,21 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--quick", action="store_true", help="4 chunks, 1 repeat, 32 tokens")
     ap.add_argument("--speed-only", action="store_true", help="skip the quality measurement")
+    ap.add_argument("--kv-only", action="store_true", help="only the compressed KV cache (HCA)")
+    ap.add_argument("--no-kv", action="store_true", help="skip the compressed KV cache")
+    ap.add_argument("--kv-long", type=int, default=2048, help="tokens of the long HCA chunk (0: none)")
+    ap.add_argument("--kv-no-speed", action="store_true", help="HCA quality and bytes only")
     args = ap.parse_args()
     if args.quick:
         args.chunks, args.repeats, args.tokens = 4, 1, 32
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     model = EmbeddedModel.load(threads=args.threads)
+    kv = {} if args.no_kv else kv_part(model, args)
+    if args.kv_only:
+        kv["loadavg"] = Path("/proc/loadavg").read_text().split()[0]
+        print(json.dumps(kv))
+        return
     ex = model.enable_experts()
     res: dict = {"load_s_with_plan": round(time.perf_counter() - t0, 1), "n_experts": ex.n_experts}
     res["expert_size"] = ex.expert_size
@@ -171,6 +262,7 @@ def main() -> None:
     d1, d32 = res["decode_tps_1"]["dense"], res["decode_tps_32"]["dense"]
     res["decode_ratio_1"] = {k: round(v / d1, 3) for k, v in res["decode_tps_1"].items()}
     res["decode_ratio_32"] = {k: round(v / d32, 3) for k, v in res["decode_tps_32"].items()}
+    res.update(kv)
     res["loadavg"] = Path("/proc/loadavg").read_text().split()[0]
     print(json.dumps(res))
 

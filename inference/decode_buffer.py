@@ -15,6 +15,7 @@ Switching layouts drops the rows (they are refilled from the pages)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -109,10 +110,16 @@ class DecodeBuffer:
         self.filled.clear()
         self.row_of.clear()
 
-    def prepare(self, seqs: list[tuple[int, int, Any]], pages: torch.Tensor) -> list[int]:
+    def prepare(
+        self,
+        seqs: list[tuple[int, int, Any]],
+        pages: torch.Tensor,
+        decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> list[int]:
         """seqs: (seq_no, tokens already computed, object whose get() gives the slots of those
         tokens). Assigns rows,
-        refills stale rows from `pages` ([n_layers, 2 nkv, slots, hd]); returns the rows."""
+        refills stale rows from `pages` ([n_layers, 2 nkv, slots, hd]; with `decode`, the
+        compressed cache's codes, which `decode` turns into that layout); returns the rows."""
         need_rows = len(self.owner) + sum(1 for s, _, _ in seqs if s not in self.row_of)
         need_cap = max(n for _, n, _ in seqs) + 1
         target = -(-need_cap // self.block) * self.block
@@ -136,6 +143,8 @@ class DecodeBuffer:
             if self.filled[r] != n:
                 if n:
                     g = torch.index_select(pages, 2, slots.get())  # [L, 2 nkv, n, hd]
+                    if decode is not None:
+                        g = decode(g)
                     if self.transposed:
                         self.k[:, r, :, :, :n] = g[:, :nkv].transpose(-1, -2)
                     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from .tokenizer import ChatTokenizer
 from .types import ModelArtifact
 
 if TYPE_CHECKING:
+    from .hca import HCAConfig, KVCodec
     from .moe import ExpertFFN
 
 
@@ -40,6 +42,11 @@ class EmbeddedModel:
         self.threads = threads
         # routed experts over the FFN (requests with an expert_fraction); None: dense only
         self.experts = experts
+        # the compressed KV cache's codebooks (engines with kv_compression="pq"); built on
+        # first use, shared by every engine over this model
+        self.kv_codec: KVCodec | None = None
+        self.kv_cache_dir: str | Path | None = None
+        self._codec_lock = threading.Lock()
 
     @classmethod
     def load(
@@ -94,6 +101,23 @@ class EmbeddedModel:
             finally:
                 torch.set_num_threads(prev)
         return self.experts
+
+    def enable_kv_codec(self, cache_dir: str | Path | None = None, cfg: HCAConfig | None = None) -> KVCodec:
+        """The KV codebooks: from the disk cache (keyed by the artifact's sha256, the fit's
+        settings and the calibration digest) or fit on calibration text (minutes, once per
+        artifact and settings). The first call's settings stay."""
+        with self._codec_lock:
+            if self.kv_codec is None:
+                from .hca import build_kv_codec
+
+                self.kv_codec = build_kv_codec(
+                    self.model,
+                    self.artifact.sha256,
+                    self.tokenizer.encode_text,
+                    cache_dir or self.kv_cache_dir,
+                    cfg,
+                )
+            return self.kv_codec
 
     def encode_chat(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True) -> list[int]:
         return self.tokenizer.encode_chat(messages, add_generation_prompt=add_generation_prompt)

@@ -21,7 +21,13 @@ import torch
 
 from .block_manager import BlockManager
 from .embedded import EmbeddedModel
-from .errors import EngineNotRunningError, InferenceError, InvalidRequestError, PromptTooLongError
+from .errors import (
+    EngineConfigError,
+    EngineNotRunningError,
+    InferenceError,
+    InvalidRequestError,
+    PromptTooLongError,
+)
 from .model import KVCache
 from .model_runner import ModelRunner
 from .moe.experts import experts_for
@@ -34,6 +40,7 @@ from .types import EngineConfig, Finished, GenerationRequest, TokenDelta
 log = logging.getLogger(__name__)
 
 Event = TokenDelta | Finished
+PQ_ATTENTION = ("buffer", "codes", "decompress")
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,7 +53,14 @@ class Engine:
     def __init__(self, model: EmbeddedModel, config: EngineConfig | None = None) -> None:
         self.model = model
         self.config = cfg = config or EngineConfig()
-        per_tok = KVCache.bytes_per_token(model.config, model.kv_dtype)
+        if cfg.kv_compression not in (None, "pq"):
+            raise EngineConfigError(f"kv_compression must be None or 'pq', not {cfg.kv_compression!r}")
+        if cfg.pq_attention not in PQ_ATTENTION:
+            raise EngineConfigError(f"pq_attention must be one of {', '.join(PQ_ATTENTION)}")
+        # the model's codebooks (fit once per artifact, shared by every engine over it)
+        self.codec = model.enable_kv_codec() if cfg.kv_compression == "pq" else None
+        per_tok = KVCache.bytes_per_token(model.config, model.kv_dtype, self.codec)
+        self.kv_bytes_per_token = per_tok
         if cfg.kv_cache_tokens is not None:
             tokens = cfg.kv_cache_tokens
         elif cfg.kv_cache_bytes is not None:
@@ -219,6 +233,8 @@ class Engine:
                     cfg.block_size,
                     cfg.decode_buffer_bytes,
                     experts=getattr(self.model, "experts", None),
+                    codec=self.codec,
+                    pq_attention=cfg.pq_attention,
                 )
             self.scheduler = Scheduler(self.blocks, cfg.max_num_seqs, cfg.max_num_batched_tokens)
             self.processor = OutputProcessor(self.model.tokenizer, cfg)

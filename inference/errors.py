@@ -33,6 +33,10 @@ class EngineNotRunningError(InferenceError):
     """generate() was called on an engine that is not started (or already stopped)."""
 
 
+class EngineConfigError(InferenceError, ValueError):
+    """An EngineConfig the engine cannot run (raised when the engine is built)."""
+
+
 class InvalidRequestError(InferenceError):
     """A generation request carries invalid parameters."""
 

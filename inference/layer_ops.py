@@ -44,16 +44,27 @@ class TorchLayerOps:
         values written to `cache` ([2 nkv, slots, hd]) at each token's slot."""
         nkv = (qkv.shape[1] - n_heads) // 2
         cos, sin = rope
+        qk = self._rope_qk(qkv, cos, sin, n_heads)
+        # the cache may be narrower than the compute dtype (bf16 under fp32)
+        cache[:nkv].index_copy_(1, slots, qk[:, n_heads:].transpose(0, 1).to(cache.dtype))
+        cache[nkv:].index_copy_(1, slots, qkv[:, n_heads + nkv :].transpose(0, 1).to(cache.dtype))
+        return qk
+
+    @staticmethod
+    def _rope_qk(qkv: torch.Tensor, cos: Any, sin: Any, n_heads: int) -> torch.Tensor:
+        nkv = (qkv.shape[1] - n_heads) // 2
         # x * cos + rotate_half(x) * sin, the halves swapped by a flipped view; in fp32, rounded
         # once (two bf16 roundings moved the fp32 reference's answers)
         qkf = qkv[:, : n_heads + nkv].float()
         half = qkv.shape[-1] // 2
         swapped = qkf.unflatten(-1, (2, half)).flip(-2).flatten(-2)
-        qk = torch.addcmul(qkf * cos, swapped, sin).to(qkv.dtype)
-        # the cache may be narrower than the compute dtype (bf16 under fp32)
-        cache[:nkv].index_copy_(1, slots, qk[:, n_heads:].transpose(0, 1).to(cache.dtype))
-        cache[nkv:].index_copy_(1, slots, qkv[:, n_heads + nkv :].transpose(0, 1).to(cache.dtype))
-        return qk
+        return torch.addcmul(qkf * cos, swapped, sin).to(qkv.dtype)
+
+    def rope(self, qkv: torch.Tensor, rope: Any, n_heads: int) -> torch.Tensor:
+        """Roped query and key heads [T, nh + nkv, hd], nothing stored (the compressed cache
+        stores codes of the keys instead)."""
+        cos, sin = rope
+        return self._rope_qk(qkv, cos, sin, n_heads)
 
     def logits_topk(self, raw: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The output projection's logits in fp32 and each row's top-k ids (any order)."""
@@ -93,6 +104,9 @@ class FusedCpuLayerOps(TorchLayerOps):
         self, qkv: torch.Tensor, rope: Any, cache: torch.Tensor, slots: torch.Tensor, n_heads: int
     ) -> torch.Tensor:
         return self.k.rope_store_kv(qkv, rope, self.cos, self.sin_signed, cache, slots, n_heads)
+
+    def rope(self, qkv: torch.Tensor, rope: Any, n_heads: int) -> torch.Tensor:
+        return self._rope_qk(qkv, self.cos[rope][:, None, :], self.sin_signed[rope][:, None, :], n_heads)
 
     def logits_topk(self, raw: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.k.logits_topk(raw, k)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,9 @@ from .decode_buffer import DecodeBuffer
 from .gguf_loader import LlamaConfig
 from .layer_ops import FusedCpuLayerOps, TorchLayerOps
 from .quant import Q4_1Weight, QLinear
+
+if TYPE_CHECKING:
+    from .hca.codec import KVCodec
 
 REFINE_TOP_K = 16  # logits recomputed exactly (fp32) per row after the bf16 output GEMM
 
@@ -59,15 +63,28 @@ class AttnMetadata:
 
 
 class KVCache:
-    """All layers' keys and values: [n_layers, 2 * n_kv_heads, num_slots, head_dim]."""
+    """All layers' keys and values: [n_layers, 2 * n_kv_heads, num_slots, head_dim]; with a
+    codec (HCA, `inference.hca`) their codes instead: [n_layers, 2 * n_kv_heads, num_slots,
+    n_sub] uint8, and attention reads what the codes decode to."""
 
-    def __init__(self, cfg: LlamaConfig, num_slots: int, dtype: torch.dtype, device: torch.device):
-        shape = (cfg.n_layers, 2 * cfg.n_kv_heads, num_slots, cfg.head_dim)
-        self.data = torch.zeros(shape, dtype=dtype, device=device)
+    def __init__(
+        self,
+        cfg: LlamaConfig,
+        num_slots: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        codec: KVCodec | None = None,
+    ):
+        width, store = (cfg.head_dim, dtype) if codec is None else (codec.n_sub, torch.uint8)
+        shape = (cfg.n_layers, 2 * cfg.n_kv_heads, num_slots, width)
+        self.data = torch.zeros(shape, dtype=store, device=device)
         self.num_slots = num_slots
+        self.codec = codec
 
     @staticmethod
-    def bytes_per_token(cfg: LlamaConfig, dtype: torch.dtype) -> int:
+    def bytes_per_token(cfg: LlamaConfig, dtype: torch.dtype, codec: KVCodec | None = None) -> int:
+        if codec is not None:
+            return codec.bytes_per_token()
         elt = torch.empty((), dtype=dtype).element_size()
         return 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * elt
 
@@ -217,6 +234,7 @@ class LlamaModel:
         T = input_ids.shape[0]
         dt = self.dtype
         ops = self.ops
+        codec = kv.codec
         # the residual stream stays fp32 (bf16 accumulation over 30 layers swaps near-tied
         # top tokens); matmul inputs are rounded to the compute dtype
         x = F.embedding(input_ids, self.embed).float()
@@ -234,25 +252,30 @@ class LlamaModel:
         for li, (_, wqkv, wo, ffn_norm, wgu, wdown) in enumerate(self.layers):
             qkv = wqkv(h).view(T, qk_heads + nkv, hd)
             cache = kv.data[li]
-            qk = ops.rope_store(qkv, rope, cache, slots, nh)  # also stores k and v in the pages
+            if codec is None:
+                qk = ops.rope_store(qkv, rope, cache, slots, nh)  # also stores k and v in the pages
+                k = qk[:, nh:]
+                v = qkv[:, qk_heads:]
+            else:  # the pages store codes; attention reads what they decode to, everywhere
+                qk = ops.rope(qkv, rope, nh)
+                codes, k, v = codec.roundtrip(li, qk[:, nh:], qkv[:, qk_heads:], dt)
+                cache.index_copy_(1, slots, codes)
             q = qk[:, :nh]
-            k = qk[:, nh:]
-            v = qkv[:, qk_heads:]
             if buf is not None and n_dec:
                 assert meta.buf_write is not None and meta.buf_write_k is not None
                 buf.k[li].view(-1).index_copy_(0, meta.buf_write_k, k[ds:].reshape(-1).to(buf.key_dtype))
                 buf.v[li].view(-1, hd).index_copy_(0, meta.buf_write, v[ds:].reshape(-1, hd))
             if only_decode:
-                out = self._decode(q, cache, meta, li, nkv, g)
+                out = self._decode(q, cache, meta, li, nkv, g, codec)
             elif single_prefill:
-                out = self._prefill_attn(q, k, v, cache, meta.prefills[0], nkv)
+                out = self._prefill_attn(q, k, v, cache, meta.prefills[0], nkv, li, codec)
             else:
                 out = torch.empty((T, nh * hd), dtype=dt, device=x.device)
                 for seg in meta.prefills:
                     s, e = seg.q_start, seg.q_end
-                    out[s:e] = self._prefill_attn(q[s:e], k[s:e], v[s:e], cache, seg, nkv)
+                    out[s:e] = self._prefill_attn(q[s:e], k[s:e], v[s:e], cache, seg, nkv, li, codec)
                 if n_dec:
-                    out[ds:] = self._decode(q[ds:], cache, meta, li, nkv, g)
+                    out[ds:] = self._decode(q[ds:], cache, meta, li, nkv, g, codec)
             h = ops.add_norm(x, wo(out), ffn_norm)
             y = wdown(ops.silu_mul(wgu(h))) if ffn is None else ffn(li, h)
             if li < last:
@@ -285,8 +308,12 @@ class LlamaModel:
         exact = torch.bmm(w, x.float().unsqueeze(-1)).squeeze(-1)
         logits.scatter_(1, top, exact)
 
-    def _prefill_attn(self, q, k, v, cache, seg: PrefillSegment, nkv: int) -> torch.Tensor:
+    def _prefill_attn(
+        self, q, k, v, cache, seg: PrefillSegment, nkv: int, li: int, codec: KVCodec | None
+    ) -> torch.Tensor:
         n = q.shape[0]
+        if codec is not None:
+            return self._prefill_attn_codes(q, k, v, cache, seg, nkv, li, codec)
         if self.prefill_attention is not None:  # the chunk's keys and values are in the pages
             return self.prefill_attention(q, cache[:nkv], cache[nkv:], seg.kv_slots, 1.0)
         qs = q.transpose(0, 1).unsqueeze(0)  # [1, nh, n, hd]
@@ -316,10 +343,65 @@ class LlamaModel:
             )
         return o[0].transpose(0, 1).reshape(n, -1)
 
-    def _decode(self, q, cache, meta: AttnMetadata, li: int, nkv: int, g: int) -> torch.Tensor:
+    def _prefill_attn_codes(
+        self, q, k, v, cache, seg: PrefillSegment, nkv: int, li: int, codec: KVCodec
+    ) -> torch.Tensor:
+        """Prefill attention over the compressed cache: the context's keys and values decoded
+        from their codes (a fresh chunk's own k, v are already decoded), one explicitly masked
+        SDPA either way, so a row's result does not depend on how the prompt was chunked or
+        cached (a prefix-cache hit answers as a cold run)."""
+        n = q.shape[0]
+        if seg.fresh:
+            keys, values = k.transpose(0, 1), v.transpose(0, 1)
+        else:
+            keys, values = codec.decode(li, torch.index_select(cache, 1, seg.kv_slots), q.dtype)
+        ctx = keys.shape[1]
+        if seg.mask is None:
+            seg.mask = torch.ones((n, ctx), dtype=torch.bool, device=q.device).tril(ctx - n)
+        o = F.scaled_dot_product_attention(
+            q.transpose(0, 1).unsqueeze(0),
+            keys.unsqueeze(0),
+            values.unsqueeze(0),
+            attn_mask=seg.mask,
+            enable_gqa=True,
+            scale=1.0,
+        )
+        return o[0].transpose(0, 1).reshape(n, -1)
+
+    def _decode_codes(self, q, cache, meta: AttnMetadata, li: int, codec: KVCodec) -> torch.Tensor:
+        """Decode attention straight from the codes, by lookup tables (`kernels.pq_attention`:
+        Triton on CUDA, its PyTorch twin elsewhere); no key or value is decoded."""
+        from kernels.dispatch import pq_decode_attention
+
+        B, nh, hd = q.shape
+        assert meta.decode_slots is not None and meta.decode_lens is not None
+        kb, vb = codec.lut_books(li)
+        qp = q.index_select(-1, codec.order)  # the key books' dim order
+        nkv = cache.shape[0] // 2
+        o = pq_decode_attention(
+            qp, cache[:nkv], kb, cache[nkv:], vb, meta.decode_slots, meta.decode_lens, 1.0
+        )
+        return o.reshape(B, nh * hd)
+
+    def _decode(
+        self, q, cache, meta: AttnMetadata, li: int, nkv: int, g: int, codec: KVCodec | None = None
+    ) -> torch.Tensor:
         B, nh, hd = q.shape
         qd = q.view(B, nkv, g, hd)
         buf = meta.buf
+        if codec is not None and buf is None:
+            if meta.decode_lens is not None:
+                return self._decode_codes(q, cache, meta, li, codec)
+            assert meta.decode_slots is not None  # decompress, then the padded SDPA below
+            keys, values = codec.decode(li, torch.index_select(cache, 1, meta.decode_slots.view(-1)), q.dtype)
+            o = F.scaled_dot_product_attention(
+                qd,
+                keys.view(nkv, B, -1, hd).transpose(0, 1),
+                values.view(nkv, B, -1, hd).transpose(0, 1),
+                attn_mask=meta.decode_bias,
+                scale=1.0,
+            )
+            return o.reshape(B, nh * hd)
         if buf is not None and buf.transposed:
             # fp32 scores against transposed fp32 keys: one plain batched matmul
             L = meta.buf_len

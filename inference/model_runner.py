@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from .decode_buffer import DecodeBuffer
 from .model import AttnMetadata, FFNRoute, KVCache, LlamaModel, PrefillSegment, StepLogits
 from .moe.experts import ExpertFFN, experts_for
 from .scheduler import SchedulerOutput
+
+if TYPE_CHECKING:
+    from .hca.codec import KVCodec
 
 
 class ModelRunner:
@@ -18,17 +23,27 @@ class ModelRunner:
         block_size: int,
         decode_buffer_bytes: int = 1 << 30,
         experts: ExpertFFN | None = None,
+        codec: KVCodec | None = None,
+        pq_attention: str = "buffer",
     ) -> None:
         self.model = model
         self.experts = experts  # routes the FFN of steps with expert fractions
         self.block_size = block_size
         self.device = model.device
-        self.kv = KVCache(model.cfg, num_blocks * block_size, model.kv_dtype, model.device)
+        # codec: the pages hold product-quantized codes (HCA); decode attention then runs over
+        # decoded rows in the decode buffer ("buffer"), from the codes by lookup tables
+        # ("codes"), or over codes decoded every step ("decompress")
+        self.codec = codec
+        self.pq_attention = pq_attention
+        self.kv = KVCache(model.cfg, num_blocks * block_size, model.kv_dtype, model.device, codec)
+        use_buf = model.decode_attention is None if codec is None else pq_attention == "buffer"
         self.buf = (  # a copy of the pages for the CPU; the decode kernel reads the pages
             DecodeBuffer(model.cfg, model.dtype, model.device, decode_buffer_bytes)
-            if decode_buffer_bytes > 0 and model.decode_attention is None
+            if decode_buffer_bytes > 0 and use_buf
             else None
         )
+        # decode attention reads the pages itself, given each sequence's length
+        self._paged_decode = model.decode_attention is not None if codec is None else pq_attention == "codes"
         self._arange_bs = torch.arange(block_size, dtype=torch.long)
 
     def _slots(self, blocks: list[int], start: int, end: int) -> torch.Tensor:
@@ -126,6 +141,7 @@ class ModelRunner:
                     for sch in out.decodes
                 ],
                 self.kv.data,
+                None if self.codec is None else self._decode_pages,
             )
             order = sorted(range(B), key=rows.__getitem__)
             out.decodes[:] = [out.decodes[i] for i in order]
@@ -167,7 +183,7 @@ class ModelRunner:
             bt = torch.tensor([t + [0] * (max_blocks - len(t)) for t in tables], dtype=torch.long)
             meta.decode_slots = (bt[:, :, None] * bs + self._arange_bs).reshape(B, -1).to(dev)
             L = meta.decode_slots.shape[1]
-            if self.model.decode_attention is not None:  # reads the pages itself: no padding bias needed
+            if self._paged_decode:  # reads the pages itself: no padding bias needed
                 meta.decode_lens = lens_t.to(device=dev, dtype=torch.int32)
                 return
         valid = torch.arange(L)[None, :] < lens_t[:, None]
@@ -175,6 +191,10 @@ class ModelRunner:
         bias = torch.zeros(valid.shape, dtype=bias_dtype)
         bias.masked_fill_(~valid, float("-inf"))
         meta.decode_bias = bias[:, None, None, :].to(dev)
+
+    def _decode_pages(self, codes: torch.Tensor) -> torch.Tensor:
+        assert self.codec is not None
+        return self.codec.decode_layers(codes, self.model.dtype)
 
 
 class _LazySlots:

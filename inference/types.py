@@ -85,6 +85,15 @@ class EngineConfig:
     enable_prefix_cache: bool = True
     # dense per-row KV copies of decoding sequences (0 = gather from the pages every step)
     decode_buffer_bytes: int = 1 << 30
+    # Compressed KV (HCA, docs/efficiency.md): None = the dense cache (fp16/bf16, as always);
+    # "pq" = product-quantized codes (one byte per 2 dims: a quarter of the bytes, four times
+    # the tokens for the same kv_cache_bytes). The codebooks are the model's (fit on first use
+    # and cached on disk, see inference.hca).
+    kv_compression: str | None = None
+    # decode attention over the codes: "buffer" (decoded rows in the decode buffer, the
+    # fastest on a CPU), "codes" (lookup tables over the codes: kernels.pq_attention) or
+    # "decompress" (the gathered codes decoded every step)
+    pq_attention: str = "buffer"
     # Reasoning: the delimiters written around the reasoning segment (see docs/engine.md).
     think_open: str = "<think>\n"
     think_close: str = "</think>"
