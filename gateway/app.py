@@ -102,7 +102,12 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Lit
                 db=db,
                 sessions=sessions,
                 pepper=pepper,
-                authenticator=Authenticator(sessions, pepper, cache_ttl_s=settings.auth_cache_ms / 1000),
+                authenticator=Authenticator(
+                    sessions,
+                    pepper,
+                    cache_ttl_s=settings.auth_cache_ms / 1000,
+                    stale_if_error_s=settings.stale_if_error_s,
+                ),
                 admin_authenticator=AdminAuthenticator(sessions, pepper),
                 policies=policies,
                 compliance=compliance,

@@ -7,6 +7,11 @@ takes effect within `ttl_s`.
 One load per key at a time: when an entry expires under load, the requests that miss it
 share the first one's load instead of each querying the database (at 32 concurrent
 requests every expiry cost 32 identical queries per cache).
+
+Stale if error: when a load fails because the database does not answer, the last value read
+is served for up to `stale_s` after it was read (a change cannot be made while the database
+is down, so it is what the database holds, as of at most `ttl_s` before the outage), and
+the load is retried at most once a second meanwhile, not by every request.
 """
 
 from __future__ import annotations
@@ -16,15 +21,31 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
+from gateway.errors import is_database_outage
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
+STALE_IF_ERROR_S = 60.0  # GATEWAY_STALE_IF_ERROR_S's default
+_OUTAGE_RETRY_S = 1.0
+
 
 class TtlCache(Generic[K, V]):
-    def __init__(self, ttl_s: float = 2.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        ttl_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        stale_s: float = STALE_IF_ERROR_S,
+        is_outage: Callable[[BaseException], bool] = is_database_outage,
+    ):
         self._ttl_s = ttl_s
         self._clock = clock
-        self._entries: dict[K, tuple[float, V]] = {}
+        self._stale_s = stale_s
+        self._is_outage = is_outage
+        # key -> (fresh since, value, read at): "fresh since" moves on when a stale value is
+        # served, so that the next load is tried a second later.
+        self._entries: dict[K, tuple[float, V, float]] = {}
         self._loading: dict[K, asyncio.Future[V]] = {}
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
@@ -43,6 +64,15 @@ class TtlCache(Generic[K, V]):
     async def _load(self, key: K, load: Callable[[], Awaitable[V]], now: float) -> V:
         try:
             value = await load()
+        except Exception as exc:
+            entry = self._entries.get(key)
+            if entry is None or not self._is_outage(exc) or now - entry[2] >= self._ttl_s + self._stale_s:
+                raise
+            if self._loading.get(key) is asyncio.current_task():
+                del self._loading[key]
+                retry_at = now - self._ttl_s + min(self._ttl_s, _OUTAGE_RETRY_S)
+                self._entries[key] = (retry_at, entry[1], entry[2])
+            return entry[1]
         finally:
             current = asyncio.current_task()
             if self._loading.get(key) is current:
@@ -51,7 +81,7 @@ class TtlCache(Generic[K, V]):
             else:
                 stale = True  # forgotten while loading: what it read may predate the change
         if not stale:
-            self._entries[key] = (now, value)
+            self._entries[key] = (now, value, now)
         return value
 
     def forget(self, predicate: Callable[[K], bool] | None = None) -> None:

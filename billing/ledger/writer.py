@@ -184,6 +184,10 @@ class UsageWriter:
             return
         try:
             await self._insert_all_or_reject(batch)
+            if self._spool_dirty:
+                # The database takes writes again: replay the spool on this tick, not a
+                # replay interval after the last failure.
+                self._last_replay = time.monotonic() - self.replay_interval
         except Exception as exc:
             log.warning("usage DB write failed (%r); spooling %d records", exc, len(batch))
             try:

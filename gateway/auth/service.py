@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,8 +17,16 @@ from billing.ratelimit import RateLimit
 from gateway.audit.log import append_event
 from gateway.auth import keys
 from gateway.auth.models import ApiKey, Tenant
-from gateway.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
-from gateway.ttl_cache import TtlCache
+from gateway.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    is_database_outage,
+)
+from gateway.ttl_cache import STALE_IF_ERROR_S, TtlCache
+
+log = logging.getLogger(__name__)
 
 # last_used_at is a hint for operators, not an audit record: writing it at most once a
 # minute per key keeps a write off the hot path of every request.
@@ -136,7 +145,9 @@ class Authenticator:
     A key that authenticated is remembered for `cache_ttl_s` (default 1 s), so most requests
     make no database round trip: a key revoked (or a tenant deactivated) elsewhere stops
     working within that time on every replica, at once in the process that revoked it
-    (`forget()`). Unknown keys are never remembered."""
+    (`forget()`). Unknown keys are never remembered. While the database does not answer, a
+    remembered key keeps authenticating for `stale_if_error_s` after it was last read (0:
+    refused with a 503 as soon as its entry expires)."""
 
     def __init__(
         self,
@@ -144,11 +155,12 @@ class Authenticator:
         pepper: bytes,
         *,
         cache_ttl_s: float = 1.0,
+        stale_if_error_s: float = STALE_IF_ERROR_S,
         clock: Callable[[], float] = time.monotonic,
     ):
         self._sessions = sessions
         self._pepper = pepper
-        self._known: TtlCache[str, _KnownKey] = TtlCache(cache_ttl_s, clock)
+        self._known: TtlCache[str, _KnownKey] = TtlCache(cache_ttl_s, clock, stale_s=stale_if_error_s)
 
     def forget(self) -> None:
         """Drop every remembered key (after a revocation in this process)."""
@@ -193,8 +205,14 @@ class Authenticator:
             return _KnownKey(principal, key.expires_at, key.last_used_at)
 
     async def _touch(self, key_id: str, now: dt.datetime) -> None:
-        async with transaction(self._sessions) as session:
-            await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+        try:
+            async with transaction(self._sessions) as session:
+                await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+        except Exception as exc:
+            if not is_database_outage(exc):
+                raise
+            # A hint for operators: a database outage must not refuse the request for it.
+            log.warning("last_used_at of key %s not written: the database does not answer", key_id)
 
 
 async def set_rate_limits(

@@ -23,7 +23,8 @@ from billing.ledger.entry import UsageEntry
 from billing.ledger.writer import UsageWriter
 from billing.ratelimit import MemoryRateLimiter, RateLimit, RateLimitResult, RedisRateLimiter
 from billing.types import Variant
-from gateway.ttl_cache import TtlCache
+from gateway.errors import is_database_outage
+from gateway.ttl_cache import STALE_IF_ERROR_S, TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Metering:
         writer: UsageWriter,
         limiter: RateLimiter,
         redis_fail_open: bool = False,
+        stale_if_error_s: float = STALE_IF_ERROR_S,
         config_ttl_s: float = 2.0,
         catalog_ttl_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -56,7 +58,9 @@ class Metering:
         self._clock = clock
         self._catalog: PriceCatalog | None = None
         self._catalog_loaded = 0.0
-        self._budgets: TtlCache[tuple[str, str | None], list[Budget]] = TtlCache(config_ttl_s, clock)
+        self._budgets: TtlCache[tuple[str, str | None], list[Budget]] = TtlCache(
+            config_ttl_s, clock, stale_s=stale_if_error_s
+        )
         # Reservations, settles and seeding from the ledger, exact through Redis outages.
         self.guard = BudgetGuard(budgets, sessions, writer.flush, fail_open=redis_fail_open)
 
@@ -83,7 +87,14 @@ class Metering:
         """Prices in force at `at` for every variant. New versions take effect in the future
         (the catalog refuses back-dated ones), so a catalog a few seconds old prices right."""
         if self._clock() - self._catalog_loaded >= self._catalog_ttl_s:
-            await self.reload_catalog()
+            try:
+                await self.reload_catalog()
+            except Exception as exc:
+                if not is_database_outage(exc) or self._catalog is None:
+                    raise
+                # Price versions take effect in the future: the loaded catalog still prices
+                # right; try again in a second.
+                self._catalog_loaded = self._clock() - self._catalog_ttl_s + 1.0
         return {str(v): self.catalog.prices_at(v, at) for v in VARIANTS}
 
     async def budgets_for(self, tenant_id: str, key_id: str | None) -> list[Budget]:

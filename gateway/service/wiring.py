@@ -45,6 +45,7 @@ async def start_metering(
         writer=UsageWriter(sessions, UsageSpool(settings.data_dir / "spool")),
         limiter=limiter,
         redis_fail_open=fail_open,
+        stale_if_error_s=settings.stale_if_error_s,
     )
     await metering.start()
     stack.push_async_callback(metering.stop)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 from bench._gateway_proc import GATEWAY, Proc, Processes, free_port, wait_http
+from tests.faults.provision import provision
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_HOST, PG_PORT = "127.0.0.1", 5432
@@ -166,6 +166,7 @@ class FaultStack:
         self.db = f"gwfault_{os.getpid()}_{os.urandom(4).hex()}"
         self.env: dict[str, str] = {}
         self.tenants: dict[str, dict[str, str]] = {}
+        self._started: list[tuple[Proc, str]] = []
         self.gateway: Proc | None = None
         self.port = free_port()
 
@@ -205,31 +206,24 @@ class FaultStack:
             }
         )
         self.env = env
-        # Migrations, tenants and keys with the operator's CLI commands, in one process.
-        done = subprocess.run(
-            [sys.executable, "-m", "tests.faults.provision", json.dumps(tenants)],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"provisioning failed: {done.stderr[-3000:]}")
-        self.tenants = json.loads(done.stdout.strip().splitlines()[-1])
+        self.tenants = provision(env, tenants)
 
-    def start_gateway(self) -> Proc:
-        """`gateway serve` with its database through the proxy (which must be listening)."""
+    def start_gateway(self, extra_env: dict[str, str] | None = None, name: str = "gateway") -> str:
+        """`gateway serve` with its database through the proxy (which must be listening);
+        returns its base URL. The first one started is `self.gateway` at `self.base_url`."""
         url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.proxy.port}/{self.db}"
-        env = {**self.env, "GATEWAY_DATABASE_URL": url}
-        argv = [GATEWAY, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        self.gateway = self.procs.start("gateway", argv, env)
-        return self.gateway
+        env = {**self.env, "GATEWAY_DATABASE_URL": url, **(extra_env or {})}
+        port = self.port if self.gateway is None else free_port()
+        argv = [GATEWAY, "serve", "--host", "127.0.0.1", "--port", str(port)]
+        proc = self.procs.start(name, argv, env)
+        self.gateway = self.gateway or proc
+        self._started.append((proc, f"http://127.0.0.1:{port}"))
+        return f"http://127.0.0.1:{port}"
 
     def wait_ready(self) -> None:
-        assert self.gateway is not None
-        wait_http(f"{self.base_url}/readyz", self.gateway, timeout=120)
+        """Wait until every gateway started answers /readyz."""
+        for proc, base in self._started:
+            wait_http(f"{base}/readyz", proc, timeout=120)
 
     def sql(self, query: str) -> str:
         return psql(self.db, query)

@@ -107,3 +107,55 @@ async def test_a_load_in_flight_when_forgotten_is_not_stored() -> None:
     assert await in_flight == "before the change"
     assert after == "after the change"
     assert await cache.get("a", old) == "after the change"
+
+
+async def test_a_database_outage_serves_the_last_value_within_the_stale_limit() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    now = [0.0]
+    calls: list[float] = []
+    state = {"down": False}
+    cache: TtlCache[str, int] = TtlCache(2.0, clock=lambda: now[0], stale_s=10.0)
+
+    async def load() -> int:
+        calls.append(now[0])
+        if state["down"]:
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError())
+        return len(calls)
+
+    assert await cache.get("k", load) == 1
+    state["down"] = True
+    now[0] = 3.0
+    assert await cache.get("k", load) == 1  # stale: the database does not answer
+    now[0] = 3.5
+    assert await cache.get("k", load) == 1 and calls == [0.0, 3.0]  # no retry within a second
+    now[0] = 4.1
+    assert await cache.get("k", load) == 1 and calls[-1] == 4.1
+    now[0] = 12.0  # read at 0.0: past ttl + stale_s
+    with pytest.raises(OperationalError):
+        await cache.get("k", load)
+    state["down"] = False
+    assert await cache.get("k", load) == len(calls)
+
+
+async def test_other_errors_and_a_zero_stale_limit_are_not_hidden() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    now = [0.0]
+    fail: list[Exception] = []
+    strict: TtlCache[str, int] = TtlCache(1.0, clock=lambda: now[0], stale_s=0.0)
+    lenient: TtlCache[str, int] = TtlCache(1.0, clock=lambda: now[0], stale_s=60.0)
+
+    async def load() -> int:
+        if fail:
+            raise fail[0]
+        return 7
+
+    assert await strict.get("k", load) == 7 and await lenient.get("k", load) == 7
+    now[0] = 2.0
+    fail.append(OperationalError("SELECT 1", {}, ConnectionRefusedError()))
+    with pytest.raises(OperationalError):
+        await strict.get("k", load)
+    fail[0] = ValueError("a bad row, not an outage")
+    with pytest.raises(ValueError):
+        await lenient.get("k", load)
