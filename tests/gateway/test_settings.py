@@ -36,3 +36,14 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
 def test_overrides_ignore_none() -> None:
     s = Settings.from_env({"GATEWAY_PORT": "9000"}).with_overrides(port=None, host="0.0.0.0")
     assert s.port == 9000 and s.host == "0.0.0.0"
+
+
+def test_outage_settings() -> None:
+    settings = Settings.from_env({})
+    assert (settings.redis_failure, settings.stale_if_error_s) == ("closed", 60)
+    env = {"GATEWAY_REDIS_FAILURE": "OPEN", "GATEWAY_STALE_IF_ERROR_S": "0"}
+    assert (Settings.from_env(env).redis_failure, Settings.from_env(env).stale_if_error_s) == ("open", 0)
+    with pytest.raises(ConfigurationError, match="GATEWAY_REDIS_FAILURE"):
+        Settings.from_env({"GATEWAY_REDIS_FAILURE": "sometimes"})
+    with pytest.raises(ConfigurationError, match="GATEWAY_STALE_IF_ERROR_S"):
+        Settings.from_env({"GATEWAY_STALE_IF_ERROR_S": "-1"})

@@ -123,6 +123,16 @@ def test_configmap_covers_the_production_settings(render) -> None:
     assert SETTINGS_ENV - set(data) - secrets - set_by_args - optional == set()
 
 
+def test_outage_settings_reach_the_configmap(render) -> None:
+    data = one(render(SECRETS), "ConfigMap")["data"]
+    assert (data["GATEWAY_REDIS_FAILURE"], data["GATEWAY_STALE_IF_ERROR_S"]) == ("closed", "60")
+    outage = {"config": {"redisFailure": "open", "staleIfErrorS": 0}}
+    data = one(render(merge(SECRETS, outage)), "ConfigMap")["data"]
+    assert (data["GATEWAY_REDIS_FAILURE"], data["GATEWAY_STALE_IF_ERROR_S"]) == ("open", "0")
+    with pytest.raises(helm.HelmValuesError):
+        render(merge(SECRETS, {"config": {"redisFailure": "sometimes"}}))
+
+
 def test_extra_settings_reach_the_configmap(render) -> None:
     data = one(render(merge(SECRETS, {"config": {"extra": {"GATEWAY_NEW_SETTING": 5}}})), "ConfigMap")["data"]
     assert data["GATEWAY_NEW_SETTING"] == "5"
