@@ -76,14 +76,19 @@ class UsageEntry:
             cost_total=c.total,
         )
 
+    def _fields(self) -> dict[str, Any]:
+        # Every field is immutable (str, int, datetime, None): a shallow dict equals
+        # dataclasses.asdict, which deep-copies each value (a cost on every request).
+        return {name: getattr(self, name) for name in _FIELD_NAMES}
+
     def to_row(self, ingested_at: dt.datetime) -> dict[str, Any]:
-        row = dataclasses.asdict(self)
+        row = self._fields()
         row["prompt_tokens"] = self.prompt_tokens
         row["ingested_at"] = ingested_at
         return row
 
     def to_json(self) -> dict[str, Any]:
-        doc = dataclasses.asdict(self)
+        doc = self._fields()
         doc["started_at"] = self.started_at.isoformat()
         doc["finished_at"] = self.finished_at.isoformat()
         return doc
@@ -94,3 +99,6 @@ class UsageEntry:
         doc["started_at"] = dt.datetime.fromisoformat(doc["started_at"])
         doc["finished_at"] = dt.datetime.fromisoformat(doc["finished_at"])
         return cls(**doc)
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(UsageEntry))

@@ -11,11 +11,21 @@ from gateway.auth.service import Principal
 from gateway.errors import AuthenticationError
 
 
+def header(request: Request[Any, Any, Any], name: bytes) -> str | None:
+    """The first value of a request header (`name` lower-case, as ASGI servers give names),
+    read from the scope: `request.headers` builds a case-insensitive multidict of every header,
+    a cost on each request for the two headers the completion path reads."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 def bearer_token(request: Request[Any, Any, Any]) -> str | None:
-    header = request.headers.get("authorization")
-    if not header:
+    value = header(request, b"authorization")
+    if not value:
         return None
-    scheme, _, token = header.partition(" ")
+    scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer":
         return None
     return token.strip() or None

@@ -9,7 +9,7 @@ import msgspec
 from litestar import Request, Response, post
 from litestar.response import Stream
 
-from gateway.api.auth import authenticate
+from gateway.api.auth import authenticate, header
 from gateway.api.errors import as_gateway_error, error_body
 from gateway.api.formatting import chunk_body, completion_body, usage_chunk_body
 from gateway.api.schemas import decode_chat_request
@@ -18,7 +18,7 @@ from gateway.service.completion_types import Answer, Outcome, PreparedCompletion
 from gateway.service.completions import CompletionService
 from inference.types import TokenDelta
 
-USE_CASE_HEADER = "x-gateway-use-case"
+USE_CASE_HEADER = b"x-gateway-use-case"
 _encode = msgspec.json.encode
 
 
@@ -42,7 +42,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
     service: CompletionService | None = request.app.state.services.completions
     if service is None:
         raise ServiceUnavailableError("This gateway process serves no models (GATEWAY_LOAD_MODEL=false).")
-    prepared = await service.prepare(principal, body, use_case=request.headers.get(USE_CASE_HEADER))
+    prepared = await service.prepare(principal, body, use_case=header(request, USE_CASE_HEADER))
     if body.stream and prepared.decision.cascade is not None:
         # The first answer is judged whole before anything is sent (the escalation headers
         # too): run the cascade, then stream the answer that stands as one burst of chunks.
