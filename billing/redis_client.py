@@ -45,8 +45,9 @@ def make_redis(
         timeout=timeout,
         socket_connect_timeout=connect_timeout,
         socket_timeout=command_timeout,
-        retry=Retry(NoBackoff(), 1),
-        retry_on_error=[RedisConnectionError],
+        # Only a broken connection is retried: a command that timed out may have run, and the
+        # rate-limit script is not idempotent.
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
     return Redis(connection_pool=pool)
 

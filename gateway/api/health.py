@@ -24,5 +24,10 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     except Exception as exc:  # the probe reports; it never raises
         checks["database"] = f"error: {type(exc).__name__}"
     checks["engine"] = "ok" if services.completions is not None else "disabled"
-    ready = all(v in ("ok", "disabled") for v in checks.values())
-    return Response({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    failing = {k for k, v in checks.items() if v not in ("ok", "disabled")}
+    # A database outage hits every replica at once: taking them all out of the load balancer
+    # would refuse the requests that stale-if-error serves (GATEWAY_STALE_IF_ERROR_S > 0).
+    degraded = failing == {"database"} and services.settings.stale_if_error_s > 0
+    ready = not failing or degraded
+    body = {"ready": ready, "checks": checks, **({"degraded": True} if degraded else {})}
+    return Response(body, status_code=200 if ready else 503)

@@ -4,6 +4,7 @@ Redis that does not answer fails closed or open as configured."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 
@@ -83,3 +84,32 @@ async def test_a_redis_that_does_not_answer_fails_closed_or_open(
     finally:
         await guard.stop()
         await backend.close()
+
+
+async def test_a_redis_that_never_answers_is_given_up_on(
+    sessions: async_sessionmaker[AsyncSession], unique: str, tmp_path: Path
+) -> None:
+    """A Redis that accepts connections but never replies (stuck, or a network that drops
+    packets): the command times out (billing/redis_client.py) instead of hanging the request."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        await reader.read(1 << 20)  # never answers
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    budget = Budget(BudgetScope.TENANT, f"ten_{unique}", f"ten_{unique}", 10**12)
+    backend = RedisBudgets.from_url(f"redis://127.0.0.1:{port}/0", require_seed=True)
+    writer = UsageWriter(sessions, UsageSpool(tmp_path / "spool"))
+    guard = BudgetGuard(backend, sessions, writer.flush)
+    try:
+        with pytest.raises(RedisUnavailableError):
+            await asyncio.wait_for(guard.reserve(f"h-{unique}", [budget], 100, AT), 30)
+        assert accepted  # it did connect: the reply was what never came
+    finally:
+        await guard.stop()
+        await backend.close()
+        for w in accepted:
+            w.transport.abort()
+        server.close()

@@ -18,6 +18,7 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from billing.budgets.types import BudgetPeriod, period_key
@@ -55,6 +56,11 @@ async def test_postgres_outage_under_load(tmp_path: Path) -> None:
         await late.start()
         await asyncio.sleep(2.0)  # past every cache's TTL (keys 1 s, configuration 2 s)
         _phase([acme, strict, late], "down-2s")
+        # The replicas that serve stay in the load balancer; the one that refuses leaves it.
+        async with httpx.AsyncClient(timeout=10) as client:
+            probes = [(await client.get(f"{u}/readyz")) for u in (serve_url, strict_url)]
+        assert [p.status_code for p in probes] == [200, 503], [p.text for p in probes]
+        assert probes[0].json()["degraded"] is True
         await asyncio.sleep(DOWN_S - 2.0)
         await s.proxy.restore()
         _phase([acme, strict, late], "after")

@@ -26,7 +26,7 @@ from tests.faults.load import Load
 
 pytestmark = pytest.mark.slow
 
-BEFORE_S, DOWN_S, AFTER_S = 2.5, 3.0, 3.0
+BEFORE_S, DOWN_S, AFTER_S = 2.0, 2.5, 2.5
 # A hard monthly budget far above the load, and a tenant limited to 10 requests a minute.
 TENANTS: list[dict[str, object]] = [{"name": "acme", "budget_usd": "100"}, {"name": "limited", "rpm": 10}]
 
