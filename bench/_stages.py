@@ -4,7 +4,7 @@ A gateway started with GATEWAY_OTEL_EXPORTER=console prints every finished span 
 a JSON object. Each request's trace has a server span (the whole request, as the telemetry
 middleware sees it) and child spans for the stages that have one (gateway.auth,
 policy.decide, billing.rate_limit, billing.reserve, billing.record, audit.append,
-billing.settle). What no child covers (`other`) is the dispatch to the upstream (httpx) and
+billing.settle). What no child covers (`other`) is the dispatch to the upstream and
 the gateway's own request/response handling in between (Litestar routing, msgspec, the
 tokenizer, the response body). Medians per stage over the requests, in milliseconds.
 """
@@ -143,7 +143,7 @@ STAGE_BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "database threads (aiosqlite: batched ledger/audit writes, cache reloads)",
         ("_connection_worker_thread (aiosqlite",),
     ),
-    ("dispatch: httpx to the upstream, SSE parsing, usage mapping", ("UpstreamBackend.",)),
+    ("dispatch: the upstream client, SSE parsing, usage mapping", ("UpstreamBackend.",)),
     ("auth (key lookup, cache)", ("Authenticator.", "authenticate (gateway/api/auth.py")),
     ("prompt tokenization (chat template + BPE)", ("encode_chat (inference/",)),
     ("policy decision (decide)", ("decide (policy/decide.py",)),

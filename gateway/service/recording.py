@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -45,7 +46,7 @@ class AttemptRecord:
     dispatch: dict[str, Any] | None = None
     served_artifact: dict[str, Any] | None = None
 
-    @property
+    @cached_property  # read four times per attempt (ledger, audit, outcome, telemetry)
     def cost(self) -> Cost:
         u = self.usage
         return cost_of(self.quote, u.prompt_cache_hit_tokens, u.prompt_cache_miss_tokens, u.completion_tokens)
