@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+import gateway.auth.models  # noqa: F401  (registers `tenants`, which the foreign keys name)
 from billing.db import Base, UTCDateTime, utcnow
 
 
