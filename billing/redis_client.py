@@ -3,7 +3,7 @@
 A blocking pool makes bursts wait for a free connection instead of failing with
 "Too many connections" (redis-py's default pool raises). Every wait is bounded, so a request
 never hangs on a Redis that is down or stuck: connecting, each command's reply and the wait
-for a pooled connection each give up after a second or two (RedisError), and the gateway
+for a pooled connection each give up after a few seconds (RedisError), and the gateway
 answers by its GATEWAY_REDIS_FAILURE setting. One retry on a fresh connection covers the
 pooled connections that a Redis restart closed.
 """
@@ -17,9 +17,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-CONNECT_TIMEOUT_S = 1.0
-COMMAND_TIMEOUT_S = 2.0
-POOL_WAIT_S = 2.0
+# Generous enough for a busy event loop opening a pool's connections at once (a 1 s connect
+# timeout failed 200 concurrent reservations on a loaded machine), short enough that a stuck
+# Redis costs a request seconds, not minutes. A Redis that is down refuses at once.
+CONNECT_TIMEOUT_S = 3.0
+COMMAND_TIMEOUT_S = 3.0
+POOL_WAIT_S = 5.0
 
 # What a Redis that is down, restarting, stuck or failed over to a read-only replica raises.
 REDIS_OUTAGE: tuple[type[BaseException], ...] = (
