@@ -77,6 +77,15 @@ async def observations(
     session: AsyncSession, tenant_id: str, *, since: dt.datetime | None = None, limit: int = DEFAULT_LIMIT
 ) -> tuple[list[Observation], dt.datetime | None, dt.datetime | None]:
     """(observations oldest first, first and last event time) from the tenant's audit events."""
+    obs, start, end, _ = await _outcomes(session, tenant_id, since=since, limit=limit)
+    return obs, start, end
+
+
+async def _outcomes(
+    session: AsyncSession, tenant_id: str, *, since: dt.datetime | None, limit: int
+) -> tuple[list[Observation], dt.datetime | None, dt.datetime | None, list[float]]:
+    """As observations(), plus the router score of every first attempt that had one (the
+    tenant's whole scored traffic, cascaded or not: what its percentiles are taken from)."""
     query = select(AuditEvent.request_id, AuditEvent.at, AuditEvent.payload).where(
         AuditEvent.tenant_id == tenant_id, AuditEvent.kind.in_(REQUEST_KINDS)
     )
@@ -85,10 +94,13 @@ async def observations(
     rows = (await session.execute(query.order_by(AuditEvent.seq.desc()).limit(limit * 2))).all()
     escalated = {r.request_id for r in rows if (r.payload or {}).get("attempt", 1) >= 2}
     found: list[tuple[dt.datetime, Observation]] = []
+    traffic: list[float] = []
     for r in rows:
         p = r.payload or {}
         decision = p.get("decision") or {}
         score, esc = decision.get("router_score"), p.get("escalation") or {}
+        if p.get("attempt", 1) == 1 and score is not None:
+            traffic.append(float(score))
         if p.get("attempt", 1) != 1 or decision.get("cascade") is None or score is None:
             continue
         if esc.get("confidence") is None:
@@ -98,8 +110,8 @@ async def observations(
             break
     found.sort(key=lambda x: x[0])
     if not found:
-        return [], None, None
-    return [o for _, o in found], found[0][0], found[-1][0]
+        return [], None, None, traffic
+    return [o for _, o in found], found[0][0], found[-1][0], traffic
 
 
 async def _lock_tenant(session: AsyncSession, tenant_id: str) -> None:
@@ -141,9 +153,9 @@ async def fit_tenant(
     Raises InvalidRequestError (nothing written) when there are too few observations.
     """
     await _lock_tenant(session, tenant_id)
-    obs, start, end = await observations(session, tenant_id, since=since)
+    obs, start, end, traffic = await _outcomes(session, tenant_id, since=since, limit=DEFAULT_LIMIT)
     try:
-        document = fit_calibration(obs, min_observations=min_observations)
+        document = fit_calibration(obs, min_observations=min_observations, traffic_scores=traffic)
     except ValueError as exc:
         raise InvalidRequestError(f"tenant {tenant_id}: {exc}", param="tenant") from None
     last = await session.scalar(

@@ -14,7 +14,10 @@ Escalation is the tenant's own label of "Flash was not enough for this prompt". 
   when the score does not predict escalation (slope <= 0) or p never gets there;
 - ``score_quantiles``: the tenant's own score distribution, so that a policy threshold can
   be read as "the share of this tenant's traffic below it" (the shipped percentile is of
-  the GSM8K/MMLU training mix, not of the tenant's traffic);
+  the GSM8K/MMLU training mix, not of the tenant's traffic). Taken from ``traffic_scores``,
+  every scored ``auto`` request, when given: the cascaded requests alone are only the ones
+  the tiers sent to Flash (and, once applied, not the ones sent direct), so their quantiles
+  would read every score as harder than it is and push more traffic up at each refit;
 - a check on data it was not fitted on: the fit uses the oldest 80% of the observations and
   reports AUC and log-loss on the newest 20% (and the log-loss of the constant rate).
 """
@@ -117,9 +120,11 @@ def fit_calibration(
     *,
     flash_to_pro: Fraction = DEFAULT_FLASH_TO_PRO,
     min_observations: int = MIN_OBSERVATIONS,
+    traffic_scores: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """The calibration document for ``observations`` in time order (oldest first)."""
     obs = [o for o in observations if o.score == o.score and 0.0 <= o.score <= 1.0]
+    traffic = [s for s in traffic_scores or () if s == s and 0.0 <= s <= 1.0] or [o.score for o in obs]
     if len(obs) < min_observations:
         raise ValueError(
             f"{len(obs)} cascaded request(s) with a router score; at least {min_observations} are needed"
@@ -152,7 +157,8 @@ def fit_calibration(
         "flash_to_pro_cost": str(flash_to_pro),
         "break_even_probability": round(break_even, 6),
         "direct_threshold": threshold,
-        "score_quantiles": _quantiles([o.score for o in obs]),
+        "score_quantiles": _quantiles(traffic),
+        "traffic_scores": len(traffic),
         "deciles": deciles,
         "holdout": {
             "n": len(check),

@@ -132,3 +132,15 @@ def test_unusable_documents_are_refused(change, message):
     doc = fit_calibration([Observation(k / 100, k > 50) for k in range(100)])
     with pytest.raises(ValueError, match=message):
         Calibration.from_document({**doc, **change})
+
+
+def test_percentiles_come_from_all_scored_traffic_not_only_the_cascaded():
+    """The default tiers cascade only below 0.8: quantiles of the cascaded requests alone
+    would call a 0.79 prompt the tenant's hardest and send it to Pro at the next refit."""
+    cascaded = [Observation(k / 125, k > 50) for k in range(100)]  # scores 0 .. 0.79
+    traffic = [k / 199 for k in range(200)]  # every scored auto request, 0 .. 1
+    only_cascaded = Calibration.from_document(fit_calibration(cascaded))
+    whole = Calibration.from_document(fit_calibration(cascaded, traffic_scores=traffic))
+    assert only_cascaded.tenant_percentile(0.79) > 0.99
+    assert whole.tenant_percentile(0.79) == pytest.approx(0.79, abs=0.01)
+    assert fit_calibration(cascaded, traffic_scores=traffic)["traffic_scores"] == 200

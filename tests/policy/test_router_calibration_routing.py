@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import select
 
 from billing.db import transaction
 from gateway.api.schemas import decode_chat_request
+from gateway.audit.log import append_event
 from gateway.router_calibration import service
 from gateway.router_calibration.models import RouterCalibrationVersion
 from gateway.service.routing import NOT_ROUTED, Routing
@@ -81,3 +83,23 @@ async def test_an_unreadable_document_routes_as_uncalibrated(sessions, unique):
     assert await routing.calibration(tid) is None
     routing.invalidate(tid)
     assert await Routing(None, sessions).route(tid, chat("auto", "hi")) is NOT_ROUTED
+
+
+async def test_quantiles_include_requests_that_did_not_cascade(sessions, unique):
+    tid = await _tenant(sessions, unique)
+    await _requests(sessions, tid, [Observation(k / 125, k > 50) for k in range(100)], "d")
+    async with transaction(sessions) as s:  # 100 auto requests the tiers sent to Pro: no cascade
+        for i in range(100):
+            await append_event(
+                s,
+                kind="request.completed",
+                actor="key:k",
+                tenant_id=tid,
+                request_id=f"pro{i}",
+                payload={"attempt": 1, "decision": {"router_score": 0.8 + i / 500, "cascade": None}},
+            )
+    async with transaction(sessions) as s:
+        stored = await service.fit_tenant(s, tid, actor="test")
+    assert stored.observations == 100  # the fit itself: cascaded requests only
+    assert stored.document["traffic_scores"] == 201  # + the 100 above + one of _requests' extras (scored)
+    assert stored.calibration().tenant_percentile(0.79) == pytest.approx(0.5, abs=0.03)
