@@ -55,6 +55,11 @@ def make_redis(
     return Redis(connection_pool=pool)
 
 
+def is_redis_outage(exc: BaseException) -> bool:
+    """A Redis client error that means Redis is down or stuck (not a script or data error)."""
+    return isinstance(exc, RedisConnectionError | RedisTimeoutError | ReadOnlyError)
+
+
 class RedisUnavailableError(Exception):
     """Budgets or rate limits could not reach Redis and the gateway fails closed: the
     request is refused (HTTP 503 with Retry-After), nothing is reserved or billed."""

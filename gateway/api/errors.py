@@ -10,7 +10,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException
 
 from billing.errors import BudgetExceededError, CatalogError
-from billing.redis_client import RedisUnavailableError
+from billing.redis_client import RedisUnavailableError, is_redis_outage
 from gateway.errors import (
     GatewayError,
     InvalidRequestError,
@@ -47,6 +47,8 @@ def as_gateway_error(exc: Exception) -> GatewayError:
         return _policy_error(exc)
     if isinstance(exc, RedisUnavailableError):
         return ServiceUnavailableError(str(exc), retry_after_s=exc.retry_after_s)
+    if is_redis_outage(exc):  # e.g. an admin call reading the live budget counters
+        return ServiceUnavailableError("Redis is unavailable; retry shortly.", retry_after_s=2)
     if is_database_outage(exc):
         return ServiceUnavailableError("The database is unavailable; retry shortly.", retry_after_s=2)
     if isinstance(exc, BudgetExceededError):
@@ -109,7 +111,7 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
             error_body(str(exc.detail), type_, None, code), status_code=status, headers=exc.headers or None
         )
     error = as_gateway_error(exc)
-    if isinstance(exc, RedisUnavailableError) or is_database_outage(exc):
+    if isinstance(exc, RedisUnavailableError) or is_redis_outage(exc) or is_database_outage(exc):
         # Refused while a backing service is down: its own component logs the outage once.
         log.debug("request refused: %s", type(exc).__name__)
     elif error.status >= 500:
