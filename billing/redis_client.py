@@ -24,14 +24,10 @@ CONNECT_TIMEOUT_S = 3.0
 COMMAND_TIMEOUT_S = 3.0
 POOL_WAIT_S = 5.0
 
-# What a Redis that is down, restarting, stuck or failed over to a read-only replica raises.
-REDIS_OUTAGE: tuple[type[BaseException], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ReadOnlyError,
-    OSError,
-    TimeoutError,
-)
+# What a Redis that is down, restarting, stuck or failed over to a read-only replica raises
+# (redis-py wraps socket errors and its pool's wait in these; a database driver's OSError is
+# not one of them).
+REDIS_OUTAGE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
 
 
 def make_redis(
@@ -57,7 +53,7 @@ def make_redis(
 
 def is_redis_outage(exc: BaseException) -> bool:
     """A Redis client error that means Redis is down or stuck (not a script or data error)."""
-    return isinstance(exc, RedisConnectionError | RedisTimeoutError | ReadOnlyError)
+    return isinstance(exc, REDIS_OUTAGE)
 
 
 class RedisUnavailableError(Exception):

@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing.budgets.store import recorded_attempts, spent_in_period
@@ -118,6 +117,8 @@ class BudgetGuard:
 
     async def settle(self, reservation: Reservation, actual_units: int) -> SettleResult:
         """Charge the actual cost (exactly once). Redis down: kept and retried later."""
+        if actual_units < 0:
+            raise ValueError("actual cost must be >= 0")
         held = self._open.get(reservation.id) or _Open(reservation, utcnow(), [])
         self._open[reservation.id] = held
         try:
@@ -126,8 +127,9 @@ class BudgetGuard:
             self._went_down(exc)
             self._owe(held, actual_units)
             return SettleResult(0)
-        except SQLAlchemyError:
-            # The ledger could not be read for a seed (database down): retried like an outage.
+        except Exception:
+            # The ledger could not be read for a seed (database down; its driver may raise a
+            # bare OSError): retried like an outage.
             log.warning("settling %s deferred: its budget counter could not be seeded", reservation.id)
             self._owe(held, actual_units)
             return SettleResult(0)
@@ -164,7 +166,7 @@ class BudgetGuard:
             except REDIS_OUTAGE as exc:
                 self._went_down(exc)
                 break
-            except SQLAlchemyError:
+            except Exception:
                 log.warning("retrying a deferred settle failed; trying again later")
                 break
             self._open.pop(rid, None)
