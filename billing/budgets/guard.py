@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 RETRY_INTERVAL_S = 1.0
+STALE_OPEN_S = 3600.0  # reservations are leased for 600 s
 MAX_OWED = 200_000  # settles kept for retry (about a minute of an outage at 3,000 rps)
 
 
@@ -106,7 +107,16 @@ class BudgetGuard:
         else:
             self._came_back()
         self._open[reservation_id] = _Open(reservation, at, [])
+        if len(self._open) % 1024 == 0:
+            self._prune(at)
         return reservation
+
+    def _prune(self, now: dt.datetime) -> None:
+        # A reservation whose request never settled nor released it (a path that forgot):
+        # its lease expired long ago, so the reaper returned it; stop tracking it.
+        cutoff = now - dt.timedelta(seconds=STALE_OPEN_S)
+        for rid in [r for r, h in self._open.items() if h.owed is None and h.at < cutoff]:
+            del self._open[rid]
 
     def recorded(self, entry: UsageEntry) -> None:
         """Note a usage entry handed to the ledger for a request that holds a reservation

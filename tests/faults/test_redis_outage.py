@@ -49,9 +49,12 @@ async def test_redis_restart_under_load_closed_and_open(tmp_path: Path) -> None:
         every = [ld for pair in loads.values() for ld in pair]
         await asyncio.gather(*(ld.start() for ld in every))
         await asyncio.sleep(BEFORE_S)
+        # The phases between are not asserted: an answer may come while the fault changes.
+        _phase(every, "stopping")
         await asyncio.gather(*(asyncio.to_thread(s.redis.stop) for s in stacks.values()))
         _phase(every, "down")
         await asyncio.sleep(DOWN_S)
+        _phase(every, "starting")
         await asyncio.gather(*(asyncio.to_thread(s.redis.start) for s in stacks.values()))
         _phase(every, "after")
         await asyncio.sleep(AFTER_S)
@@ -88,7 +91,7 @@ def _check(
         assert a.status in (200, 429, 503), (mode, a)
         if a.status == 503:
             assert a.code == "service_unavailable" and a.retry_after, (mode, a)
-    # Sent and answered within one phase (one sent before the stop may meet it).
+    # Sent and answered within one phase (one sent before the stop may meet the fault).
     by_phase = {
         p: [a for a in budget.answers if a.phase == a.phase_end == p] for p in ("before", "down", "after")
     }
@@ -121,12 +124,6 @@ def _check(
         "spent_units": spent,
         "ledger_units": ledger_units,
         "max_refusal_s": round(max(refused), 3) if refused else None,
-        # Sent while Redis was down and answered 200: waited until Redis answered again.
-        "served_across_restart_s": sorted(
-            round(a.seconds, 2)
-            for a in budget.answers
-            if a.phase == "down" != a.phase_end and a.status == 200
-        ),
     }
 
 
