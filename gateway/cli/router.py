@@ -136,15 +136,25 @@ def calibrations(tenant_name: str) -> None:
 @router.command("rollback")
 @click.option("--tenant", "tenant_name", required=True, help="Tenant name.")
 @click.option("--to", "to_version", type=int, default=None, help="Version (default: the previous one).")
-def rollback(tenant_name: str, to_version: int | None) -> None:
-    """Activate an earlier calibration version."""
+@click.option("--off", is_flag=True, help="Activate none: route the tenant uncalibrated (versions are kept).")
+def rollback(tenant_name: str, to_version: int | None, off: bool) -> None:
+    """Activate an earlier calibration version (or none, with --off); takes effect within 2 s."""
+    if off and to_version is not None:
+        raise click.UsageError("--off and --to exclude each other")
     settings = load_settings()
 
     async def go() -> int:
         async with db_transaction(settings) as session:
             tenant = await auth.get_tenant_by_name(session, tenant_name)
+            if off:
+                return await calibration.deactivate(session, tenant.id, actor="cli")
             stored = await calibration.rollback(session, tenant.id, actor="cli", to_version=to_version)
             return stored.version
 
     version = run_async(go)
-    click.echo(f"router calibration version {version} is active for tenant {tenant_name}")
+    if off:
+        click.echo(
+            f"router calibration version {version} deactivated: tenant {tenant_name} is routed uncalibrated"
+        )
+    else:
+        click.echo(f"router calibration version {version} is active for tenant {tenant_name}")

@@ -7,7 +7,9 @@ present when the cascade ran) and ``escalation.confidence``; an escalated reques
 second attempt event with the same request id. A request counts as one observation when
 its first attempt had a router score, a cascade and a measured confidence (without
 log-probabilities the escalation says nothing about the prompt). Functions work inside
-the caller's transaction and only flush, as policy.repository does.
+the caller's transaction and only flush, as policy.repository does. Every change of the
+active version is an audit event in the same transaction (``router_calibration.activated``
+with the version, or ``router_calibration.deactivated``), as policy activations are.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy import column, func, select, table, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.audit.log import append_event
 from gateway.audit.models import AuditEvent
 from gateway.errors import InvalidRequestError, NotFoundError
 from gateway.router_calibration.models import ActiveRouterCalibration, RouterCalibrationVersion
@@ -128,7 +131,9 @@ async def _lock_tenant(session: AsyncSession, tenant_id: str) -> None:
         raise NotFoundError(f"tenant {tenant_id!r} does not exist", param="tenant")
 
 
-async def _point(session: AsyncSession, tenant_id: str, row: RouterCalibrationVersion, actor: str) -> None:
+async def _point(
+    session: AsyncSession, tenant_id: str, row: RouterCalibrationVersion, actor: str, **extra: object
+) -> None:
     active = await session.get(ActiveRouterCalibration, tenant_id)
     if active is None:
         session.add(ActiveRouterCalibration(tenant_id=tenant_id, calibration_id=row.id, activated_by=actor))
@@ -137,6 +142,13 @@ async def _point(session: AsyncSession, tenant_id: str, row: RouterCalibrationVe
         active.activated_by = actor
         active.activated_at = dt.datetime.now(dt.UTC)
     await session.flush()
+    await append_event(
+        session,
+        kind="router_calibration.activated",
+        actor=actor,
+        tenant_id=tenant_id,
+        payload={"version": row.version, "observations": row.observations, **extra},
+    )
 
 
 async def fit_tenant(
@@ -202,12 +214,36 @@ async def get_active(session: AsyncSession, tenant_id: str) -> StoredCalibration
     return None if row is None else _stored(row, row.id)
 
 
-async def activate(session: AsyncSession, tenant_id: str, version: int, *, actor: str) -> StoredCalibration:
+async def activate(
+    session: AsyncSession, tenant_id: str, version: int, *, actor: str, rollback: bool = False
+) -> StoredCalibration:
     await _lock_tenant(session, tenant_id)
     row = await _version_row(session, tenant_id, version)
-    Calibration.from_document(row.document)  # still readable by this code
-    await _point(session, tenant_id, row, actor)
+    try:
+        Calibration.from_document(row.document)  # still readable by this code
+    except ValueError as exc:
+        raise InvalidRequestError(f"router calibration version {version}: {exc}", param="version") from None
+    await _point(session, tenant_id, row, actor, **({"rollback": True} if rollback else {}))
     return _stored(row, row.id)
+
+
+async def deactivate(session: AsyncSession, tenant_id: str, *, actor: str) -> int:
+    """Route the tenant uncalibrated again (the versions stay); returns the version that was active."""
+    await _lock_tenant(session, tenant_id)
+    current = await get_active(session, tenant_id)
+    if current is None:
+        raise NotFoundError(f"tenant {tenant_id!r} has no active router calibration", param="tenant")
+    active = await session.get(ActiveRouterCalibration, tenant_id)
+    await session.delete(active)
+    await session.flush()
+    await append_event(
+        session,
+        kind="router_calibration.deactivated",
+        actor=actor,
+        tenant_id=tenant_id,
+        payload={"version": current.version},
+    )
+    return current.version
 
 
 async def rollback(
@@ -229,7 +265,7 @@ async def rollback(
                 f"tenant {tenant_id!r} has no router calibration before version {current.version}",
                 param="version",
             )
-    return await activate(session, tenant_id, to_version, actor=actor)
+    return await activate(session, tenant_id, to_version, actor=actor, rollback=True)
 
 
 async def list_versions(session: AsyncSession, tenant_id: str) -> list[StoredCalibration]:

@@ -178,3 +178,11 @@ def test_cli_fit_without_outcomes_is_a_clean_error(cli_run):
         "no active router calibration" in cli_run("router", "rollback", "--tenant", "acme", ok=False).output
     )
     assert "no tenant named" in cli_run("router", "fit", "--tenant", "nobody", ok=False).output
+
+
+def test_cli_rollback_off(cli_run):
+    cli_run("tenant", "create", "acme-off")
+    out = cli_run("router", "rollback", "--tenant", "acme-off", "--off", ok=False).output
+    assert "no active router calibration" in out and "Traceback" not in out
+    out = cli_run("router", "rollback", "--tenant", "acme-off", "--off", "--to", "1", ok=False).output
+    assert "--off and --to exclude each other" in out

@@ -11,6 +11,8 @@ from sqlalchemy import select
 from billing.db import transaction
 from gateway.api.schemas import decode_chat_request
 from gateway.audit.log import append_event
+from gateway.audit.models import AuditEvent
+from gateway.errors import NotFoundError
 from gateway.router_calibration import service
 from gateway.router_calibration.models import RouterCalibrationVersion
 from gateway.service.routing import NOT_ROUTED, Routing
@@ -103,3 +105,40 @@ async def test_quantiles_include_requests_that_did_not_cascade(sessions, unique)
     assert stored.observations == 100  # the fit itself: cascaded requests only
     assert stored.document["traffic_scores"] == 201  # + the 100 above + one of _requests' extras (scored)
     assert stored.calibration().tenant_percentile(0.79) == pytest.approx(0.5, abs=0.03)
+
+
+async def test_deactivate_routes_uncalibrated_and_every_switch_is_audited(sessions, unique):
+    tid = await _tenant(sessions, unique)
+    await _requests(sessions, tid, [Observation(k / 100, k > 50) for k in range(100)], "e")
+    clock = Clock()
+    routing = Routing(None, sessions, ttl_s=2.0, clock=clock)
+    async with transaction(sessions) as s:
+        await service.fit_tenant(s, tid, actor="test")
+        await service.fit_tenant(s, tid, actor="test")
+        await service.rollback(s, tid, actor="ops")
+    assert (await routing.calibration(tid)).version == 1  # type: ignore[union-attr]
+    async with transaction(sessions) as s:
+        assert await service.deactivate(s, tid, actor="ops") == 1
+    clock.now += 2.0
+    assert await routing.calibration(tid) is None
+    async with transaction(sessions) as s:
+        with pytest.raises(NotFoundError, match="no active router calibration"):
+            await service.deactivate(s, tid, actor="ops")
+        assert [v.active for v in await service.list_versions(s, tid)] == [False, False]
+        back = await service.activate(s, tid, 2, actor="ops")  # `rollback --to 2` works again
+    assert back.version == 2
+    async with sessions() as s:
+        rows = (
+            await s.execute(
+                select(AuditEvent.kind, AuditEvent.actor, AuditEvent.payload)
+                .where(AuditEvent.tenant_id == tid, AuditEvent.kind.like("router_calibration.%"))
+                .order_by(AuditEvent.seq)
+            )
+        ).all()
+    assert [(r.kind, r.actor, r.payload["version"], r.payload.get("rollback")) for r in rows] == [
+        ("router_calibration.activated", "test", 1, None),
+        ("router_calibration.activated", "test", 2, None),
+        ("router_calibration.activated", "ops", 1, True),
+        ("router_calibration.deactivated", "ops", 1, None),
+        ("router_calibration.activated", "ops", 2, None),
+    ]
