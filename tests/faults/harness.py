@@ -83,8 +83,8 @@ class PgProxy:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        self.cut_connections += len(self._open) // 2  # each connection: client and server side
         for w in list(self._open):
-            self.cut_connections += 1
             w.transport.abort()
         self._open.clear()
 
