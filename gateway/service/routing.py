@@ -4,7 +4,9 @@ The shipped router scores the last user message (pure Python, well under 1 ms); 
 tenant's active router calibration (gateway/router_calibration) is read from the database
 at most once per ``ttl_s`` per process, so the decision itself stays free of I/O. A fit, an
 activation or a rollback made elsewhere (the CLI, the Celery job, another replica) takes
-effect here within ``ttl_s``; ``invalidate`` makes this process see it at once.
+effect here within ``ttl_s``; ``invalidate`` makes this process see it at once. While the
+database does not answer, the last calibration read keeps applying (TtlCache's
+stale-if-error, as for the policy the same request is decided under).
 
 A stored document this code cannot apply (an unknown format) is logged and ignored: the
 tenant is then routed as if it had no calibration, never refused.
