@@ -12,16 +12,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+from sqlalchemy.engine import make_url
+
 from bench._gateway_proc import GATEWAY, Proc, Processes, free_port, wait_http
 from tests.faults.provision import provision
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_HOST, PG_PORT = "127.0.0.1", 5432
+# The PostgreSQL server of the test suite (GATEWAY_TEST_DATABASE_URL): each fault test makes
+# a database of its own on it and drops it at the end.
+_PG = make_url(
+    os.environ.get("GATEWAY_TEST_DATABASE_URL") or "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+PG_HOST, PG_PORT, PG_USER = _PG.host or "127.0.0.1", _PG.port or 5432, _PG.username or "postgres"
+PG_ADMIN_DB = _PG.database or "postgres"
+
+
+def require_services() -> None:
+    """Skip unless the suite's PostgreSQL is configured and the Redis server binary exists."""
+    if not os.environ.get("GATEWAY_TEST_DATABASE_URL"):
+        pytest.skip("GATEWAY_TEST_DATABASE_URL is not set")
+    missing = [b for b in ("redis-server", "redis-cli", "psql") if shutil.which(b) is None]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)}")
+
+
+def _db_url(host: str, port: int, db: str) -> str:
+    return str(_PG.set(host=host, port=port, database=db).render_as_string(hide_password=False))
 
 
 class RedisServer:
@@ -124,11 +147,12 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 def psql(db: str, sql: str) -> str:
     done = subprocess.run(
-        ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", "postgres", "-d", db, "-tAc", sql],
+        ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, "-d", db, "-tAc", sql],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, **({"PGPASSWORD": str(_PG.password)} if _PG.password else {})},
     )
     if done.returncode != 0:
         raise RuntimeError(f"psql: {done.stderr.strip()}")
@@ -186,7 +210,7 @@ class FaultStack:
         wait_http(f"http://127.0.0.1:{up_port}/v1/models", upstream)
         (self.dir / "pools.yaml").write_text(pools_yaml(up_port))
         (self.dir / "data").mkdir(exist_ok=True)
-        psql("test", f'CREATE DATABASE "{self.db}"')
+        psql(PG_ADMIN_DB, f'CREATE DATABASE "{self.db}"')
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
         env.update(
             {
@@ -198,7 +222,7 @@ class FaultStack:
                 "GATEWAY_CONSOLE": "false",
                 "GATEWAY_KEY_PEPPER": "fault-pepper-" + os.urandom(8).hex(),
                 "GATEWAY_AUDIT_KEY": "fault-audit-" + os.urandom(8).hex(),
-                "GATEWAY_DATABASE_URL": f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{self.db}",
+                "GATEWAY_DATABASE_URL": _db_url(PG_HOST, PG_PORT, self.db),
                 "GATEWAY_REDIS_URL": self.redis.url,
                 "GATEWAY_JOBS": "inprocess",
                 "GATEWAY_DISPATCH_HEALTH_INTERVAL_S": "1",
@@ -211,7 +235,7 @@ class FaultStack:
     def start_gateway(self, extra_env: dict[str, str] | None = None, name: str = "gateway") -> str:
         """`gateway serve` with its database through the proxy (which must be listening);
         returns its base URL. The first one started is `self.gateway` at `self.base_url`."""
-        url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.proxy.port}/{self.db}"
+        url = _db_url("127.0.0.1", self.proxy.port, self.db)
         env = {**self.env, "GATEWAY_DATABASE_URL": url, **(extra_env or {})}
         port = self.port if self.gateway is None else free_port()
         argv = [GATEWAY, "serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -231,4 +255,4 @@ class FaultStack:
     def close(self) -> None:
         self.procs.__exit__(None, None, None)
         with contextlib.suppress(Exception):
-            psql("test", f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+            psql(PG_ADMIN_DB, f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')

@@ -23,7 +23,7 @@ import pytest
 
 from billing.budgets.types import BudgetPeriod, period_key
 from billing.cost import usd_to_units
-from tests.faults.harness import FaultStack
+from tests.faults.harness import FaultStack, require_services
 from tests.faults.load import Load
 from tests.faults.provision import run_cli
 
@@ -38,6 +38,7 @@ TENANTS: list[dict[str, object]] = [
 
 
 async def test_postgres_outage_under_load(tmp_path: Path) -> None:
+    require_services()
     s = FaultStack(tmp_path / "pg")
     try:
         await asyncio.to_thread(s.prepare, TENANTS)

@@ -21,7 +21,7 @@ import pytest
 
 from billing.budgets.types import BudgetPeriod, period_key
 from billing.cost import usd_to_units
-from tests.faults.harness import FaultStack
+from tests.faults.harness import FaultStack, require_services
 from tests.faults.load import Load
 
 pytestmark = pytest.mark.slow
@@ -32,6 +32,7 @@ TENANTS: list[dict[str, object]] = [{"name": "acme", "budget_usd": "100"}, {"nam
 
 
 async def test_redis_restart_under_load_closed_and_open(tmp_path: Path) -> None:
+    require_services()
     stacks = {mode: FaultStack(tmp_path / mode) for mode in ("closed", "open")}
     try:
         await asyncio.gather(
