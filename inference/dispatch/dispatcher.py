@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from inference.dispatch import balancer
-from inference.dispatch.backend import Backend
+from inference.dispatch.backend import Backend, Health
 from inference.dispatch.replica import Replica
 from inference.dispatch.types import DispatchRequest, Placement, PoolConfig, ReplicaSpec
 from inference.errors import NoReplicaError, ReplicaError, StreamInterruptedError
@@ -40,6 +40,7 @@ class Dispatcher:
         affinity: bool = True,
         health_interval_s: float = 5.0,
         health_timeout_s: float = 2.0,
+        unhealthy_after: int = 2,
         queue_timeout_s: float = 30.0,
     ) -> None:
         self.queue_timeout_s = queue_timeout_s
@@ -49,6 +50,7 @@ class Dispatcher:
         self.affinity = affinity
         self._health_interval = health_interval_s
         self._health_timeout = health_timeout_s
+        self._unhealthy_after = max(1, unhealthy_after)
         self._replicas: dict[str, Replica] = {}
         self._pools: dict[str, PoolConfig] = {}
         self._rings: dict[tuple[str, ...], balancer.HashRing] = {}
@@ -107,8 +109,17 @@ class Dispatcher:
         try:
             health = await asyncio.wait_for(replica.backend.health(), self._health_timeout)
         except (TimeoutError, Exception) as exc:  # a probe must never stop the loop
-            replica.healthy, replica.detail = False, f"health check failed: {type(exc).__name__}"
+            health = Health(ok=False, detail=f"health check failed: {type(exc).__name__}", answered=False)
+        if not health.answered:
+            # Unanswered probes mark a replica down only several in a row: under load one probe
+            # can miss its 2 s, and a dead replica's requests already open its breaker.
+            replica.probe_failures += 1
+            replica.detail = f"{health.detail} ({replica.probe_failures} unanswered in a row)"
+            if replica.healthy and replica.probe_failures >= self._unhealthy_after:
+                log.warning("replica %s is unhealthy: %s", replica.id, replica.detail)
+                replica.healthy = False
             return
+        replica.probe_failures = 0
         if replica.healthy and not health.ok:
             log.warning("replica %s is unhealthy: %s", replica.id, health.detail)
         replica.healthy, replica.detail, replica.reported_load = health.ok, health.detail, health.load

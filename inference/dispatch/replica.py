@@ -19,6 +19,7 @@ class Replica:
     in_flight: int = 0  # requests this process has on it now
     healthy: bool = True  # the last active check (optimistic until the first one)
     detail: str = ""
+    probe_failures: int = 0  # active checks in a row that got no answer
     reported_load: int | None = None
     served: int = 0
     failed: int = 0

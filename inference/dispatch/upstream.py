@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from inference.dispatch import dialects
-from inference.dispatch.backend import Health
+from inference.dispatch.backend import Health, probe_failed
 from inference.dispatch.http_client import HttpError, Response
 from inference.dispatch.types import UPSTREAM_DIALECTS, DispatchRequest
 from inference.dispatch.worker_client import RETRYABLE_STATUS, raise_ended, replica_client
@@ -114,7 +114,7 @@ class UpstreamBackend:
         try:
             response = await self._client.get("/models", timeout_s=2.0)
         except HttpError as exc:
-            return Health(ok=False, detail=type(exc).__name__)
+            return probe_failed(exc)
         return Health(ok=response.status_code == 200, detail=f"HTTP {response.status_code}")
 
     async def close(self) -> None:

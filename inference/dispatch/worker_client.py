@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from inference.dispatch import wire
-from inference.dispatch.backend import Health
+from inference.dispatch.backend import Health, probe_failed
 from inference.dispatch.http_client import HttpError, ReplicaHttpClient, Timeouts
 from inference.dispatch.types import DispatchRequest
 from inference.errors import ReplicaError, StreamInterruptedError
@@ -86,7 +86,7 @@ class WorkerBackend:
         try:
             response = await self._client.get(wire.HEALTH_PATH, timeout_s=2.0)
         except HttpError as exc:
-            return Health(ok=False, detail=f"{type(exc).__name__}")
+            return probe_failed(exc)
         if response.status_code != 200:
             return Health(ok=False, detail=f"HTTP {response.status_code}")
         data = response.json()
