@@ -17,7 +17,9 @@ commit has.
 
 Files left by an earlier process (`leftovers()`) hold records that may or may not have been
 committed; the writers replay them idempotently (usage by request and attempt, audit by
-event_id). One journal directory belongs to one process, like the spool.
+event_id). Processes that share a data directory (two `gateway serve` on one host) leave
+each other's live journals alone: a file whose writer (the pid in its name) still runs is not
+a leftover.
 """
 
 from __future__ import annotations
@@ -72,8 +74,25 @@ class Journal:
         if not self.directory.exists():
             return []
         files = sorted(self.directory.glob(f"{self.prefix}.*{SUFFIX}"))
-        return [f for f in files if f != self._path]
+        return [f for f in files if f != self._path and not _writer_alive(f)]
 
     def close(self) -> None:
         """Seal and drop the current file: the caller has committed every record in it."""
         self.discard(self.seal())
+
+
+def _writer_alive(path: Path) -> bool:
+    """Whether the process that named this journal file runs (its pid is the name's last part)."""
+    try:
+        pid = int(path.name[: -len(SUFFIX)].rsplit(".", 1)[1])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False  # ours from before a fork or an earlier writer object: not live here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
