@@ -81,6 +81,8 @@ class BudgetGuard:
         self._clock = clock
         self._open: dict[str, _Open] = {}
         self._seeded: set[str] = set()
+        self._seeds = 0  # seeds done so far; _seeded_by: the count when each counter was seeded
+        self._seeded_by: dict[str, int] = {}
         self._seed_lock = asyncio.Lock()
         self._down_since: float | None = None
         self._retrying: asyncio.Task[None] | None = None
@@ -161,6 +163,11 @@ class BudgetGuard:
         return await self.backend.status(budget, at)
 
     @property
+    def seeds(self) -> int:
+        """Counters seeded from the ledger so far by this process."""
+        return self._seeds
+
+    @property
     def owed(self) -> int:
         """Settles waiting for Redis."""
         return sum(h.owed is not None for h in self._open.values())
@@ -193,10 +200,11 @@ class BudgetGuard:
 
     async def _seeding_retry(self, call: Callable[[], Awaitable[_T]], at: dt.datetime) -> _T:
         for _ in range(8):  # each round seeds one more counter of the request
+            tried_at = self._seeds
             try:
                 return await call()
             except CounterNotSeededError as e:
-                await self._seed(e.budget, at, force=True)
+                await self._seed(e.budget, at, force=True, refused_at=tried_at)
         return await call()
 
     async def _first_use(self, budgets: list[Budget], at: dt.datetime) -> None:
@@ -206,11 +214,13 @@ class BudgetGuard:
             if budget.counter_name(at) not in self._seeded:
                 await self._seed(budget, at, force=False)
 
-    async def _seed(self, budget: Budget, at: dt.datetime, *, force: bool) -> None:
+    async def _seed(self, budget: Budget, at: dt.datetime, *, force: bool, refused_at: int = -1) -> None:
         name = budget.counter_name(at)
         async with self._seed_lock:
             if not force and name in self._seeded:
                 return
+            if force and self._seeded_by.get(name, -1) > refused_at:
+                return  # seeded since the refusal (the requests in flight after a restart)
             # Records accepted before now must be in the ledger's sum (they may have been
             # settled on the Redis that was lost).
             await self._flush_ledger()
@@ -223,6 +233,8 @@ class BudgetGuard:
             if await self.backend.seed_spent(budget, spent - twice, at):
                 log.info("budget counter %s seeded from the ledger", name)
             self._seeded.add(name)
+            self._seeds += 1
+            self._seeded_by[name] = self._seeds
 
     # -- outage bookkeeping -------------------------------------------------------------------
 

@@ -43,7 +43,15 @@ async def test_a_redis_that_lost_its_data_is_reseeded_without_double_counting(
         await writer.flush()  # A's usage is in the ledger; its settle has not happened yet
         await purge_redis_prefix(redis_url, prefix)  # Redis restarted without persistence
 
-        b = await guard.reserve(f"b-{unique}", [budget], 10**9, AT)  # re-seeds the counter
+        seeds = guard.seeds
+        # B and 20 more arrive together: refused by the unseeded counter, they share one seed.
+        b, *others = await asyncio.gather(
+            guard.reserve(f"b-{unique}", [budget], 10**9, AT),
+            *(guard.reserve(f"c{i}-{unique}", [budget], 1, AT) for i in range(20)),
+        )
+        assert guard.seeds == seeds + 1
+        for held in others:
+            await guard.settle(held, 0)
         assert (await guard.settle(a, entry_a.cost_total or 0)).charged_units == entry_a.cost_total
         entry_b = entry(tenant_id, key_id, f"b-{unique}", AT, out=700)
         guard.recorded(entry_b)
