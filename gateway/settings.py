@@ -18,6 +18,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "metrics": ("none", "prometheus"),
     "jobs": ("auto", "inprocess", "celery"),
     "redis_failure": ("closed", "open"),
+    "flash_kv": ("dense", "pq"),
 }
 
 
@@ -87,6 +88,9 @@ class Settings:
     pools_file: str = ""
     worker_token: str = ""
     embedded_engine: bool = True
+    # The embedded Flash variant's KV cache (docs/efficiency.md): dense (one engine serves
+    # both variants, as before) or pq (its own engine over the compressed cache).
+    flash_kv: str = "dense"
     dispatch_affinity: bool = True  # prefix affinity (consistent hashing, bounded load)
     dispatch_max_attempts: int = 3  # replicas tried before the first token
     dispatch_first_token_timeout_s: int = 120

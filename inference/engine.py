@@ -35,7 +35,7 @@ from .processor import OutputProcessor
 from .sampler import make_generator, sample
 from .scheduler import Scheduler
 from .sequence import SeqStatus, Sequence
-from .types import EngineConfig, Finished, GenerationRequest, TokenDelta
+from .types import Compute, EngineConfig, Finished, GenerationRequest, TokenDelta
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ class Engine:
         def finish(seq: Sequence, reason: str) -> None:
             sched.finish(seq, reason)
             by_id.pop(seq.seq_no, None)
-            out_events.extend((seq.sink, ev) for ev in self.processor.finish(seq))
+            out_events.extend((seq.sink, ev) for ev in self._finished(seq))
 
         while True:
             out_events = []
@@ -300,10 +300,12 @@ class Engine:
         out = sched.schedule()
         for seq in out.finished:  # ended by the scheduler (blocks already freed)
             self._by_id.pop(seq.seq_no, None)
-            out_events.extend((seq.sink, ev) for ev in self.processor.finish(seq))
+            out_events.extend((seq.sink, ev) for ev in self._finished(seq))
         if not out:
             time.sleep(0.001)
             return
+        for sch in out.items:  # before execute may reorder them; counts only
+            self._count(sch.seq, sch.seq.num_computed, sch.num_tokens, sch.sample)
         logits = self.runner.execute(out)
         sched.step_done(out)
         to_sample = [s.seq for s in out.items if s.sample]
@@ -316,6 +318,31 @@ class Engine:
                     finish(seq, reason)
         self._stats["last_step_s"] = time.perf_counter() - t0
         self._stats["last_step_tokens"] = out.num_tokens
+
+    def _count(self, seq: Sequence, start: int, n: int, sampled: bool) -> None:
+        """Add a step's work on `seq`: positions [start, start + n) through every layer."""
+        c = self.model.config
+        f = seq.request.expert_fraction
+        ex = getattr(self.model, "experts", None)
+        ffn = 3 * c.dim * c.ffn_dim
+        if ex is not None and f is not None:
+            k = experts_for(f, ex.n_experts)
+            ffn = ex.ffn_macs(k) + (ex.router_macs() if k < ex.n_experts else 0)
+        attn_w = c.dim * (c.n_heads + 2 * c.n_kv_heads) * c.head_dim + c.n_heads * c.head_dim * c.dim
+        # each position attends to itself and every earlier one: q.k and p.v per key and head
+        keys = n * start + n * (n + 1) // 2
+        attn = 2 * c.n_heads * c.head_dim * keys
+        seq.computed_tokens += n
+        seq.flops += c.n_layers * (2 * n * (attn_w + ffn) + 2 * attn) + (
+            2 * c.dim * c.vocab_size if sampled else 0
+        )
+
+    def _finished(self, seq: Sequence) -> list[Any]:
+        evs = self.processor.finish(seq)
+        for ev in evs:
+            if isinstance(ev, Finished):
+                ev.compute = Compute(seq.computed_tokens, seq.flops, seq.num_tokens * self.kv_bytes_per_token)
+        return evs
 
     def _update_stats(self) -> None:
         sched, blocks = self.scheduler, self.blocks

@@ -35,6 +35,9 @@ class Sequence:
     forced: list[int] = field(default_factory=list)  # tokens to emit instead of sampling
     reasoning: bool = False  # still inside the reasoning segment
     reasoning_tokens: int = 0
+    # measured compute (inference.types.Compute): tokens run and FLOPs spent, every step's
+    computed_tokens: int = 0
+    flops: int = 0
     generator: Any = None  # torch.Generator when seeded
     token_counts: dict[int, int] = field(default_factory=dict)  # output token frequencies
     finish_reason: str | None = None

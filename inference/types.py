@@ -54,12 +54,22 @@ class TokenDelta:
 
 
 @dataclass
+class Compute:
+    """What the engine computed for one sequence, counted from its steps."""
+
+    tokens: int  # tokens run through the model: cache misses, recomputation after preemption, decode
+    flops: int  # 2 x the linear layers' weights per token (the FFN's active share) + attention
+    kv_bytes: int  # the KV cache bytes its context held at the end (tokens x bytes per token)
+
+
+@dataclass
 class Finished:
     finish_reason: str  # "stop" | "length" | "cancelled"
     usage: Usage
     # "measured": counted by the engine that served it (ours, or an upstream's usage);
     # "estimated": the upstream sent none, so the gateway's tokenizer counted it.
     usage_source: str = "measured"
+    compute: Compute | None = None  # the embedded engine's own count (None from elsewhere)
 
 
 @dataclass(frozen=True)

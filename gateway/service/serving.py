@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +35,10 @@ from gateway.settings import Settings
 from gateway.telemetry import Telemetry
 from policy.router import default_router
 
+if TYPE_CHECKING:
+    from inference import EmbeddedModel
+    from inference.variants import VariantEngines
+
 log = logging.getLogger(__name__)
 
 
@@ -46,8 +51,7 @@ async def start_serving(
     stack: AsyncExitStack,
     telemetry: Telemetry,
 ) -> CompletionService:
-    from gateway.telemetry.engine import TracedEngine, engine_gauges
-    from inference import EmbeddedModel, Engine
+    from inference import EmbeddedModel
     from inference.tokenizer_model import TokenizerModel
 
     pools_file = load_pools_file(settings.pools_file) if settings.pools_file else []  # fail fast
@@ -62,11 +66,7 @@ async def start_serving(
             dtype=settings.dtype,
             threads=settings.threads or None,
         )
-        engine = Engine(model)
-        await engine.start()
-        stack.push_async_callback(engine.stop)
-        telemetry.observe_engine(lambda: engine_gauges(engine.stats()))
-        traced = TracedEngine(engine, telemetry, response_model=model.artifact.name)
+        traced = await _variant_engines(settings, model, stack, telemetry)
         log.info("model %s loaded in %.1fs", model.artifact.name, time.perf_counter() - started)
     else:  # pools only: the tokenizer still counts prompt tokens for decisions and estimates
         model = await asyncio.to_thread(TokenizerModel, settings.model_path or None)
@@ -95,6 +95,28 @@ async def start_serving(
     # audit events, and settle, before the writers flush and stop.
     stack.push_async_callback(service.drain)
     return service
+
+
+async def _variant_engines(
+    settings: Settings, model: EmbeddedModel, stack: AsyncExitStack, telemetry: Telemetry
+) -> VariantEngines:
+    """The embedded engine per variant (inference.variants): Flash and Pro are configurations
+    over the one loaded model; variants with the same configuration share one engine (one KV
+    cache). GATEWAY_FLASH_KV=pq gives Flash the compressed cache (its codebooks are fit on the
+    first start, minutes, and then load from the data dir)."""
+    from gateway.telemetry.engine import TracedEngine, engine_gauges
+    from inference.variants import EMBEDDED_VARIANTS, VariantConfig, VariantEngines
+
+    configs = dict(EMBEDDED_VARIANTS)
+    configs["flash"] = VariantConfig("flash", kv_compression=None if settings.flash_kv == "dense" else "pq")
+    model.kv_cache_dir = settings.data_dir / "kv-codebooks"
+    raw = await asyncio.to_thread(VariantEngines.build, model, None, configs, "pro")
+    await raw.start()
+    stack.push_async_callback(raw.stop)
+    telemetry.observe_engine(lambda: engine_gauges(raw.stats()))
+    name = model.artifact.name
+    traced = {id(e): TracedEngine(e, telemetry, response_model=name) for e in raw.distinct()}
+    return VariantEngines({v: traced[id(e)] for v, e in raw.engines.items()}, configs, "pro")
 
 
 async def _register_local(

@@ -21,14 +21,23 @@ class LocalEngine(Protocol):
 
 
 class EmbeddedBackend:
+    """`engine` may be one engine for every variant or an `inference.variants.VariantEngines`
+    (one engine per variant, each with its variant's configuration): the request's variant
+    picks the engine and its mode the variant's expert fraction."""
+
     kind = "embedded"
 
     def __init__(self, engine: LocalEngine) -> None:
         self._engine = engine
 
     def generate(self, request: DispatchRequest) -> AsyncIterator[TokenDelta | Finished]:
+        engine: Any = self._engine
+        generation = request.generation
+        if hasattr(engine, "for_variant"):
+            generation = engine.request_for(request.variant, request.mode, generation)
+            engine = engine.for_variant(request.variant)
         try:
-            return self._engine.generate(request.generation)
+            return engine.generate(generation)
         except (PromptTooLongError, InvalidRequestError):
             raise  # the request's fault: no other replica would take it either
         except InferenceError as exc:  # not started, stopped, or failed: another replica may serve

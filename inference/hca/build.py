@@ -18,7 +18,7 @@ from ..model import LlamaModel
 from ..moe.cache import cache_dirs
 from ..moe.calibration import calibration_tokens, tokens_digest
 from .codec import KVCodec
-from .fit import HCAConfig, collect_kv, fit_books
+from .fit import HCAConfig, fit_books, query_weights
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,10 @@ def books_filename(sha256: str, key: str) -> str:
     return f"{sha256}-{key}.npz"
 
 
-def load_books(sha256: str, key: str, explicit: str | Path | None = None) -> torch.Tensor | None:
+Books = tuple[torch.Tensor, torch.Tensor]  # codebooks, key weights
+
+
+def load_books(sha256: str, key: str, explicit: str | Path | None = None) -> Books | None:
     for d in cache_dirs(explicit):
         p = d / books_filename(sha256, key)
         if not p.is_file():
@@ -35,20 +38,26 @@ def load_books(sha256: str, key: str, explicit: str | Path | None = None) -> tor
         try:
             with np.load(p) as z:
                 if str(z["sha256"]) == sha256 and str(z["key"]) == key:
-                    return torch.from_numpy(z["books"].astype(np.float32))
+                    return torch.from_numpy(z["books"]), torch.from_numpy(z["key_weights"])
         except (OSError, ValueError, KeyError) as exc:  # torn or foreign file: refit
             log.warning("ignoring unreadable KV codebooks %s: %s", p, exc)
     return None
 
 
-def save_books(books: torch.Tensor, sha256: str, key: str, explicit: str | Path | None = None) -> Path | None:
+def save_books(books: Books, sha256: str, key: str, explicit: str | Path | None = None) -> Path | None:
     """Write atomically to the first writable cache dir; None if none is."""
     for d in cache_dirs(explicit):
         try:
             d.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, books=books.numpy(), sha256=np.array(sha256), key=np.array(key))
+                np.savez(
+                    fh,
+                    books=books[0].numpy(),
+                    key_weights=books[1].numpy(),
+                    sha256=np.array(sha256),
+                    key=np.array(key),
+                )
             os.replace(tmp, d / books_filename(sha256, key))
             return d / books_filename(sha256, key)
         except OSError as exc:
@@ -70,7 +79,8 @@ def build_kv_codec(
     books = load_books(sha256, key, cache_dir)
     if books is None:
         t0 = time.perf_counter()
-        books = fit_books(collect_kv(model, chunks), cfg)
+        kv, weights = query_weights(model, chunks)
+        books = fit_books(kv, cfg, weights), weights
         where = save_books(books, sha256, key, cache_dir)
         log.info("KV codebooks fit in %.1fs (cached at %s)", time.perf_counter() - t0, where)
-    return KVCodec(books, model.device)
+    return KVCodec(books[0], model.device, key_weights=books[1])

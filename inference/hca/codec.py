@@ -27,9 +27,13 @@ def key_order(head_dim: int, n_sub: int) -> torch.Tensor:
 
 
 class KVCodec:
-    """books: [n_layers, 2 (keys, values), n_kv_heads, n_sub, C, head_dim / n_sub] float32."""
+    """books: [n_layers, 2 (keys, values), n_kv_heads, n_sub, C, head_dim / n_sub] float32;
+    key_weights [n_layers, n_kv_heads, head_dim] (natural dim order): the metric keys are
+    encoded under (the fit's: the queries' root mean square per dim); None: plain distance."""
 
-    def __init__(self, books: torch.Tensor, device: torch.device | None = None) -> None:
+    def __init__(
+        self, books: torch.Tensor, device: torch.device | None = None, key_weights: torch.Tensor | None = None
+    ) -> None:
         if books.dim() != 6 or books.shape[1] != 2 or books.shape[4] > MAX_CENTROIDS:
             raise ValueError(f"need codebooks [L, 2, KVH, M, C<=256, dsub], got {tuple(books.shape)}")
         dev = device or books.device
@@ -38,13 +42,21 @@ class KVCodec:
         self.head_dim = self.n_sub * self.dsub
         self.order = key_order(self.head_dim, self.n_sub).to(dev)  # stored key dim j = key dim order[j]
         self.inverse = torch.argsort(self.order)
-        # |c|^2 per centroid, for the nearest-centroid search by one batched matmul
-        self._sq = (self.books**2).sum(-1)  # [L, 2, KVH, M, C]
+        L, kvh, m, d = self.n_layers, self.n_kv_heads, self.n_sub, self.dsub
+        w = torch.ones((L, 2, kvh, self.head_dim), device=dev)
+        if key_weights is not None:
+            w[:, 0] = key_weights.to(device=dev, dtype=torch.float32)[:, :, self.order]
+        self.key_weights = key_weights
+        self._w = w[:, :, None]  # [L, 2, 1, KVH, hd]: applied to [2, T, KVH, hd] inputs
+        # the weighted centroids and their |c|^2, for the nearest-centroid search by one
+        # batched matmul
+        self._enc = self.books * w.view(L, 2, kvh, m, 1, d)
+        self._sq = (self._enc**2).sum(-1)  # [L, 2, KVH, M, C]
         # flat centroid rows for decoding by one gather: row ((kv*KVH + h)*M + m)*C + c
         self._flat = self.books.view(self.n_layers, -1, self.dsub)
         h = torch.arange(2 * self.n_kv_heads, device=dev)[:, None, None]
-        m = torch.arange(self.n_sub, device=dev)[None, None, :]
-        self._base = ((h * self.n_sub + m) * self.n_centroids).to(torch.long)  # [2 KVH, 1, M]
+        sub = torch.arange(self.n_sub, device=dev)[None, None, :]
+        self._base = ((h * self.n_sub + sub) * self.n_centroids).to(torch.long)  # [2 KVH, 1, M]
 
     @property
     def device(self) -> torch.device:
@@ -61,9 +73,9 @@ class KVCodec:
         """k, v [T, KVH, hd] (roped keys) -> uint8 codes [2 KVH, T, M] (keys' heads first)."""
         T = k.shape[0]
         kh = k.float()[:, :, self.order]
-        x = torch.stack([kh, v.float()])  # [2, T, KVH, hd]
+        x = torch.stack([kh, v.float()]) * self._w[li]  # [2, T, KVH, hd]
         x = x.view(2, T, self.n_kv_heads, self.n_sub, self.dsub).permute(0, 2, 3, 1, 4)  # [2,KVH,M,T,d]
-        books = self.books[li]  # [2, KVH, M, C, d]
+        books = self._enc[li]  # [2, KVH, M, C, d]
         # argmin |x - c|^2 = argmin |c|^2 - 2 x.c (|x|^2 is the same for every centroid)
         dots = torch.matmul(x, books.transpose(-1, -2))  # [2, KVH, M, T, C]
         codes = (self._sq[li][:, :, :, None, :] - 2 * dots).argmin(-1)  # [2, KVH, M, T]

@@ -14,7 +14,7 @@ from .codec import MAX_CENTROIDS, key_order
 
 log = logging.getLogger(__name__)
 
-FIT_VERSION = 2
+FIT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,54 @@ class HCAConfig:
         )
 
 
+class _QueryEnergy:
+    """Wraps a model's rope_store for the fit: sums the roped queries' squares per (layer,
+    KV head, dim) over the calibration tokens (the fit runs before any engine does)."""
+
+    def __init__(self, model: LlamaModel) -> None:
+        c = model.cfg
+        self.model, self.inner = model, model.ops.rope_store
+        self.sums = torch.zeros((c.n_layers, c.n_kv_heads, c.head_dim), dtype=torch.float64)
+        self.calls = 0
+
+    def __call__(self, qkv, rope, cache, slots, n_heads):
+        qk = self.inner(qkv, rope, cache, slots, n_heads)
+        c = self.model.cfg
+        li = self.calls % c.n_layers
+        q = qk[:, :n_heads].float().view(qk.shape[0], c.n_kv_heads, -1, c.head_dim)
+        self.sums[li] += (q**2).sum(dim=(0, 2)).double().cpu()
+        self.calls += 1
+        return qk
+
+
 @torch.inference_mode()
-def collect_kv(model: LlamaModel, chunks: list[list[int]]) -> torch.Tensor:
-    """[n_layers, 2 KVH, N, hd] float32: the dense cache's keys (roped) and values."""
+def collect_kv(
+    model: LlamaModel, chunks: list[list[int]], energy: _QueryEnergy | None = None
+) -> torch.Tensor:
+    """[n_layers, 2 KVH, N, hd] float32: the dense cache's keys (roped) and values; with
+    `energy`, the queries' squares are summed on the way."""
+    parts = []
+    if energy is not None:
+        model.ops.rope_store = energy  # type: ignore[method-assign]
+    try:
+        parts = _collect(model, chunks)
+    finally:
+        if energy is not None:
+            del model.ops.rope_store  # the class's method again
+    return torch.cat(parts, dim=2)
+
+
+def query_weights(model: LlamaModel, chunks: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keys and values [L, 2 KVH, N, hd], key-dim weights [L, KVH, hd]): a key's error in dim
+    d moves a score by q_d times it, so keys are quantized under the metric weighted by the
+    root mean square of the queries' dim d (normalised to mean 1 per head)."""
+    energy = _QueryEnergy(model)
+    kv = collect_kv(model, chunks, energy)
+    w = energy.sums.clamp(min=1e-12).sqrt().float()
+    return kv, w / w.mean(-1, keepdim=True)
+
+
+def _collect(model: LlamaModel, chunks: list[list[int]]) -> list[torch.Tensor]:
     parts = []
     for ids in chunks:
         n = len(ids)
@@ -48,7 +93,7 @@ def collect_kv(model: LlamaModel, chunks: list[list[int]]) -> torch.Tensor:
         inp = torch.tensor(ids, dtype=torch.long, device=model.device)
         model.forward(inp, slots, meta, kv, torch.tensor([n - 1], device=model.device))
         parts.append(kv.data.float().cpu())
-    return torch.cat(parts, dim=2)
+    return parts
 
 
 def seed_centroids(x: torch.Tensor, c: int, gen: torch.Generator) -> torch.Tensor:
@@ -87,8 +132,9 @@ def kmeans(x: torch.Tensor, c: int, iters: int, gen: torch.Generator) -> torch.T
     return cent
 
 
-def fit_books(kv: torch.Tensor, cfg: HCAConfig) -> torch.Tensor:
-    """kv [L, 2 KVH, N, hd] -> codebooks [L, 2, KVH, M, C, hd / M] float32."""
+def fit_books(kv: torch.Tensor, cfg: HCAConfig, key_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """kv [L, 2 KVH, N, hd] -> codebooks [L, 2, KVH, M, C, hd / M] float32; key_weights [L,
+    KVH, hd]: the keys' metric (k-means on the weighted keys, centroids unweighted after)."""
     L, kv2, n, hd = kv.shape
     kvh, m = kv2 // 2, cfg.n_sub
     if hd % m or cfg.n_centroids > MAX_CENTROIDS or cfg.n_centroids > n:
@@ -100,9 +146,13 @@ def fit_books(kv: torch.Tensor, cfg: HCAConfig) -> torch.Tensor:
     gen = torch.Generator().manual_seed(cfg.seed)
     books = torch.empty((L, 2, kvh, m, cfg.n_centroids, d), dtype=torch.float32)
     for li in range(L):
+        w = torch.ones((2, kvh, 1, hd))
+        if key_weights is not None:
+            w[0, :, 0] = key_weights[li][:, order]
         keys = kv[li, :kvh][:, :, order]
-        x = torch.stack([keys, kv[li, kvh:]])  # [2, KVH, N, hd]
+        x = torch.stack([keys, kv[li, kvh:]]) * w  # [2, KVH, N, hd]
         x = x.view(2, kvh, n, m, d).permute(0, 1, 3, 2, 4).reshape(-1, n, d)  # [2 KVH M, N, d]
-        books[li] = kmeans(x, cfg.n_centroids, cfg.kmeans_iters, gen).view(2, kvh, m, cfg.n_centroids, d)
+        cent = kmeans(x, cfg.n_centroids, cfg.kmeans_iters, gen).view(2, kvh, m, cfg.n_centroids, d)
+        books[li] = cent / w.view(2, kvh, m, 1, d)
         log.debug("KV codebooks: layer %d of %d fit", li + 1, L)
     return books

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from inference.hca import HCAConfig, KVCodec
-from inference.hca.fit import collect_kv, fit_books
+from inference.hca.fit import collect_kv, fit_books, query_weights
 from inference.hca.quality import chunk_logits, kv_agreement
 from inference.model import AttnMetadata, KVCache, LlamaModel, PrefillSegment
 
@@ -24,7 +24,9 @@ def tiny():
     model = LlamaModel(CFG, tiny_tensors(), torch.float32, torch.device("cpu"))
     rng = np.random.default_rng(2)
     calib = [rng.integers(0, CFG.vocab_size, 96).tolist() for _ in range(2)]
-    codec = KVCodec(fit_books(collect_kv(model, calib), TINY))
+    kv, weights = query_weights(model, calib)  # the served fit: keys under the queries' metric
+    assert torch.equal(kv, collect_kv(model, calib)) and weights.shape == (CFG.n_layers, CFG.n_kv_heads, 32)
+    codec = KVCodec(fit_books(kv, TINY, weights), key_weights=weights)
     held = rng.integers(0, CFG.vocab_size, 40).tolist()
     return model, codec, held
 
