@@ -170,6 +170,13 @@ def upstream_stats(port: int) -> dict[str, int]:
     return dict(httpx.get(f"http://127.0.0.1:{port}/stats", timeout=10).json())
 
 
+def _lines(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    with path.open("rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
 def sanity(gateway: Target) -> None:
     """One request: 200, usage mapped from the upstream, rate-limit headers (limits applied)."""
     response = httpx.post(
@@ -256,6 +263,12 @@ def run(args: argparse.Namespace, setup: GatewaySetup, procs: Processes) -> dict
     ]:  # graceful stop flushes the batched ledger writer (and writes the profile)
         procs.stop(proc)
     rows = setup.count_rows("usage_records", "audit_events")
+    # A gateway killed after the stop's grace period leaves its accepted records in the journal
+    # or spool of its data directory (replayed at its next start): count them, so that a
+    # shortfall of ledger rows is told apart from a loss.
+    spool = setup.data_dir / "spool"
+    usage_waiting = sum(_lines(f) for f in spool.glob("usage*")) if spool.exists() else 0
+    audit_waiting = sum(_lines(f) for f in (spool / "audit").glob("*")) if (spool / "audit").exists() else 0
     g, dl = lat["gateway-0"], lat["direct"]
     gs, ds = lat_stream["gateway-0"], lat_stream["direct"]
     result: dict[str, Any] = {
@@ -289,6 +302,8 @@ def run(args: argparse.Namespace, setup: GatewaySetup, procs: Processes) -> dict
         "ledger_rows": rows["usage_records"] - usage_before,
         "audit_events": rows["audit_events"] - audit_before,
         "gateway_requests_ok": answered,
+        "usage_records_waiting_in_spool": usage_waiting,
+        "audit_events_waiting_in_spool": audit_waiting,
     }
     if b_target is not None and rps_b is not None:
         gb, gbs = lat["gateway-b"], lat_stream["gateway-b"]
