@@ -27,7 +27,8 @@ from kernels.block_sparse_attention_ref import local_start
 def sparse_prefill(
     model: Any, block_size: int, top_k: int, window: int, sink_blocks: int = 1
 ) -> Iterator[None]:
-    def attend(q, k, v, cache, seg: PrefillSegment, nkv: int) -> torch.Tensor:
+    def attend(q, k, v, cache, seg: PrefillSegment, nkv: int, *_layer_codec: Any) -> torch.Tensor:
+        # (the layer index and KV codec that LlamaModel also passes: the dense cache here)
         n = q.shape[0]
         if seg.fresh:  # the chunk is the whole context
             kk, vv = k.transpose(0, 1), v.transpose(0, 1)
