@@ -79,6 +79,7 @@ def _answer_body(answer: Answer) -> dict[str, Any]:
         finish_reason=answer.finish_reason,
         usage=answer.usage,
         cost=answer.cost,
+        compute=answer.compute,
     )
 
 
@@ -97,7 +98,7 @@ async def _sse_answer(answer: Answer) -> AsyncIterator[bytes]:
         yield _sse_event(chunk_body(prepared, {"content": answer.content}, logprobs=logprobs))
     yield _sse_event(chunk_body(prepared, {}, finish_reason=answer.finish_reason))
     if prepared.request.include_usage:
-        yield _sse_event(usage_chunk_body(prepared, answer.usage, answer.cost))
+        yield _sse_event(usage_chunk_body(prepared, answer.usage, answer.cost, answer.compute))
     yield b"data: [DONE]\n\n"
 
 
@@ -115,7 +116,7 @@ async def _sse(service: CompletionService, prepared: PreparedCompletion) -> Asyn
             else:
                 yield _sse_event(chunk_body(prepared, {}, finish_reason=event.finish_reason))
                 if prepared.request.include_usage and outcome.cost is not None:
-                    yield _sse_event(usage_chunk_body(prepared, event.usage, outcome.cost))
+                    yield _sse_event(usage_chunk_body(prepared, event.usage, outcome.cost, event.compute))
     except Exception as exc:  # headers are sent: the error goes in the stream
         error = as_gateway_error(exc)
         yield _sse_event(error_body(error.message, error.type, error.param, error.code))

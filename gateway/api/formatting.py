@@ -6,14 +6,14 @@ from typing import Any
 
 from billing.cost import Cost
 from gateway.service.completion_types import PreparedCompletion
-from inference.types import Usage
+from inference.types import Compute, Usage
 
 # The same for every backend: the first chunk of a stream goes out before a replica is chosen.
 SYSTEM_FINGERPRINT = "fp_deepseek_gateway"
 
 
-def usage_body(usage: Usage, cost: Cost) -> dict[str, Any]:
-    return {
+def usage_body(usage: Usage, cost: Cost, compute: Compute | None = None) -> dict[str, Any]:
+    body = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
@@ -26,6 +26,13 @@ def usage_body(usage: Usage, cost: Cost) -> dict[str, Any]:
         "cost_details": {k: v for k, v in cost.as_usd_str().items() if k != "cost_usd"},
         "price_version": cost.price_version,
     }
+    if compute is not None:  # the embedded engine's own count: what the mode and variant cost
+        body["compute_details"] = {
+            "tokens_run": compute.tokens,
+            "flops": compute.flops,
+            "kv_cache_bytes": compute.kv_bytes,
+        }
+    return body
 
 
 def completion_body(
@@ -37,6 +44,7 @@ def completion_body(
     finish_reason: str,
     usage: Usage,
     cost: Cost,
+    compute: Compute | None = None,
 ) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if reasoning is not None:
@@ -55,7 +63,7 @@ def completion_body(
                 "finish_reason": finish_reason,
             }
         ],
-        "usage": usage_body(usage, cost),
+        "usage": usage_body(usage, cost, compute),
     }
 
 
@@ -83,7 +91,9 @@ def chunk_body(
     }
 
 
-def usage_chunk_body(prepared: PreparedCompletion, usage: Usage, cost: Cost) -> dict[str, Any]:
+def usage_chunk_body(
+    prepared: PreparedCompletion, usage: Usage, cost: Cost, compute: Compute | None = None
+) -> dict[str, Any]:
     return {
         "id": prepared.request_id,
         "object": "chat.completion.chunk",
@@ -91,5 +101,5 @@ def usage_chunk_body(prepared: PreparedCompletion, usage: Usage, cost: Cost) -> 
         "model": prepared.model_id,
         "system_fingerprint": SYSTEM_FINGERPRINT,
         "choices": [],
-        "usage": usage_body(usage, cost),
+        "usage": usage_body(usage, cost, compute),
     }

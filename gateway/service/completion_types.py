@@ -15,7 +15,7 @@ from gateway.api.schemas import ChatCompletionRequest
 from gateway.auth.service import Principal
 from gateway.compliance.service import TenantCompliance
 from inference.dispatch import Placement
-from inference.types import GenerationRequest, Usage
+from inference.types import Compute, GenerationRequest, Usage
 from policy.cascade import Escalation
 from policy.compliance_rules import Candidate
 from policy.types import Decision
@@ -71,6 +71,7 @@ class Outcome:
     answer_parts: list[str] = field(default_factory=list)  # for retention: full
     placement: Placement = field(default_factory=Placement)
     usage_source: str = "measured"
+    compute: Compute | None = None  # what the embedded engine measured (None from elsewhere)
 
 
 @dataclass
@@ -86,6 +87,14 @@ class Answer:
     cost: Cost
     escalation: Escalation | None = None
     attempts: list[Outcome] = field(default_factory=list)
+    compute: Compute | None = None  # all attempts together, when every one was measured
+
+
+def add_compute(a: Compute | None, b: Compute | None) -> Compute | None:
+    if a is None or b is None:
+        return None
+    # Work adds up; the attempts' caches are separate sequences, so the larger is the peak.
+    return Compute(tokens=a.tokens + b.tokens, flops=a.flops + b.flops, kv_bytes=max(a.kv_bytes, b.kv_bytes))
 
 
 def cache_salt(tenant_id: str) -> bytes:

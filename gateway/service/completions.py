@@ -26,7 +26,14 @@ from gateway.auth.service import Principal
 from gateway.compliance.service import ComplianceCache
 from gateway.errors import InvalidRequestError, RateLimitedError
 from gateway.service.catalog import check_model
-from gateway.service.completion_types import Answer, Outcome, PreparedCompletion, add_usage, cache_salt
+from gateway.service.completion_types import (
+    Answer,
+    Outcome,
+    PreparedCompletion,
+    add_compute,
+    add_usage,
+    cache_salt,
+)
 from gateway.service.metering import Metering
 from gateway.service.placement import (
     LOCAL_BACKENDS,
@@ -305,6 +312,7 @@ class CompletionService:
             second = await self._collect(second_prepared, outcomes, attempt=2, escalation=escalation)
             second.usage = add_usage(first.usage, second.usage)
             second.cost = first.cost + second.cost
+            second.compute = add_compute(first.compute, second.compute)
             second.escalation = escalation
             return second
         finally:
@@ -369,6 +377,7 @@ class CompletionService:
             usage=finished.usage,
             cost=outcome.cost,
             attempts=outcomes,
+            compute=finished.compute,
         )
 
     async def _attempt(
@@ -393,6 +402,7 @@ class CompletionService:
                     outcome.finish_reason = event.finish_reason
                     outcome.usage = event.usage
                     outcome.usage_source = event.usage_source
+                    outcome.compute = event.compute
                     outcome.status = "cancelled" if event.finish_reason == "cancelled" else "completed"
                     u = event.usage  # priced now so that a stream's final usage chunk carries the cost
                     outcome.cost = cost_of(

@@ -140,3 +140,36 @@ def test_client_disconnect_still_records_usage(gateway_server: RunningGateway) -
         time.sleep(0.2)
     assert rows and rows[0][0] == "cancelled"
     assert rows[0][1] < 400
+
+
+def test_think_max_and_non_think_report_different_measured_compute(gateway_server: RunningGateway) -> None:
+    """The engine's own count of what an answer cost rides in the usage (`compute_details`),
+    non-streaming and in a stream's usage chunk; the mode changes it."""
+    api = client(gateway_server, gateway_server.create_key("e2e-compute")["key"])
+
+    def compute(**kwargs: object) -> dict[str, int]:
+        answer = api.chat.completions.create(
+            model="deepseek-v4-flash", messages=QUESTION, temperature=0, max_tokens=24, **kwargs
+        )
+        assert answer.usage is not None
+        details = (answer.usage.model_extra or {})["compute_details"]
+        assert details["tokens_run"] > 0 and details["flops"] > 0 and details["kv_cache_bytes"] > 0
+        return details
+
+    non_think = compute(extra_body={"thinking": {"type": "disabled"}})
+    think_max = compute(reasoning_effort="max", extra_body={"thinking": {"type": "enabled"}})
+    assert think_max["tokens_run"] != non_think["tokens_run"]
+    assert think_max["flops"] != non_think["flops"]
+
+    chunks = list(
+        api.chat.completions.create(
+            model="deepseek-v4-flash",
+            messages=QUESTION,
+            temperature=0,
+            max_tokens=8,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    usage = chunks[-1].usage
+    assert usage is not None and (usage.model_extra or {})["compute_details"]["tokens_run"] > 0

@@ -45,6 +45,16 @@ class CompletionTokensDetails(Struct, forbid_unknown_fields=True):
     reasoning_tokens: int
 
 
+class ComputeDetails(Struct, forbid_unknown_fields=True):
+    """What the embedded engine computed for the answer (absent when a pool or upstream
+    served it): tokens run through the model (cache misses, recomputation, decode), FLOPs
+    (linear layers at the active expert share, plus attention), the KV cache bytes held."""
+
+    tokens_run: int
+    flops: int
+    kv_cache_bytes: int
+
+
 class CompletionUsage(Struct, forbid_unknown_fields=True):
     """DeepSeek usage: cache-hit and cache-miss prompt tokens (their sum is prompt_tokens),
     reasoning tokens inside completion_tokens, and the exact cost as decimal strings."""
@@ -59,6 +69,7 @@ class CompletionUsage(Struct, forbid_unknown_fields=True):
     cost_usd: str
     cost_details: CostDetails
     price_version: str
+    compute_details: ComputeDetails | None = None
 
 
 class TopLogprob(Struct):
