@@ -5,17 +5,14 @@ codec. The cache sits next to the expert plan's (`inference.moe.cache.cache_dirs
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..model import LlamaModel
-from ..moe.cache import cache_dirs
+from ..moe.cache import load_arrays, save_arrays
 from ..moe.calibration import calibration_tokens, tokens_digest
 from .codec import KVCodec
 from .fit import HCAConfig, fit_books, query_weights
@@ -31,39 +28,16 @@ Books = tuple[torch.Tensor, torch.Tensor]  # codebooks, key weights
 
 
 def load_books(sha256: str, key: str, explicit: str | Path | None = None) -> Books | None:
-    for d in cache_dirs(explicit):
-        p = d / books_filename(sha256, key)
-        if not p.is_file():
-            continue
-        try:
-            with np.load(p) as z:
-                if str(z["sha256"]) == sha256 and str(z["key"]) == key:
-                    return torch.from_numpy(z["books"]), torch.from_numpy(z["key_weights"])
-        except (OSError, ValueError, KeyError) as exc:  # torn or foreign file: refit
-            log.warning("ignoring unreadable KV codebooks %s: %s", p, exc)
-    return None
+    z = load_arrays(books_filename(sha256, key), {"sha256": sha256, "key": key}, explicit, "KV codebooks")
+    if z is None or "books" not in z or "key_weights" not in z:
+        return None
+    return torch.from_numpy(z["books"]), torch.from_numpy(z["key_weights"])
 
 
 def save_books(books: Books, sha256: str, key: str, explicit: str | Path | None = None) -> Path | None:
-    """Write atomically to the first writable cache dir; None if none is."""
-    for d in cache_dirs(explicit):
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(
-                    fh,
-                    books=books[0].numpy(),
-                    key_weights=books[1].numpy(),
-                    sha256=np.array(sha256),
-                    key=np.array(key),
-                )
-            os.replace(tmp, d / books_filename(sha256, key))
-            return d / books_filename(sha256, key)
-        except OSError as exc:
-            log.info("KV codebook cache dir %s not writable: %s", d, exc)
-    log.warning("no writable cache dir for the KV codebooks: they will be refit on the next load")
-    return None
+    arrays = {"books": books[0].numpy(), "key_weights": books[1].numpy()}
+    identity = {"sha256": sha256, "key": key}
+    return save_arrays(books_filename(sha256, key), arrays, identity, explicit, "KV codebooks")
 
 
 def build_kv_codec(
