@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..model import AttnMetadata, KVCache, LlamaModel, PrefillSegment
+from ..model import LlamaModel
+from ..moe.forward import chunk_forward
 from .codec import MAX_CENTROIDS, key_order
 
 log = logging.getLogger(__name__)
@@ -82,18 +83,7 @@ def query_weights(model: LlamaModel, chunks: list[list[int]]) -> tuple[torch.Ten
 
 
 def _collect(model: LlamaModel, chunks: list[list[int]]) -> list[torch.Tensor]:
-    parts = []
-    for ids in chunks:
-        n = len(ids)
-        kv = KVCache(model.cfg, n, model.kv_dtype, model.device)
-        slots = torch.arange(n, device=model.device)
-        meta = AttnMetadata(
-            slot_mapping=slots, prefills=[PrefillSegment(0, n, slots, fresh=True)], decode_start=n
-        )
-        inp = torch.tensor(ids, dtype=torch.long, device=model.device)
-        model.forward(inp, slots, meta, kv, torch.tensor([n - 1], device=model.device))
-        parts.append(kv.data.float().cpu())
-    return parts
+    return [chunk_forward(model, ids, all_rows=False)[1].data.float().cpu() for ids in chunks]
 
 
 def seed_centroids(x: torch.Tensor, c: int, gen: torch.Generator) -> torch.Tensor:

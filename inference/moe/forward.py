@@ -13,6 +13,14 @@ def chunk_logits(
     model: LlamaModel, ids: list[int], ffn: FFNRoute | None = None, all_rows: bool = True
 ) -> torch.Tensor:
     """[n, V] float32 logits of every position of `ids` (the last one only: all_rows=False)."""
+    return chunk_forward(model, ids, ffn, all_rows)[0]
+
+
+@torch.inference_mode()
+def chunk_forward(
+    model: LlamaModel, ids: list[int], ffn: FFNRoute | None = None, all_rows: bool = True
+) -> tuple[torch.Tensor, KVCache]:
+    """chunk_logits, and the KV cache the chunk filled (what the KV codebooks are fit on)."""
     n = len(ids)
     kv = KVCache(model.cfg, n, model.kv_dtype, model.device)
     slots = torch.arange(n, device=model.device)
@@ -21,7 +29,7 @@ def chunk_logits(
     )
     inp = torch.tensor(ids, dtype=torch.long, device=model.device)
     rows = None if all_rows else torch.tensor([n - 1], device=model.device)
-    return model.forward(inp, slots, meta, kv, rows, ffn=ffn).values.float()
+    return model.forward(inp, slots, meta, kv, rows, ffn=ffn).values.float(), kv
 
 
 class DenseCapture:
