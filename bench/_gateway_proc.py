@@ -268,3 +268,21 @@ def _redis_flush(url: str) -> None:
     subprocess.run(
         ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "-n", db, "FLUSHDB"], capture_output=True, check=True
     )
+
+
+def instant_pools_yaml(upstream_port: int) -> str:
+    """A pools file with one `backend: vllm` pool serving both variants from
+    bench/instant_upstream.py on `upstream_port`."""
+    return f"""pools:
+  - name: instant
+    device_kind: cuda
+    vendor: nvidia
+    software_stack: CUDA
+    region: local
+    variants: [flash, pro]
+    backend: vllm
+    models: {{flash: instant-flash, pro: instant-pro}}
+    replicas:
+      - url: http://127.0.0.1:{upstream_port}/v1
+        capacity: 512
+"""

@@ -48,6 +48,7 @@ from _gateway_proc import (  # noqa: E402
     Processes,
     free_port,
     group_cpu_seconds,
+    instant_pools_yaml,
     sigterm_as_interrupt,
     wait_http,
 )
@@ -68,22 +69,6 @@ def body(model: str, *, stream: bool = False) -> dict[str, Any]:
         b["stream"] = True
         b["stream_options"] = {"include_usage": True}
     return b
-
-
-def pools_yaml(upstream_port: int) -> str:
-    return f"""pools:
-  - name: instant
-    device_kind: cuda
-    vendor: nvidia
-    software_stack: CUDA
-    region: local
-    variants: [flash, pro]
-    backend: vllm
-    models: {{flash: instant-flash, pro: instant-pro}}
-    replicas:
-      - url: http://127.0.0.1:{upstream_port}/v1
-        capacity: 512
-"""
 
 
 def litellm_config(upstream_port: int) -> str:
@@ -198,7 +183,7 @@ def run(args: argparse.Namespace, setup: GatewaySetup, procs: Processes) -> dict
         [sys.executable, str(Path(__file__).with_name("instant_upstream.py")), "--port", str(up_port)],
     )
     wait_http(f"http://127.0.0.1:{up_port}/v1/models", upstream)
-    setup.prepare(pools_yaml(up_port))
+    setup.prepare(instant_pools_yaml(up_port))
     # Limits far above the load (so nothing is refused) but checked on every request.
     key = setup.tenant("bench", budget_usd="1000", rpm=50_000_000, tpm=2_000_000_000)
     auth = {"authorization": f"Bearer {key}"}

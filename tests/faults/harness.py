@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from bench._gateway_proc import GATEWAY, Proc, Processes, free_port, wait_http
+from bench._gateway_proc import GATEWAY, Proc, Processes, free_port, instant_pools_yaml, wait_http
 from tests.faults.provision import provision
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,22 +159,6 @@ def psql(db: str, sql: str) -> str:
     return done.stdout.strip()
 
 
-def pools_yaml(upstream_port: int) -> str:
-    return f"""pools:
-  - name: instant
-    device_kind: cuda
-    vendor: nvidia
-    software_stack: CUDA
-    region: local
-    variants: [flash, pro]
-    backend: vllm
-    models: {{flash: instant-flash, pro: instant-pro}}
-    replicas:
-      - url: http://127.0.0.1:{upstream_port}/v1
-        capacity: 512
-"""
-
-
 class FaultStack:
     """The processes of one fault test: Redis, the upstream, a fresh database, the gateway.
 
@@ -208,7 +192,7 @@ class FaultStack:
             "upstream", [sys.executable, str(ROOT / "bench" / "instant_upstream.py"), "--port", str(up_port)]
         )
         wait_http(f"http://127.0.0.1:{up_port}/v1/models", upstream)
-        (self.dir / "pools.yaml").write_text(pools_yaml(up_port))
+        (self.dir / "pools.yaml").write_text(instant_pools_yaml(up_port))
         (self.dir / "data").mkdir(exist_ok=True)
         psql(PG_ADMIN_DB, f'CREATE DATABASE "{self.db}"')
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
