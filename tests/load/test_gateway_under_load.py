@@ -135,8 +135,11 @@ def _worker_health(worker: RunningWorker) -> dict[str, Any]:
 
 
 def _long(i: int) -> dict[str, Any]:
-    """A long Pro stream (the worker's pool), one logprobs entry per token."""
-    return {**chat_body(i, stream=True, max_tokens=LONG, logprobs=True), "model": "deepseek-v4-pro"}
+    """A long Pro stream (the worker's pool), one logprobs entry per token. The question asks
+    for a long answer: a short one ("Blue.") can end on its own before the test cuts it."""
+    body = chat_body(i, stream=True, max_tokens=LONG, logprobs=True)
+    question = f"Count from 1 to 500, one number per line. ({i})"
+    return {**body, "model": "deepseek-v4-pro", "messages": [{"role": "user", "content": question}]}
 
 
 def test_clients_gone_mid_stream_free_the_workers_kv_blocks(fleet: Fleet) -> None:
