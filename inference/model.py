@@ -284,6 +284,10 @@ class LlamaModel:
                 x.add_(y)
         if logits_rows is not None:
             x = x[logits_rows]
+        if x.shape[0] == 0:
+            # a step that samples nothing (a prefill chunk short of its prompt's end): no
+            # head to run, and the few-rows head kernel takes 1 to 4 rows, not 0
+            return StepLogits(torch.empty((0, self.embed.shape[0]), dtype=torch.float32, device=x.device))
         x = ops.norm(x, self.final_norm)
         if self.head_gemv is not None and x.shape[0] <= self.int4_max_rows:
             # few rows (the int4 kernel's batches): fp32 dot products, no rounded logits to

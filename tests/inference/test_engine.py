@@ -379,3 +379,36 @@ def test_engine_tests_pass_as_on_a_cpu_without_bf16():
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+async def test_prefill_chunk_that_samples_nothing_skips_the_head(model):
+    """A prompt longer than a step's token budget is prefilled in chunks; the chunks before
+    its end sample no row. The few-rows head kernel (AVX-512 BF16 CPUs) takes 1 to 4 rows and
+    raised on the empty batch ("engine step failed: 1 to 4 rows"). A head with that contract
+    stands in for it here, so the check holds on every CPU."""
+    m = model.model
+    calls: list[int] = []
+
+    def strict_head(x, w):
+        calls.append(x.shape[0])
+        assert 1 <= x.shape[0] <= m.int4_max_rows, "1 to 4 rows"
+        return x.float() @ w.float().T
+
+    saved = (m.head_gemv, m.lm_head.dense)
+    m.head_gemv = strict_head
+    if m.lm_head.dense is None:
+        m.lm_head.dense = m.embed  # SmolLM2 ties the head to the embeddings
+    eng = Engine(model, EngineConfig(kv_cache_tokens=4096, max_num_batched_tokens=32))
+    await eng.start()
+    try:
+        p = chat(model, "Explain in two sentences why the sea is salty.")
+        assert len(p) > 32  # at least one chunk samples nothing
+        cold = await collect(eng, p, "cold", cache_salt=b"t", temperature=0, max_tokens=6)
+        warm = await collect(eng, p, "warm", cache_salt=b"t", temperature=0, max_tokens=6)
+    finally:
+        await eng.stop()
+        m.head_gemv, m.lm_head.dense = saved
+    assert cold[3].finish_reason == warm[3].finish_reason == "length"
+    assert warm[3].usage.prompt_cache_hit_tokens > 0
+    assert [d.token_ids for d in warm[2]] == [d.token_ids for d in cold[2]]
+    assert calls and min(calls) >= 1
