@@ -13,9 +13,17 @@ fp16 cache (`kv_bytes_ratio`), teacher-forced top-1 agreement and mean KL agains
 cache on the same held-out text (`kv_top1`, `kv_kl`; `kv_top1_long` on one long chunk), and
 decode tokens/s of the dense cache and of each compressed attention path, interleaved.
 
+Side by side with llama.cpp (`--llamacpp`, on by default when its venv exists, see
+bench/llamacpp_decode.py): llama.cpp's single-stream decode on the same GGUF, same thread
+count, greedy, same prompt ids and token count, interleaved per repeat with the engine's
+single-stream runs: the dense path, every speed fraction and the Non-think path (the mode's
+own expert fraction from inference/moe/defaults.py, its own run even when that is dense).
+Medians of the repeats give `llamacpp_tok_s`, `nonthink_vs_llamacpp` and `dense_vs_llamacpp`
+(null, with `llamacpp_reason`, when llama.cpp is absent; the bench still exits 0).
+
 The last line is one JSON object: moe_top1 and moe_kl (maps from fraction to value),
-ffn_flops_per_token, decode_tps_1, decode_tps_32 (maps, "dense" included), the ratios to the
-dense path, router_cost_ratio, and the kv_* fields.
+ffn_flops_per_token, decode_tps_1, decode_tps_32 (maps, "dense" and "nonthink" included), the
+ratios to the dense path, router_cost_ratio, the llama.cpp fields and the kv_* fields.
 """
 
 from __future__ import annotations
@@ -42,8 +50,17 @@ from inference import (  # noqa: E402
     GenerationRequest,
     SamplingParams,
 )
-from inference.moe import experts_for  # noqa: E402
+from inference.moe import expert_fraction_for_mode, experts_for  # noqa: E402
 from inference.moe.forward import chunk_logits  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llamacpp_decode import (  # noqa: E402
+    LLAMACPP_VENV,
+    LlamaCppDecoder,
+    median_or_none,
+    side_by_side,
+    venv_python,
+)
 
 FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.92, 1.0)
 SPEED_FRACTIONS = (None, 0.35, 0.6, 0.92)
@@ -100,19 +117,36 @@ async def _run(
     raise RuntimeError("no Finished event")
 
 
-async def speed(model: EmbeddedModel, args: argparse.Namespace) -> tuple[dict, dict]:
+async def speed(
+    model: EmbeddedModel, args: argparse.Namespace, llama: LlamaCppDecoder | None = None
+) -> tuple[dict, dict, dict]:
+    """Decode tokens/s per fraction at 1 and `--streams` streams (medians, interleaved), plus
+    the Non-think path's single stream ("nonthink") and, with `llama`, llama.cpp's in the
+    same loop (its per-repeat runs in the third map)."""
     engine = Engine(model, EngineConfig(kv_cache_tokens=16384))
     await engine.start()
+    nonthink = expert_fraction_for_mode("non-think")
+    singles: list[tuple[str, float | None]] = [(str(f), f) for f in SPEED_FRACTIONS]
+    singles.append(("nonthink", nonthink))
     try:
         prompt = model.encode_chat([{"role": "user", "content": "Write a poem about the sea."}])
         await _run(engine, prompt, "warm", 8, 0.35)
         await _run(engine, prompt, "warm2", 8, None)
-        one: dict[str, list[float]] = {str(f): [] for f in SPEED_FRACTIONS}
+        if llama is not None:
+            llama.decode(prompt, 8)  # warm-up
+        one: dict[str, list[float]] = {name: [] for name, _ in singles}
         many: dict[str, list[float]] = {str(f): [] for f in SPEED_FRACTIONS}
+        lc: dict[str, list] = {"tok_s": [], "tok_s_llama": [], "n": [], "head": []}
         for r in range(args.repeats):
-            for f in SPEED_FRACTIONS:  # interleaved: the machine's load hits all alike
-                first, end, n = await _run(engine, prompt, f"s{r}-{f}", args.tokens, f)
-                one[str(f)].append((n - 1) / (end - first))
+            if llama is not None:  # same prompt ids, same token count, greedy
+                got = llama.decode(prompt, args.tokens)
+                for k in lc:
+                    lc[k].append(got.get(k))
+            for name, f in singles:  # interleaved: the machine's load hits all alike
+                first, end, n = await _run(engine, prompt, f"s{r}-{name}", args.tokens, f)
+                one[name].append((n - 1) / (end - first))
+            if args.single_only:
+                continue
             for f in SPEED_FRACTIONS:
                 outs = await asyncio.gather(
                     *[
@@ -129,8 +163,8 @@ async def speed(model: EmbeddedModel, args: argparse.Namespace) -> tuple[dict, d
                 window = max(o[1] for o in outs) - min(o[0] for o in outs)
                 many[str(f)].append(sum(o[2] - 1 for o in outs) / window)
         med = {k if k != "None" else "dense": round(statistics.median(v), 1) for k, v in one.items()}
-        med32 = {k if k != "None" else "dense": round(statistics.median(v), 1) for k, v in many.items()}
-        return med, med32
+        med32 = {k if k != "None" else "dense": round(statistics.median(v), 1) for k, v in many.items() if v}
+        return med, med32, lc
     finally:
         await engine.stop()
 
@@ -212,6 +246,20 @@ def kv_part(model: EmbeddedModel, args: argparse.Namespace) -> dict:
     return res
 
 
+def start_llamacpp(args: argparse.Namespace, gguf: Path) -> tuple[LlamaCppDecoder | None, str | None]:
+    """The llama.cpp worker on the engine's GGUF with the engine's thread count, or None and
+    why not (not asked for, not installed, failed to start)."""
+    if args.llamacpp is False:
+        return None, "not asked for (--no-llamacpp)"
+    py = venv_python()
+    if py is None:
+        return None, f"llama-cpp-python not installed in {LLAMACPP_VENV} (BENCH_LLAMACPP_VENV)"
+    try:
+        return LlamaCppDecoder(gguf, args.threads, py), None
+    except (OSError, RuntimeError) as exc:
+        return None, f"llama.cpp worker failed to start: {exc}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--chunks", type=int, default=16)
@@ -227,6 +275,13 @@ def main() -> None:
     ap.add_argument("--no-kv", action="store_true", help="skip the compressed KV cache")
     ap.add_argument("--kv-long", type=int, default=2048, help="tokens of the long HCA chunk (0: none)")
     ap.add_argument("--kv-no-speed", action="store_true", help="HCA quality and bytes only")
+    ap.add_argument(
+        "--llamacpp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"llama.cpp side by side (default: on when {LLAMACPP_VENV} has llama_cpp)",
+    )
+    ap.add_argument("--single-only", action="store_true", help="skip the many-stream decode runs")
     args = ap.parse_args()
     if args.quick:
         args.chunks, args.repeats, args.tokens = 4, 1, 32
@@ -258,10 +313,32 @@ def main() -> None:
         t1 = time.perf_counter()
         res["moe_top1"], res["moe_kl"] = quality(model, chunks, FRACTIONS)
         res["quality_s"] = round(time.perf_counter() - t1, 1)
-    res["decode_tps_1"], res["decode_tps_32"] = asyncio.run(speed(model, args))
-    d1, d32 = res["decode_tps_1"]["dense"], res["decode_tps_32"]["dense"]
+    llama, reason = start_llamacpp(args, model.artifact.path)  # the file the engine loaded
+    try:
+        res["decode_tps_1"], res["decode_tps_32"], lc = asyncio.run(speed(model, args, llama))
+    finally:
+        if llama is not None:
+            res["llamacpp_version"] = llama.info.get("version")
+            llama.close()
+    d1 = res["decode_tps_1"]["dense"]
     res["decode_ratio_1"] = {k: round(v / d1, 3) for k, v in res["decode_tps_1"].items()}
-    res["decode_ratio_32"] = {k: round(v / d32, 3) for k, v in res["decode_tps_32"].items()}
+    if res["decode_tps_32"]:
+        d32 = res["decode_tps_32"]["dense"]
+        res["decode_ratio_32"] = {k: round(v / d32, 3) for k, v in res["decode_tps_32"].items()}
+    res["nonthink_expert_fraction"] = expert_fraction_for_mode("non-think")
+    llama_tps = median_or_none([v for v in lc["tok_s"] if v]) if llama is not None else None
+    tps1 = res["decode_tps_1"]
+    res.update(
+        side_by_side(
+            {"nonthink": tps1["nonthink"], "dense": tps1["dense"], "target_nonthink": tps1.get("0.35")},
+            llama_tps,
+            reason,
+        )
+    )
+    if llama is not None:
+        res["llamacpp_tok_s_llama"] = median_or_none([v for v in lc["tok_s_llama"] if v])
+        res["llamacpp_runs"] = {k: lc[k] for k in ("tok_s", "tok_s_llama", "n")}
+        res["llamacpp_threads"] = args.threads
     res.update(kv)
     res["loadavg"] = Path("/proc/loadavg").read_text().split()[0]
     print(json.dumps(res))
