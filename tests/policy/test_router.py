@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -121,13 +122,26 @@ def test_shipped_router_meets_goal_on_holdout(name, goal):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (DATA / "gsm8k.csv").exists(), reason="routing data not present")
-def test_training_reproduces_the_shipped_file(tmp_path):
+def test_training_reproduces_the_shipped_router(tmp_path):
+    """Retraining from the data files gives the shipped router back: the same recipe and
+    training rows, and the same held-out figures. Not the same bytes: scikit-learn releases
+    break ties at the vocabulary's 20,000-term cut differently (1.9.1 kept 691 other terms)
+    and move coefficients in the third decimal, and `scikit-learn>=1.5` admits them all."""
     pytest.importorskip("sklearn")
     from policy.router import train
 
     out = tmp_path / "router.json"
     train.main(["--data", str(DATA), "--out", str(out)])
-    assert out.read_bytes() == DEFAULT_PATH.read_bytes()
+    fresh, shipped = json.loads(out.read_text()), json.loads(DEFAULT_PATH.read_text())
+    for key in ("format", "analyzer", "recipe", "forms", "form_models", "trained_prompts"):
+        assert fresh[key] == shipped[key], key
+    shared = fresh["vocab"].keys() & shipped["vocab"].keys()
+    assert len(shared) >= 0.95 * len(shipped["vocab"])
+    retrained = Router.load(out)
+    for name in ("gsm8k.csv", "mmlu.csv"):
+        a, b = evaluate(DATA / name, router=retrained), evaluate(DATA / name)
+        assert a["n"] == b["n"]
+        assert abs(a["apgr"] - b["apgr"]) <= 0.01, (name, a["apgr"], b["apgr"])
 
 
 def test_serving_needs_no_scikit_learn(tmp_path):
