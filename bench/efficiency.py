@@ -23,7 +23,9 @@ Medians of the repeats give `llamacpp_tok_s`, `nonthink_vs_llamacpp` and `dense_
 
 The last line is one JSON object: moe_top1 and moe_kl (maps from fraction to value),
 ffn_flops_per_token, decode_tps_1, decode_tps_32 (maps, "dense" and "nonthink" included), the
-ratios to the dense path, router_cost_ratio, the llama.cpp fields and the kv_* fields.
+ratios to the dense path, router_cost_ratio, the llama.cpp fields, the kv_* fields, the
+variant x mode table (`variant_mode`, bench/variant_modes.py; `--no-variants` skips it) and
+`mhc_gain_64` / `hc_gain_64` (inference/v4/mhc.py; bench/mhc_gain.py has the depth curve).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from inference import (  # noqa: E402
 )
 from inference.moe import expert_fraction_for_mode, experts_for  # noqa: E402
 from inference.moe.forward import chunk_logits  # noqa: E402
+from inference.v4.mhc import gain_report  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llamacpp_decode import (  # noqa: E402
@@ -61,6 +64,7 @@ from llamacpp_decode import (  # noqa: E402
     side_by_side,
     venv_python,
 )
+from variant_modes import table as variant_mode_table  # noqa: E402
 
 FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.92, 1.0)
 SPEED_FRACTIONS = (None, 0.35, 0.6, 0.92)
@@ -282,6 +286,7 @@ def main() -> None:
         help=f"llama.cpp side by side (default: on when {LLAMACPP_VENV} has llama_cpp)",
     )
     ap.add_argument("--single-only", action="store_true", help="skip the many-stream decode runs")
+    ap.add_argument("--no-variants", action="store_true", help="skip the variant x mode table")
     args = ap.parse_args()
     if args.quick:
         args.chunks, args.repeats, args.tokens = 4, 1, 32
@@ -340,6 +345,11 @@ def main() -> None:
         res["llamacpp_runs"] = {k: lc[k] for k in ("tok_s", "tok_s_llama", "n")}
         res["llamacpp_threads"] = args.threads
     res.update(kv)
+    if not args.no_variants:
+        t2 = time.perf_counter()
+        res.update(variant_mode_table(model, chunks, _run, args))
+        res["variant_mode_s"] = round(time.perf_counter() - t2, 1)
+    res.update(gain_report(64))
     res["loadavg"] = Path("/proc/loadavg").read_text().split()[0]
     print(json.dumps(res))
 

@@ -6,14 +6,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..model import AttnMetadata, KVCache, LlamaModel, PrefillSegment
+from ..model import AttnMetadata, FFNRoute, KVCache, LlamaModel, PrefillSegment
 from .codec import KVCodec
 
 
 @torch.inference_mode()
-def chunk_logits(model: LlamaModel, ids: list[int], codec: KVCodec | None = None) -> torch.Tensor:
+def chunk_logits(
+    model: LlamaModel, ids: list[int], codec: KVCodec | None = None, ffn: FFNRoute | None = None
+) -> torch.Tensor:
     """[n, V] float32 logits of every position of `ids` through a cache of its own (codes with
-    a codec), one prefill."""
+    a codec), one prefill; `ffn` routes the FFN (inference.moe), None = dense."""
     n = len(ids)
     kv = KVCache(model.cfg, n, model.kv_dtype, model.device, codec)
     slots = torch.arange(n, device=model.device)
@@ -21,7 +23,7 @@ def chunk_logits(model: LlamaModel, ids: list[int], codec: KVCodec | None = None
         slot_mapping=slots, prefills=[PrefillSegment(0, n, slots, fresh=True)], decode_start=n
     )
     inp = torch.tensor(ids, dtype=torch.long, device=model.device)
-    return model.forward(inp, slots, meta, kv, None).values.float()
+    return model.forward(inp, slots, meta, kv, None, ffn=ffn).values.float()
 
 
 def kv_agreement(model: LlamaModel, codec: KVCodec, chunks: list[list[int]]) -> tuple[float, float]:
