@@ -97,16 +97,23 @@ def format_duration(seconds: float) -> str:
     return f"{m}m{s}s" if m else f"{s}s"
 
 
+def _remaining(ahead_ms: float, interval: float) -> int:
+    """Whole units left in the window when the bucket's tat is `ahead_ms` past now. The
+    tolerance absorbs float error: (now + 6000) - now is 6000.000000001 at a large `now`,
+    and a plain floor then reports one unit fewer than the limit allows."""
+    return math.floor((WINDOW_MS - ahead_ms) / interval + 1e-6)
+
+
 def _gcra(tat: float, now: float, limit: int, quantity: int) -> tuple[bool, float, float | None, int, float]:
     """One GCRA step: (allowed, new tat, retry_after_ms, remaining, reset_ms)."""
     interval = WINDOW_MS / limit
     tat = max(tat, now)
     new_tat = tat + quantity * interval
     if quantity > limit:
-        return False, tat, None, int((WINDOW_MS - (tat - now)) // interval), tat - now
+        return False, tat, None, _remaining(tat - now, interval), tat - now
     if new_tat - now > WINDOW_MS:
-        return False, tat, new_tat - WINDOW_MS - now, int((WINDOW_MS - (tat - now)) // interval), tat - now
-    return True, new_tat, 0.0, int((WINDOW_MS - (new_tat - now)) // interval), new_tat - now
+        return False, tat, new_tat - WINDOW_MS - now, _remaining(tat - now, interval), tat - now
+    return True, new_tat, 0.0, _remaining(new_tat - now, interval), new_tat - now
 
 
 def _result(
@@ -228,7 +235,7 @@ class RedisRateLimiter:
             retry_ms = None if _f(retry) < 0 else _f(retry)
             interval = WINDOW_MS / item[2]
             rel = _f(new_rel) if ok else _f(tat_rel)
-            rows.append((item, ok, retry_ms, int((WINDOW_MS - rel) // interval), rel))
+            rows.append((item, ok, retry_ms, _remaining(rel, interval), rel))
         return _result(rows, scopes)
 
     async def adjust_tokens(self, limits: Sequence[RateLimit], delta_tokens: int) -> None:

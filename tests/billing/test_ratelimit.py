@@ -88,6 +88,18 @@ async def test_memory_refills_over_time() -> None:
     assert (await lim.check(limits)).allowed
 
 
+async def test_remaining_is_exact_where_float_sums_round() -> None:
+    """At 2^20 ms of monotonic clock the sum now + 6000 rounds up: (now + 6000) - now is
+    6000.000000000116, and a plain floor said 8 requests remained of 10 after the first
+    (a CI flake on a machine up for 17.5 minutes)."""
+    clock = FakeClock()
+    clock.now = 1048.4760019752
+    assert (clock.now * 1000 + 6000.0) - clock.now * 1000 > 6000.0  # the case is real
+    lim = MemoryRateLimiter(clock=clock)
+    first = await lim.check([RateLimit("key", "k", requests_per_minute=10)])
+    assert first.headers()["x-ratelimit-remaining-requests"] == "9"
+
+
 @pytest.mark.redis
 async def test_two_replicas_share_one_limit(redis_url: str, unique: str) -> None:
     a = RedisRateLimiter.from_url(redis_url, prefix=f"test:{unique}:")
