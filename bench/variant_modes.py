@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from inference import EmbeddedModel, EngineConfig
+from inference.fresh_thread import run_in_fresh_thread
 from inference.hca.quality import chunk_logits
 from inference.model import KVCache
 from inference.moe import experts_for
@@ -157,7 +158,7 @@ def table(model: EmbeddedModel, chunks: list[list[int]], run: Run, args: Any) ->
         name: {"ffn_flops_per_token": ffn_flops(model, f), "kv_bytes_per_token": kv_bytes(model, kv)}
         for name, (kv, f) in configs.items()
     }
-    for name, q in quality(model, chunks, configs).items():
+    for name, q in run_in_fresh_thread(quality, model, chunks, configs).items():
         figures[name].update(q)
     for name, tps in asyncio.run(speed(model, run, configs, reps, args)).items():
         figures[name]["decode_tps"] = tps

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .compute_thread import ComputeThread
 from .device import resolve_device, resolve_dtype, resolve_weight_dtype
+from .fresh_thread import run_in_fresh_thread
 from .gguf_loader import LlamaConfig, load_gguf
 from .model import LlamaModel
 from .tokenizer import ChatTokenizer
@@ -46,6 +49,8 @@ class EmbeddedModel:
         # first use, shared by every engine over this model
         self.kv_codec: KVCodec | None = None
         self.kv_cache_dir: str | Path | None = None
+        self._compute: ComputeThread | None = None
+        self._compute_lock = threading.Lock()
         self._codec_lock = threading.Lock()
 
     @classmethod
@@ -105,12 +110,14 @@ class EmbeddedModel:
     def enable_kv_codec(self, cache_dir: str | Path | None = None, cfg: HCAConfig | None = None) -> KVCodec:
         """The KV codebooks: from the disk cache (keyed by the artifact's sha256, the fit's
         settings and the calibration digest) or fit on calibration text (minutes, once per
-        artifact and settings). The first call's settings stay."""
+        artifact and settings). The first call's settings stay. Built in a thread of its own
+        (inference.fresh_thread): in the caller's, it slowed the engine 2.3x."""
         with self._codec_lock:
             if self.kv_codec is None:
                 from .hca import build_kv_codec
 
-                self.kv_codec = build_kv_codec(
+                self.kv_codec = run_in_fresh_thread(
+                    build_kv_codec,
                     self.model,
                     self.artifact.sha256,
                     self.tokenizer.encode_text,
@@ -118,6 +125,16 @@ class EmbeddedModel:
                     cfg,
                 )
             return self.kv_codec
+
+    def compute_thread(self) -> ComputeThread:
+        """The one thread that runs every engine's torch work over this model
+        (inference.compute_thread); started on first use, ended with the model."""
+        with self._compute_lock:
+            if self._compute is None:
+                cpu = self.device.type == "cpu"
+                self._compute = ComputeThread((self.threads or torch.get_num_threads()) if cpu else None)
+                weakref.finalize(self, self._compute.close)
+            return self._compute
 
     def encode_chat(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True) -> list[int]:
         return self.tokenizer.encode_chat(messages, add_generation_prompt=add_generation_prompt)
