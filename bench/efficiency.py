@@ -48,9 +48,6 @@ from inference import (  # noqa: E402
     EmbeddedModel,
     Engine,
     EngineConfig,
-    Finished,
-    GenerationRequest,
-    SamplingParams,
 )
 from inference.fresh_thread import run_in_fresh_thread  # noqa: E402
 from inference.moe import expert_fraction_for_mode, experts_for  # noqa: E402
@@ -58,6 +55,7 @@ from inference.moe.forward import chunk_logits  # noqa: E402
 from inference.v4.mhc import gain_report  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _decode_runs import many_tps, run_stream, single_tps  # noqa: E402
 from llamacpp_decode import (  # noqa: E402
     LLAMACPP_VENV,
     LlamaCppDecoder,
@@ -107,21 +105,6 @@ def quality(model: EmbeddedModel, chunks: list[list[int]], fractions) -> tuple[d
     )
 
 
-async def _run(
-    engine: Engine, ids: list[int], rid: str, n: int, frac: float | None
-) -> tuple[float, float, int]:
-    sp = SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True)
-    first = None
-    req = GenerationRequest(rid, ids, sp, cache_salt=rid.encode(), expert_fraction=frac)
-    async for ev in engine.generate(req):
-        if first is None:
-            first = time.perf_counter()
-        if isinstance(ev, Finished):
-            assert first is not None
-            return first, time.perf_counter(), ev.usage.completion_tokens
-    raise RuntimeError("no Finished event")
-
-
 async def speed(
     model: EmbeddedModel, args: argparse.Namespace, llama: LlamaCppDecoder | None = None
 ) -> tuple[dict, dict, dict]:
@@ -135,8 +118,8 @@ async def speed(
     singles.append(("nonthink", nonthink))
     try:
         prompt = model.encode_chat([{"role": "user", "content": "Write a poem about the sea."}])
-        await _run(engine, prompt, "warm", 8, 0.35)
-        await _run(engine, prompt, "warm2", 8, None)
+        await run_stream(engine, prompt, "warm", 8, 0.35)
+        await run_stream(engine, prompt, "warm2", 8, None)
         if llama is not None:
             llama.decode(prompt, 8)  # warm-up
         one: dict[str, list[float]] = {name: [] for name, _ in singles}
@@ -148,25 +131,11 @@ async def speed(
                 for k in lc:
                     lc[k].append(got.get(k))
             for name, f in singles:  # interleaved: the machine's load hits all alike
-                first, end, n = await _run(engine, prompt, f"s{r}-{name}", args.tokens, f)
-                one[name].append((n - 1) / (end - first))
+                one[name].append(await single_tps(engine, prompt, f"s{r}-{name}", args.tokens, f))
             if args.single_only:
                 continue
             for f in SPEED_FRACTIONS:
-                outs = await asyncio.gather(
-                    *[
-                        _run(
-                            engine,
-                            model.encode_chat([{"role": "user", "content": f"Poem {i}."}]),
-                            f"m{r}-{f}-{i}",
-                            args.tokens,
-                            f,
-                        )
-                        for i in range(args.streams)
-                    ]
-                )
-                window = max(o[1] for o in outs) - min(o[0] for o in outs)
-                many[str(f)].append(sum(o[2] - 1 for o in outs) / window)
+                many[str(f)].append(await many_tps(model, engine, f"m{r}-{f}", args.tokens, args.streams, f))
         med = {k if k != "None" else "dense": round(statistics.median(v), 1) for k, v in one.items()}
         med32 = {k if k != "None" else "dense": round(statistics.median(v), 1) for k, v in many.items() if v}
         return med, med32, lc
@@ -186,28 +155,14 @@ async def kv_speed(model: EmbeddedModel, args: argparse.Namespace) -> dict[str, 
     try:
         prompt = model.encode_chat([{"role": "user", "content": "Write a poem about the sea."}])
         for name, e in engines.items():
-            await _run(e, prompt, f"warm-{name}", 8, None)
+            await run_stream(e, prompt, f"warm-{name}", 8, None)
         one: dict[str, list[float]] = {n: [] for n in engines}
         many: dict[str, list[float]] = {n: [] for n in engines}
         for r in range(args.repeats):
             for name, e in engines.items():
-                first, end, n = await _run(e, prompt, f"kv{r}-{name}", args.tokens, None)
-                one[name].append((n - 1) / (end - first))
+                one[name].append(await single_tps(e, prompt, f"kv{r}-{name}", args.tokens, None))
             for name, e in engines.items():
-                outs = await asyncio.gather(
-                    *[
-                        _run(
-                            e,
-                            model.encode_chat([{"role": "user", "content": f"Poem {i}."}]),
-                            f"kvm{r}-{name}-{i}",
-                            args.tokens,
-                            None,
-                        )
-                        for i in range(args.streams)
-                    ]
-                )
-                window = max(o[1] for o in outs) - min(o[0] for o in outs)
-                many[name].append(sum(o[2] - 1 for o in outs) / window)
+                many[name].append(await many_tps(model, e, f"kvm{r}-{name}", args.tokens, args.streams, None))
         return {
             "1": {k: round(statistics.median(v), 1) for k, v in one.items()},
             str(args.streams): {k: round(statistics.median(v), 1) for k, v in many.items()},
@@ -350,7 +305,7 @@ def main() -> None:
     res.update(kv)
     if not args.no_variants:
         t2 = time.perf_counter()
-        res.update(variant_mode_table(model, chunks, _run, args))
+        res.update(variant_mode_table(model, chunks, args))
         res["variant_mode_s"] = round(time.perf_counter() - t2, 1)
     res.update(gain_report(64))
     res["loadavg"] = Path("/proc/loadavg").read_text().split()[0]

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _decode_runs import many_tps, run_stream, single_tps
 
 from inference import EmbeddedModel, EngineConfig
 from inference.fresh_thread import run_in_fresh_thread
@@ -30,8 +30,6 @@ from inference.moe import experts_for
 from inference.variants import EMBEDDED_VARIANTS, VariantConfig, VariantEngines
 
 MODES = ("non-think", "think-high", "think-max")
-# (engine, prompt ids, request id, new tokens, expert fraction) -> (first token, end, tokens)
-Run = Callable[[Any, list[int], str, int, float | None], Awaitable[tuple[float, float, int]]]
 
 
 def config_name(kv: str | None, fraction: float | None) -> str:
@@ -100,7 +98,7 @@ def kv_bytes(model: EmbeddedModel, kv: str | None) -> int:
 
 
 async def speed(
-    model: EmbeddedModel, run: Run, configs: dict[str, tuple], reps: dict[str, str], args: Any
+    model: EmbeddedModel, configs: dict[str, tuple], reps: dict[str, str], args: Any
 ) -> dict[str, dict[str, float]]:
     """config -> {"1": tok/s, "<N>": tok/s}: through the variant's own engine, configurations
     interleaved per repeat (medians). `reps` names one variant per configuration."""
@@ -109,33 +107,20 @@ async def speed(
     try:
         prompt = model.encode_chat([{"role": "user", "content": "Write a poem about the sea."}])
         for name, (_, fraction) in configs.items():
-            await run(engines.for_variant(reps[name]), prompt, f"vw-{name}", 8, fraction)
+            await run_stream(engines.for_variant(reps[name]), prompt, f"vw-{name}", 8, fraction)
         one: dict[str, list[float]] = {n: [] for n in configs}
         many: dict[str, list[float]] = {n: [] for n in configs}
         for r in range(args.repeats):
             for name, (_, fraction) in configs.items():
-                first, end, n = await run(
-                    engines.for_variant(reps[name]), prompt, f"v{r}-{name}", args.tokens, fraction
-                )
-                one[name].append((n - 1) / (end - first))
+                engine = engines.for_variant(reps[name])
+                one[name].append(await single_tps(engine, prompt, f"v{r}-{name}", args.tokens, fraction))
             if args.single_only:
                 continue
             for name, (_, fraction) in configs.items():
                 engine = engines.for_variant(reps[name])
-                outs = await asyncio.gather(
-                    *[
-                        run(
-                            engine,
-                            model.encode_chat([{"role": "user", "content": f"Poem {i}."}]),
-                            f"vm{r}-{name}-{i}",
-                            args.tokens,
-                            fraction,
-                        )
-                        for i in range(args.streams)
-                    ]
+                many[name].append(
+                    await many_tps(model, engine, f"vm{r}-{name}", args.tokens, args.streams, fraction)
                 )
-                window = max(o[1] for o in outs) - min(o[0] for o in outs)
-                many[name].append(sum(o[2] - 1 for o in outs) / window)
         return {
             name: {"1": round(statistics.median(one[name]), 1)}
             | ({str(args.streams): round(statistics.median(many[name]), 1)} if many[name] else {})
@@ -145,7 +130,7 @@ async def speed(
         await engines.stop()
 
 
-def table(model: EmbeddedModel, chunks: list[list[int]], run: Run, args: Any) -> dict[str, Any]:
+def table(model: EmbeddedModel, chunks: list[list[int]], args: Any) -> dict[str, Any]:
     """{"variant_mode": variant -> mode -> row, "variant_mode_configs": config -> figures}."""
     table_rows = rows(EMBEDDED_VARIANTS)
     configs: dict[str, tuple] = {}
@@ -160,7 +145,7 @@ def table(model: EmbeddedModel, chunks: list[list[int]], run: Run, args: Any) ->
     }
     for name, q in run_in_fresh_thread(quality, model, chunks, configs).items():
         figures[name].update(q)
-    for name, tps in asyncio.run(speed(model, run, configs, reps, args)).items():
+    for name, tps in asyncio.run(speed(model, configs, reps, args)).items():
         figures[name]["decode_tps"] = tps
     for modes in table_rows.values():
         for row in modes.values():
