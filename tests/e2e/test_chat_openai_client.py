@@ -173,3 +173,39 @@ def test_think_max_and_non_think_report_different_measured_compute(gateway_serve
     )
     usage = chunks[-1].usage
     assert usage is not None and (usage.model_extra or {})["compute_details"]["tokens_run"] > 0
+
+
+MODE_ASKS = {  # the DeepSeek fields that ask for each reasoning mode
+    "non-think": {"extra_body": {"thinking": {"type": "disabled"}}},
+    "think-high": {"reasoning_effort": "high", "extra_body": {"thinking": {"type": "enabled"}}},
+    "think-max": {"reasoning_effort": "max", "extra_body": {"thinking": {"type": "enabled"}}},
+}
+
+
+def test_every_variant_and_mode_is_served_and_recorded_as_asked(gateway_server: RunningGateway) -> None:
+    """The six (variant, mode) pairs through the HTTP API: the headers name what served the
+    answer, its usage carries the engine's measured compute, and its usage record (with its
+    exact cost) names the same variant and mode."""
+    api = client(gateway_server, gateway_server.create_key("e2e-variant-mode")["key"])
+    served: dict[tuple[str, str], str] = {}
+    for variant in ("flash", "pro"):
+        for mode, asks in MODE_ASKS.items():
+            raw = api.chat.completions.with_raw_response.create(
+                model=f"deepseek-v4-{variant}", messages=QUESTION, temperature=0, max_tokens=12, **asks
+            )
+            assert (raw.headers["x-gateway-variant"], raw.headers["x-gateway-mode"]) == (variant, mode)
+            answer = raw.parse()
+            assert answer.usage is not None and answer.usage.completion_tokens > 0
+            details = (answer.usage.model_extra or {})["compute_details"]
+            assert details["tokens_run"] > 0 and details["flops"] > 0
+            if mode == "non-think":
+                assert answer.usage.completion_tokens_details.reasoning_tokens == 0
+            served[(variant, mode)] = answer.id
+    for (variant, mode), request_id in served.items():
+        (row,) = wait_rows(
+            gateway_server,
+            1,
+            "SELECT variant, mode, status, cost_total FROM usage_records WHERE request_id = ?",
+            request_id,
+        )
+        assert row[:3] == (variant, mode, "completed") and row[3] > 0
