@@ -40,7 +40,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -51,7 +50,6 @@ from inference import (  # noqa: E402
 )
 from inference.fresh_thread import run_in_fresh_thread  # noqa: E402
 from inference.moe import expert_fraction_for_mode, experts_for  # noqa: E402
-from inference.moe.forward import chunk_logits  # noqa: E402
 from inference.v4.mhc import gain_report  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -63,6 +61,7 @@ from llamacpp_decode import (  # noqa: E402
     side_by_side,
     venv_python,
 )
+from variant_modes import quality as config_quality  # noqa: E402
 from variant_modes import table as variant_mode_table  # noqa: E402
 
 FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.92, 1.0)
@@ -86,23 +85,9 @@ def heldout_chunks(model: EmbeddedModel, data: Path, n_chunks: int, chunk: int) 
 
 
 def quality(model: EmbeddedModel, chunks: list[list[int]], fractions) -> tuple[dict, dict]:
-    ex = model.experts
-    assert ex is not None
-    top1: dict[str, list[torch.Tensor]] = {str(f): [] for f in fractions}
-    kl: dict[str, list[torch.Tensor]] = {str(f): [] for f in fractions}
-    for ids in chunks:
-        dense = chunk_logits(model.model, ids)
-        lp = F.log_softmax(dense, dim=-1)
-        for f in fractions:
-            k = torch.full((len(ids),), experts_for(f, ex.n_experts), dtype=torch.long)
-            got = chunk_logits(model.model, ids, ex.route(k))
-            lq = F.log_softmax(got, dim=-1)
-            top1[str(f)].append((got.argmax(-1) == dense.argmax(-1)).float())
-            kl[str(f)].append((lp.exp() * (lp - lq)).sum(-1))
-    return (
-        {f: round(torch.cat(v).mean().item(), 4) for f, v in top1.items()},
-        {f: round(torch.cat(v).mean().item(), 5) for f, v in kl.items()},
-    )
+    """(top-1, mean KL) per fraction against the dense model (bench/variant_modes.quality)."""
+    q = config_quality(model, chunks, {str(f): (None, f) for f in fractions})
+    return {f: v["top1"] for f, v in q.items()}, {f: v["kl"] for f, v in q.items()}
 
 
 async def speed(

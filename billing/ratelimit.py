@@ -99,7 +99,7 @@ def format_duration(seconds: float) -> str:
 
 def _remaining(ahead_ms: float, interval: float) -> int:
     """Whole units left in the window when the bucket's tat is `ahead_ms` past now. The
-    tolerance absorbs float error: (now + 6000) - now is 6000.000000001 at a large `now`,
+    tolerance absorbs float error: (now + 6000) - now is 6000.000000000116 near 2^20 ms,
     and a plain floor then reports one unit fewer than the limit allows."""
     return math.floor((WINDOW_MS - ahead_ms) / interval + 1e-6)
 
