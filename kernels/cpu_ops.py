@@ -2,9 +2,10 @@
 paged KV cache (contract: `kernels.decode_attention_ref.paged_decode_attention_ref`, the
 Triton kernel's too), causal prefill attention from the cache (`prefill_attention.cpp`), the
 fused small steps of a layer (`fused_ops.cpp`), the widened logits with each row's top-k
-ids (`logits_topk.cpp`), the output projection for a few rows (`head_gemv.cpp`), bf16 linear
-layers over packed weights (`linear_bf16.cpp`, AVX-512 BF16) and, for CPUs without bf16
-arithmetic, linear layers over bf16 weights in fp32 (`linear_bf16w.cpp`).
+ids (`logits_topk.cpp`), the output projection for a few rows (`head_gemv.cpp`), the
+compressed KV cache's encoder (`pq_roundtrip.cpp`), bf16 linear layers over packed weights
+(`linear_bf16.cpp`, AVX-512 BF16) and, for CPUs without bf16 arithmetic, linear layers over
+bf16 weights in fp32 (`linear_bf16w.cpp`).
 
 The library is compiled on first use by torch's extension builder (a C++ compiler and ninja, ~15 s) into
 GATEWAY_KERNEL_DIR (default ~/.cache/deepseek-gateway/kernels), one folder per source, torch
@@ -104,6 +105,20 @@ def paged_decode_attention(
     """Same contract as `kernels.decode_attention_ref.paged_decode_attention_ref`; needs
     `load()` to have returned True."""
     return torch.ops.gateway_kernels.paged_decode_attention(q, k_cache, v_cache, slots, seq_lens, scale)
+
+
+def pq_roundtrip(
+    k: torch.Tensor,  # [T, KVH, hd] roped keys
+    v: torch.Tensor,  # [T, KVH, hd]
+    order: torch.Tensor,  # [hd] int64: stored key dim j = key dim order[j]
+    w: torch.Tensor,  # [2, KVH, hd] float32: the metric's weights, stored order
+    enc_t: torch.Tensor,  # [2, KVH, M, d, C] float32: weighted centroids, dim-major
+    books: torch.Tensor,  # [2, KVH, M, C, d] float32: the centroids
+    dtype: torch.dtype,  # of the decoded rows: float32 or bfloat16
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(codes [2 KVH, T, M] uint8, decoded keys, decoded values [T, KVH, hd]): the compressed
+    cache's encode and decode in one call (`inference.hca.codec.KVCodec.roundtrip`)."""
+    return torch.ops.gateway_kernels.pq_roundtrip(k, v, order, w, enc_t, books, dtype)
 
 
 def avx512_bf16() -> bool:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from kernels import cpu_ops
+
 MAX_CENTROIDS = 256  # uint8 codes
 
 
@@ -52,6 +54,11 @@ class KVCodec:
         # batched matmul
         self._enc = self.books * w.view(L, 2, kvh, m, 1, d)
         self._sq = (self._enc**2).sum(-1)  # [L, 2, KVH, M, C]
+        # the fused CPU kernel's layouts: weights [L, 2, KVH, hd], centroids dim-major
+        self._fused = dev.type == "cpu" and cpu_ops.load()
+        if self._fused:
+            self._w_rows = w.contiguous()
+            self._enc_t = self._enc.transpose(-1, -2).contiguous()  # [L, 2, KVH, M, d, C]
         # flat centroid rows for decoding by one gather: row ((kv*KVH + h)*M + m)*C + c
         self._flat = self.books.view(self.n_layers, -1, self.dsub)
         h = torch.arange(2 * self.n_kv_heads, device=dev)[:, None, None]
@@ -95,7 +102,12 @@ class KVCodec:
         return torch.stack(out)
 
     def roundtrip(self, li: int, k: torch.Tensor, v: torch.Tensor, dtype: torch.dtype):
-        """(codes, decoded keys, decoded values) of k, v [T, KVH, hd]; decoded [T, KVH, hd]."""
+        """(codes, decoded keys, decoded values) of k, v [T, KVH, hd]; decoded [T, KVH, hd].
+        On a CPU one fused kernel call (kernels/cpu/pq_roundtrip.cpp)."""
+        if self._fused and dtype in (torch.float32, torch.bfloat16):
+            return cpu_ops.pq_roundtrip(
+                k, v, self.order, self._w_rows[li], self._enc_t[li], self.books[li], dtype
+            )
         codes = self.encode(li, k, v)
         dk, dv = self.decode(li, codes, dtype)
         return codes, dk.transpose(0, 1), dv.transpose(0, 1)

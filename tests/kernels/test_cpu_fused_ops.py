@@ -128,7 +128,7 @@ def test_rope_store_rejects_bad_indices(ops, positions, slots, message):
 
 def test_portable_paths_pass_the_same_tests():
     """CPUs without AVX512_BF16 (or AVX2) take the plain loops: run these tests and the
-    attention kernel's again in a process that forces them."""
+    attention and compressed-cache kernels' again in a process that forces them."""
     import os
     import subprocess
     import sys
@@ -136,7 +136,10 @@ def test_portable_paths_pass_the_same_tests():
 
     here = Path(__file__).parent
     env = {**os.environ, "GATEWAY_CPU_KERNELS": "portable"}
-    tests = [str(here / "test_cpu_decode_attention.py"), str(here / "test_cpu_fused_ops.py")]
+    tests = [
+        str(here / name)
+        for name in ("test_cpu_decode_attention.py", "test_cpu_fused_ops.py", "test_cpu_pq_roundtrip.py")
+    ]
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not portable", *tests],
         env=env,
