@@ -14,7 +14,7 @@ import json
 import uuid
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.db import utcnow
@@ -108,10 +108,12 @@ async def append_event(
     return event
 
 
-async def append_events(session: AsyncSession, events: list[dict[str, Any]]) -> list[AuditEvent]:
+async def append_events(session: AsyncSession, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Append several events in order inside the caller's transaction, claiming their
     sequence numbers with one UPDATE of the chain head (the batched writer's group commit).
-    Each dict has kind, actor, payload and optionally tenant_id, request_id, at, event_id."""
+    Each dict has kind, actor, payload and optionally tenant_id, request_id, at, event_id.
+    The rows go in by one Core executemany (the ORM's unit of work cost more per event than
+    the insert itself on the gateway's hot path); returns them as column dicts."""
     if not events:
         return []
     head = (
@@ -124,24 +126,23 @@ async def append_events(session: AsyncSession, events: list[dict[str, Any]]) -> 
         )
     ).one()
     seq, prev_hash = int(head[0]) - len(events), str(head[1])
-    rows: list[AuditEvent] = []
+    rows: list[dict[str, Any]] = []
     for spec in events:
         seq += 1
-        event = AuditEvent(
-            seq=seq,
-            event_id=spec.get("event_id") or f"evt_{uuid.uuid4().hex}",
-            at=spec.get("at") or utcnow(),
-            kind=spec["kind"],
-            actor=spec["actor"],
-            tenant_id=spec.get("tenant_id"),
-            request_id=spec.get("request_id"),
-            payload=json.loads(json.dumps(spec["payload"], sort_keys=True, default=str)),
-            prev_hash=prev_hash,
-            hash="",
-        )
-        event.hash = prev_hash = event_hash(event)
-        rows.append(event)
-    session.add_all(rows)
-    await session.flush()
+        row = {
+            "seq": seq,
+            "event_id": spec.get("event_id") or f"evt_{uuid.uuid4().hex}",
+            "at": spec.get("at") or utcnow(),
+            "kind": spec["kind"],
+            "actor": spec["actor"],
+            "tenant_id": spec.get("tenant_id"),
+            "request_id": spec.get("request_id"),
+            # what the JSON column gives back when read, so the hash is checked as written
+            "payload": json.loads(json.dumps(spec["payload"], sort_keys=True, default=str)),
+            "prev_hash": prev_hash,
+        }
+        row["hash"] = prev_hash = hashlib.sha256(canonical_event_bytes(**row)).hexdigest()
+        rows.append(row)
+    await session.execute(insert(AuditEvent.__table__), rows)
     await session.execute(text("UPDATE audit_chain_head SET last_hash = :h WHERE id = 1"), {"h": prev_hash})
     return rows
