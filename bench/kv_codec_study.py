@@ -14,6 +14,8 @@ model, next to the production codec itself (`KVCodec` through `chunk_logits`):
   by their variance under the metric, then cut into subspaces of 1, 2 or 4 dims (8, 4 or 2
   bits per dim), the mix that minimises the high-rate distortion estimate
   sum_s w_s var_s 2^(-16/w_s); values as in production.
+- `alloc_keys24_values40`: the same 64 bytes per (key, value) head-vector pair moved
+  toward the values: 24 variance-allocated codes for the key, 40 for the value.
 - `keys_only` / `values_only`: one of the two quantized (production codebooks).
 
 It also prints the theoretical transform-coding gain of the keys and values (arithmetic over
@@ -134,8 +136,9 @@ def allocation(var: torch.Tensor, n_codes: int) -> list[list[int]]:
 
 
 class AllocCodec:
-    """Post-rope keys in variable-width subspaces (`allocation`), 256 centroids each, under
-    the queries' metric; fit by the production k-means, batched per width."""
+    """Head vectors (post-rope keys under the queries' metric, or values under the plain
+    one) in variable-width subspaces (`allocation`), 256 centroids each; fit by the
+    production k-means, batched per width."""
 
     def __init__(self, keys: torch.Tensor, w: torch.Tensor, n_codes: int, cfg: HCAConfig) -> None:
         L, kvh, n, hd = keys.shape
@@ -165,7 +168,7 @@ class AllocCodec:
         return count
 
     def quantize(self, li: int, k: torch.Tensor) -> torch.Tensor:
-        """k [T, KVH, hd] (roped) -> each key replaced by its decoded value."""
+        """k [T, KVH, hd] -> each head vector replaced by what its codes decode to."""
         out = torch.empty_like(k, dtype=torch.float32)
         kf = k.float()
         for h, head in enumerate(self.groups[li]):
@@ -178,14 +181,7 @@ class AllocCodec:
         return out.to(k.dtype)
 
 
-def _or_fit(earlier: dict, name: str, fit):
-    return earlier[name] if name in earlier else fit()
-
-
-def fit_all(em: EmbeddedModel, cfg: HCAConfig, cache: Path, reuse: Path | None) -> dict:
-    if cache.exists():
-        return torch.load(cache, weights_only=False)
-    earlier = torch.load(reuse) if reuse is not None else {}
+def _capture(em: EmbeddedModel, cfg: HCAConfig) -> dict[str, torch.Tensor]:
     m = em.model
     cap = Capture(m)
     m.ops.rope_store = cap  # type: ignore[method-assign]
@@ -196,28 +192,59 @@ def fit_all(em: EmbeddedModel, cfg: HCAConfig, cache: Path, reuse: Path | None) 
     finally:
         del m.ops.rope_store
     pre, post, vals = cap.stack(cap.pre), cap.stack(cap.post), cap.stack(cap.vals)
-    w, wp = metric(cap.qsq, pair=False), metric(cap.qsq, pair=True)
-    t0 = time.perf_counter()
-    out = {
-        "gain_db": {
-            "keys_postrope": coding_gain_db(post, w),
-            "keys_prerope": coding_gain_db(pre, wp),
-            "values": coding_gain_db(vals, None),
+    return {"pre": pre, "post": post, "vals": vals, "w": metric(cap.qsq, False), "wp": metric(cap.qsq, True)}
+
+
+def _fits(cfg: HCAConfig) -> dict:
+    """name -> how to fit it from the captured calibration data."""
+    ones = lambda d: torch.ones_like(d["w"])  # noqa: E731 - values: the plain metric
+    return {
+        "gain_db": lambda d: {
+            "keys_postrope": coding_gain_db(d["post"], d["w"]),
+            "keys_prerope": coding_gain_db(d["pre"], d["wp"]),
+            "values": coding_gain_db(d["vals"], None),
         },
-        "books_post": _or_fit(earlier, "books_post", lambda: fit_books(torch.cat([post, vals], 1), cfg, w)),
-        "w": w,
-        "books_pre": _or_fit(earlier, "books_pre", lambda: fit_books(torch.cat([pre, vals], 1), cfg, wp)),
-        "wp": wp,
-        "alloc": AllocCodec(post, w, cfg.n_sub, cfg),
+        "w": lambda d: d["w"],
+        "wp": lambda d: d["wp"],
+        "books_post": lambda d: fit_books(torch.cat([d["post"], d["vals"]], 1), cfg, d["w"]),
+        "books_pre": lambda d: fit_books(torch.cat([d["pre"], d["vals"]], 1), cfg, d["wp"]),
+        "alloc": lambda d: AllocCodec(d["post"], d["w"], cfg.n_sub, cfg),
+        # the same 64 bytes per head vector pair moved from keys to values: 24 + 40
+        "alloc_keys24": lambda d: AllocCodec(d["post"], d["w"], 24, cfg),
+        "alloc_values40": lambda d: AllocCodec(d["vals"], ones(d), 40, cfg),
     }
-    out["fit_s"] = round(time.perf_counter() - t0, 1)
-    torch.save(out, cache)
+
+
+def fit_all(em: EmbeddedModel, cfg: HCAConfig, cache: Path, reuse: Path | None) -> dict:
+    """Every fit, from the cache where it holds them (a rerun fits only what is new)."""
+    out = torch.load(cache, weights_only=False) if cache.exists() else {}
+    if reuse is not None:
+        earlier = torch.load(reuse)
+        out.update({k: earlier[k] for k in ("books_post", "books_pre") if k in earlier and k not in out})
+    missing = {k: f for k, f in _fits(cfg).items() if k not in out}
+    if missing:
+        data = _capture(em, cfg)
+        for name, fit in missing.items():
+            t0 = time.perf_counter()
+            out[name] = fit(data)
+            out[f"{name}_fit_s"] = round(time.perf_counter() - t0, 1)
+        torch.save(out, cache)
     return out
 
 
-def fake(m, codec: KVCodec | None, alloc: AllocCodec | None, keys: bool, values: bool, sink: int):
+def fake(
+    m,
+    codec: KVCodec | None,
+    alloc: AllocCodec | None,
+    keys: bool,
+    values: bool,
+    sink: int,
+    alloc_values: AllocCodec | None = None,
+    roped_keys: KVCodec | None = None,
+):
     """A rope_store that quantizes what the forward attends to: keys before rope through
-    `codec` (pre-rope codebooks), or after rope through `alloc`; values through `codec`."""
+    `codec` (pre-rope codebooks), or after rope through `alloc` or `roped_keys` (production
+    codebooks); values through `codec`, or through `alloc_values`."""
     c = m.cfg
     nh, nkv, L = c.n_heads, c.n_kv_heads, c.n_layers
     inner = m.ops.rope_store
@@ -231,12 +258,18 @@ def fake(m, codec: KVCodec | None, alloc: AllocCodec | None, keys: bool, values:
             _, dk, dv = codec.roundtrip(li, qkv[:, nh : nh + nkv], qkv[:, nh + nkv :], torch.float32)
             if keys and alloc is None:
                 qkv[:, nh : nh + nkv] = dk.to(qkv.dtype)
-            if values:
+            if values and alloc_values is None:
                 qkv[:, nh + nkv :] = dv.to(qkv.dtype)  # in place: the forward reads v from qkv
+        if alloc_values is not None:
+            qkv[:, nh + nkv :] = alloc_values.quantize(li, qkv[:, nh + nkv :])
         qkv[:sink] = keep
         qk = inner(qkv, rope, cache, slots, n_heads)
         if alloc is not None:
             qk[sink:, nh:] = alloc.quantize(li, qk[sink:, nh:])
+        elif roped_keys is not None:
+            k = qk[sink:, nh:]
+            qk[sink:, nh:] = roped_keys.roundtrip(li, k, k, torch.float32)[1].to(qk.dtype)  # keys only
+        if alloc is not None or roped_keys is not None:
             cache[:nkv].index_copy_(1, slots, qk[:, nh:].transpose(0, 1).to(cache.dtype))
         return qk
 
@@ -260,11 +293,12 @@ def main() -> None:
     alloc: AllocCodec = fits["alloc"]
     configs = {
         "production": None,
-        "keys_only": _post_keys(m, post),
+        "keys_only": fake(m, None, None, False, False, 0, roped_keys=post),
         "values_only": fake(m, post, None, False, True, 0),
         "prerope": fake(m, pre, None, True, True, 0),
         "prerope_sink4": fake(m, pre, None, True, True, 4),
         "alloc": fake(m, post, alloc, True, True, 0),
+        "alloc_keys24_values40": fake(m, None, fits["alloc_keys24"], True, True, 0, fits["alloc_values40"]),
     }
     agree: dict[str, list[torch.Tensor]] = {k: [] for k in configs}
     kl: dict[str, list[torch.Tensor]] = {k: [] for k in configs}
@@ -290,29 +324,12 @@ def main() -> None:
         for name in configs
     }
     result["alloc_subspace_widths"] = alloc.widths()
+    result["alloc_keys24_widths"] = fits["alloc_keys24"].widths()
+    result["alloc_values40_widths"] = fits["alloc_values40"].widths()
     result["coding_gain_db_plain_pca"] = fits["gain_db"]
     result["heldout_tokens"] = args.chunks * args.chunk
     result["bytes_per_token_all"] = post.bytes_per_token()
     print(json.dumps(result))
-
-
-def _post_keys(m, codec: KVCodec):
-    """Only the roped keys quantized, by the production codebooks."""
-    c = m.cfg
-    nh, nkv, L = c.n_heads, c.n_kv_heads, c.n_layers
-    inner = m.ops.rope_store
-    calls = [0]
-
-    def rope_store(qkv, rope, cache, slots, n_heads):
-        li = calls[0] % L
-        calls[0] += 1
-        qk = inner(qkv, rope, cache, slots, n_heads)
-        _, dk, _ = codec.roundtrip(li, qk[:, nh:], qkv[:, nh + nkv :], torch.float32)
-        qk[:, nh:] = dk.to(qk.dtype)
-        cache[:nkv].index_copy_(1, slots, qk[:, nh:].transpose(0, 1).to(cache.dtype))
-        return qk
-
-    return rope_store
 
 
 if __name__ == "__main__":
