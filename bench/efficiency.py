@@ -49,7 +49,7 @@ from inference import (  # noqa: E402
     EngineConfig,
 )
 from inference.fresh_thread import run_in_fresh_thread  # noqa: E402
-from inference.moe import expert_fraction_for_mode, experts_for  # noqa: E402
+from inference.moe import EXPERT_KINDS, expert_fraction_for_mode, experts_for  # noqa: E402
 from inference.v4.mhc import gain_report  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -230,6 +230,12 @@ def main() -> None:
     )
     ap.add_argument("--single-only", action="store_true", help="skip the many-stream decode runs")
     ap.add_argument("--no-variants", action="store_true", help="skip the variant x mode table")
+    ap.add_argument(
+        "--expert-kind",
+        choices=EXPERT_KINDS,
+        default="neurons",
+        help="neurons: per-neuron gate-first routing (the engine's); groups: 48 experts and a fitted router",
+    )
     args = ap.parse_args()
     if args.quick:
         args.chunks, args.repeats, args.tokens = 4, 1, 32
@@ -241,10 +247,12 @@ def main() -> None:
         kv["loadavg"] = Path("/proc/loadavg").read_text().split()[0]
         print(json.dumps(kv))
         return
-    ex = model.enable_experts()
+    ex = model.enable_experts(kind=args.expert_kind)
     res: dict = {"load_s_with_plan": round(time.perf_counter() - t0, 1), "n_experts": ex.n_experts}
+    res["expert_kind"] = args.expert_kind
     res["expert_size"] = ex.expert_size
-    res["router_rank"] = ex.rank
+    res["router_rank"] = getattr(ex, "rank", None)  # the grouped experts' low-rank router
+    res["sparse_ffn_kernel"] = bool(getattr(ex, "kernel", False))
     cfg = model.config
     dense_macs = 3 * cfg.dim * cfg.ffn_dim
     res["router_cost_ratio"] = round(ex.router_macs() / dense_macs, 4)

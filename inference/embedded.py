@@ -20,7 +20,7 @@ from .types import ModelArtifact
 
 if TYPE_CHECKING:
     from .hca import HCAConfig, KVCodec
-    from .moe import ExpertFFN
+    from .moe import RoutedFFN
 
 
 class EmbeddedModel:
@@ -31,7 +31,7 @@ class EmbeddedModel:
         artifact: ModelArtifact,
         config: LlamaConfig,
         threads: int | None,
-        experts: ExpertFFN | None = None,
+        experts: RoutedFFN | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -61,12 +61,13 @@ class EmbeddedModel:
         device: str = "cpu",
         dtype: str = "auto",
         threads: int | None = None,
-        experts: bool = False,
+        experts: bool | str = False,
         moe_cache_dir: str | Path | None = None,
     ) -> EmbeddedModel:
-        """`experts`: build the routed experts (the plan is fit on calibration text on the
-        first load of an artifact and cached, see inference.moe.cache; `moe_cache_dir` is
-        the preferred cache directory)."""
+        """`experts`: build the routed experts, True or "neurons" (per-neuron routing, no
+        fit) or "groups" (the plan is fit on calibration text on the first load of an
+        artifact and cached, see inference.moe.cache; `moe_cache_dir` is the preferred
+        cache directory)."""
         dev = resolve_device(device)  # fails fast, before reading 100 MB
         n_threads = max(1, int(threads)) if threads is not None else None
         # Build on one intra-op thread: an OpenMP team of 2 formed in this (loading) thread
@@ -82,26 +83,28 @@ class EmbeddedModel:
             tok = ChatTokenizer(g.metadata)
             moe = None
             if experts:
-                from .moe import build_expert_ffn
+                from .moe import build_routed_ffn
 
-                moe = build_expert_ffn(model, g.tensors, g.artifact.sha256, tok.encode_text, moe_cache_dir)
+                kind = "neurons" if experts is True else str(experts)
+                moe = build_routed_ffn(kind, model, g.tensors, g.artifact.sha256, tok.encode_text, moe_cache_dir)
             g.tensors.clear()
         finally:
             torch.set_num_threads(prev)
         return cls(model, tok, g.artifact, g.config, n_threads, moe)
 
-    def enable_experts(self, cache_dir: str | Path | None = None) -> ExpertFFN:
+    def enable_experts(self, cache_dir: str | Path | None = None, kind: str = "neurons") -> RoutedFFN:
         """Build the routed experts of a model loaded without them (re-reads the file's FFN
-        blocks; the plan comes from the cache or is fit). Call before an Engine is made."""
+        blocks; `kind` as in `load`; a grouped plan comes from the cache or is fit). Call
+        before an Engine is made; the first call's kind stays."""
         if self.experts is None:
-            from .moe import build_expert_ffn
+            from .moe import build_routed_ffn
 
             prev = torch.get_num_threads()
             torch.set_num_threads(1)  # as in load: no OpenMP team in this thread
             try:
                 g = load_gguf(self.artifact.path)
-                self.experts = build_expert_ffn(
-                    self.model, g.tensors, self.artifact.sha256, self.tokenizer.encode_text, cache_dir
+                self.experts = build_routed_ffn(
+                    kind, self.model, g.tensors, self.artifact.sha256, self.tokenizer.encode_text, cache_dir
                 )
             finally:
                 torch.set_num_threads(prev)

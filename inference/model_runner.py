@@ -8,11 +8,12 @@ import torch
 
 from .decode_buffer import DecodeBuffer
 from .model import AttnMetadata, FFNRoute, KVCache, LlamaModel, PrefillSegment, StepLogits
-from .moe.experts import ExpertFFN, experts_for
+from .moe.experts import experts_for
 from .scheduler import SchedulerOutput
 
 if TYPE_CHECKING:
     from .hca.codec import KVCodec
+    from .moe import RoutedFFN
 
 
 class ModelRunner:
@@ -22,7 +23,7 @@ class ModelRunner:
         num_blocks: int,
         block_size: int,
         decode_buffer_bytes: int = 1 << 30,
-        experts: ExpertFFN | None = None,
+        experts: RoutedFFN | None = None,
         codec: KVCodec | None = None,
         pq_attention: str = "buffer",
     ) -> None:

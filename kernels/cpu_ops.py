@@ -3,7 +3,8 @@ paged KV cache (contract: `kernels.decode_attention_ref.paged_decode_attention_r
 Triton kernel's too), causal prefill attention from the cache (`prefill_attention.cpp`), the
 fused small steps of a layer (`fused_ops.cpp`), the widened logits with each row's top-k
 ids (`logits_topk.cpp`), the output projection for a few rows (`head_gemv.cpp`), the
-compressed KV cache's encoder (`pq_roundtrip.cpp`), bf16 linear layers over packed weights
+compressed KV cache's encoder (`pq_roundtrip.cpp`), the routed modes' sparse FFN
+(`sparse_ffn.cpp`), bf16 linear layers over packed weights
 (`linear_bf16.cpp`, AVX-512 BF16) and, for CPUs without bf16 arithmetic, linear layers over
 bf16 weights in fp32 (`linear_bf16w.cpp`).
 
@@ -119,6 +120,31 @@ def pq_roundtrip(
     """(codes [2 KVH, T, M] uint8, decoded keys, decoded values [T, KVH, hd]): the compressed
     cache's encode and decode in one call (`inference.hca.codec.KVCodec.roundtrip`)."""
     return torch.ops.gateway_kernels.pq_roundtrip(k, v, order, w, enc_t, books, dtype)
+
+
+def sparse_ffn(
+    x: torch.Tensor,  # [T, K] bf16 or fp32, 1-16 rows
+    gate: torch.Tensor,  # [F, K/32 * 20] uint8: Q4_1 blocks
+    up: torch.Tensor,  # [F, K/32 * 20] uint8
+    down_q: torch.Tensor,  # [F, O/2] uint8: the down projection's columns as nibble rows
+    down_dm: torch.Tensor,  # [F/32, 2, O] float16: its scales and mins
+    score_scale: torch.Tensor,  # [F] float32
+    down_norm: torch.Tensor,  # [F] float32
+    keep: list[int],  # neurons kept per row
+    cand: list[int],  # candidates per row (keep <= cand <= F)
+    dtype: torch.dtype,
+    kept_out: torch.Tensor | None = None,  # [T, F] uint8: set to 1 where a row kept a neuron
+) -> torch.Tensor:
+    """[T, O] in dtype: the gate-first sparse FFN (`inference.moe.neurons`), one call per layer."""
+    return torch.ops.gateway_kernels.sparse_ffn_q41(
+        x, gate, up, down_q, down_dm, score_scale, down_norm, keep, cand, dtype, kept_out
+    )
+
+
+@cache
+def sparse_ffn_op():
+    """`sparse_ffn`'s resolved overload (the same call without the Python wrapper)."""
+    return torch.ops.gateway_kernels.sparse_ffn_q41.default
 
 
 def avx512_bf16() -> bool:

@@ -12,9 +12,9 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, text
+from sqlalchemy import Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.db import utcnow
@@ -143,6 +143,7 @@ async def append_events(session: AsyncSession, events: list[dict[str, Any]]) -> 
         }
         row["hash"] = prev_hash = hashlib.sha256(canonical_event_bytes(**row)).hexdigest()
         rows.append(row)
-    await session.execute(insert(AuditEvent.__table__), rows)
+    # a Core executemany on the table (no ORM bulk path: measured faster, docs/benchmarks.md)
+    await session.execute(insert(cast(Table, AuditEvent.__table__)), rows)
     await session.execute(text("UPDATE audit_chain_head SET last_hash = :h WHERE id = 1"), {"h": prev_hash})
     return rows

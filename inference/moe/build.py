@@ -1,4 +1,5 @@
-"""Load the expert plan from the cache or fit it, then build the runtime experts."""
+"""Build the runtime experts: per-neuron routing (no fit) or the grouped experts (the plan from
+the cache or fit on calibration text)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,29 @@ from .cache import load_plan, save_plan
 from .calibration import calibration_tokens, tokens_digest
 from .experts import ExpertFFN
 from .fit import FitConfig, fit_plan
+from .neurons import NeuronFFN
 
 log = logging.getLogger(__name__)
+
+EXPERT_KINDS = ("neurons", "groups")
+
+
+def build_routed_ffn(
+    kind: str,
+    model: LlamaModel,
+    tensors: dict,
+    sha256: str,
+    encode: Callable[[str], list[int]],
+    cache_dir: str | Path | None = None,
+) -> NeuronFFN | ExpertFFN:
+    """`neurons`: every FFN neuron an expert, gate-first (inference.moe.neurons; weights
+    repacked in seconds); `groups`: 48 experts of 32 neurons and a fitted low-rank router
+    (inference.moe.experts; minutes to fit once per artifact, then cached)."""
+    if kind == "neurons":
+        return NeuronFFN(model, tensors)
+    if kind == "groups":
+        return build_expert_ffn(model, tensors, sha256, encode, cache_dir)
+    raise ValueError(f"expert kind must be one of {', '.join(EXPERT_KINDS)}, got {kind!r}")
 
 
 def build_expert_ffn(

@@ -27,8 +27,8 @@ CFG = LlamaConfig(
 
 def _q41(rng: np.random.Generator, rows: int, cols: int, scale: float) -> Q4_1Weight:
     q = rng.integers(0, 16, size=(rows, cols)).astype(np.uint8)
-    d = (rng.random((rows, cols // 32)) * scale + scale / 4).astype(np.float32)
-    m = (-7.5 * d).astype(np.float32)
+    d = (rng.random((rows, cols // 32)) * scale + scale / 4).astype(np.float16).astype(np.float32)
+    m = (-7.5 * d).astype(np.float16).astype(np.float32)  # a file's d and m are fp16
     return Q4_1Weight(q, d, m)
 
 
