@@ -86,7 +86,9 @@ class EmbeddedModel:
                 from .moe import build_routed_ffn
 
                 kind = "neurons" if experts is True else str(experts)
-                moe = build_routed_ffn(kind, model, g.tensors, g.artifact.sha256, tok.encode_text, moe_cache_dir)
+                moe = build_routed_ffn(
+                    kind, model, g.tensors, g.artifact.sha256, tok.encode_text, moe_cache_dir
+                )
             g.tensors.clear()
         finally:
             torch.set_num_threads(prev)
