@@ -90,6 +90,33 @@ def quality(model: EmbeddedModel, chunks: list[list[int]], fractions) -> tuple[d
     return {f: v["top1"] for f, v in q.items()}, {f: v["kl"] for f, v in q.items()}
 
 
+def kernel_quality(model: EmbeddedModel, chunks: list[list[int]], fractions) -> dict:
+    """Top-1 and mean KL against the dense model with every routed row through the decode
+    path's kernel (kernels/cpu/sparse_ffn.cpp, 16 rows a call) instead of the twin that
+    prefill takes: the quality a decoded token gets."""
+    import torch.nn.functional as F
+
+    from inference.moe.forward import chunk_logits
+
+    ex = model.enable_experts()
+    if not getattr(ex, "kernel", False):
+        return {}
+    out = {}
+    for f in fractions:
+        agree, kl = [], []
+        for ids in chunks:
+            k = torch.full((len(ids),), experts_for(f, ex.n_experts), dtype=torch.long)
+            lp = F.log_softmax(chunk_logits(model.model, ids), dim=-1)
+            lq = F.log_softmax(chunk_logits(model.model, ids, ex.route(k, kernel_rows=len(ids))), dim=-1)
+            agree.append((lq.argmax(-1) == lp.argmax(-1)).float())
+            kl.append((lp.exp() * (lp - lq)).sum(-1))
+        out[str(f)] = {
+            "top1": round(torch.cat(agree).mean().item(), 4),
+            "kl": round(torch.cat(kl).mean().item(), 5),
+        }
+    return out
+
+
 async def speed(
     model: EmbeddedModel, args: argparse.Namespace, llama: LlamaCppDecoder | None = None
 ) -> tuple[dict, dict, dict]:
@@ -268,6 +295,8 @@ def main() -> None:
     if not args.speed_only:
         t1 = time.perf_counter()
         res["moe_top1"], res["moe_kl"] = run_in_fresh_thread(quality, model, chunks, FRACTIONS)
+        if args.expert_kind == "neurons":
+            res["moe_kernel"] = run_in_fresh_thread(kernel_quality, model, chunks, (0.35, 0.6, 0.92))
         res["quality_s"] = round(time.perf_counter() - t1, 1)
     llama, reason = start_llamacpp(args, model.artifact.path)  # the file the engine loaded
     try:

@@ -19,6 +19,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "jobs": ("auto", "inprocess", "celery"),
     "redis_failure": ("closed", "open"),
     "flash_kv": ("dense", "pq"),
+    "flash_experts": ("dense", "modes"),
 }
 
 
@@ -91,6 +92,10 @@ class Settings:
     # The embedded Flash variant's KV cache (docs/efficiency.md): dense (one engine serves
     # both variants, as before) or pq (its own engine over the compressed cache).
     flash_kv: str = "dense"
+    # The embedded Flash variant's FFN (docs/efficiency.md): dense in every mode, or modes
+    # (per-neuron routing at 35% / 60% / 92% of the neurons in Non-think / Think High / Think
+    # Max: fewer FLOPs, measured quality loss, no faster on a CPU).
+    flash_experts: str = "dense"
     dispatch_affinity: bool = True  # prefix affinity (consistent hashing, bounded load)
     dispatch_max_attempts: int = 3  # replicas tried before the first token
     dispatch_first_token_timeout_s: int = 120

@@ -141,6 +141,17 @@ def sparse_ffn(
     )
 
 
+def select_act(
+    gu: torch.Tensor,  # [T, 2F] [gate | up] projections, bf16 or fp32
+    score_scale: torch.Tensor,  # [F] float32
+    down_norm: torch.Tensor,  # [F] float32
+    keep: torch.Tensor,  # [T]
+    cand: torch.Tensor,  # [T]
+) -> torch.Tensor:
+    """[T, F] in gu's dtype: silu(g) u where the sparse FFN's rule keeps a neuron, else 0."""
+    return torch.ops.gateway_kernels.select_act(gu, score_scale, down_norm, keep, cand)
+
+
 @cache
 def sparse_ffn_op():
     """`sparse_ffn`'s resolved overload (the same call without the Python wrapper)."""

@@ -103,12 +103,21 @@ async def _variant_engines(
     """The embedded engine per variant (inference.variants): Flash and Pro are configurations
     over the one loaded model; variants with the same configuration share one engine (one KV
     cache). GATEWAY_FLASH_KV=pq gives Flash the compressed cache (its codebooks are fit on the
-    first start, minutes, and then load from the data dir)."""
+    first start, minutes, and then load from the data dir); GATEWAY_FLASH_EXPERTS=modes gives
+    its modes their expert fractions (per-neuron routing; the weights repacked in seconds)."""
     from gateway.telemetry.engine import TracedEngine, engine_gauges
+    from inference.moe import TARGET_EXPERT_FRACTIONS
     from inference.variants import EMBEDDED_VARIANTS, VariantConfig, VariantEngines
 
     configs = dict(EMBEDDED_VARIANTS)
-    configs["flash"] = VariantConfig("flash", kv_compression=None if settings.flash_kv == "dense" else "pq")
+    kv = None if settings.flash_kv == "dense" else "pq"
+    if settings.flash_experts == "modes":
+        await asyncio.to_thread(model.enable_experts)
+        configs["flash"] = VariantConfig(
+            "flash", kv_compression=kv, expert_fractions=dict(TARGET_EXPERT_FRACTIONS)
+        )
+    else:
+        configs["flash"] = VariantConfig("flash", kv_compression=kv)
     model.kv_cache_dir = settings.data_dir / "kv-codebooks"
     raw = await asyncio.to_thread(VariantEngines.build, model, None, configs, "pro")
     await raw.start()

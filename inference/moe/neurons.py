@@ -33,6 +33,7 @@ from .fit import ffn_weights
 # (largest active fraction, candidates per kept neuron), first match wins
 CANDIDATE_MULTIPLES: tuple[tuple[float, float], ...] = ((0.5, 2.0), (0.8, 1.5), (1.0, 1.0))
 KERNEL_MAX_ROWS = 4  # more rows read the weights once through the dense twin instead
+KERNEL_CALL_ROWS = 16  # the kernel's most rows a call
 
 
 def candidates_for(k: int, n: int) -> int:
@@ -109,6 +110,8 @@ class NeuronFFN:
             and cfg.ffn_dim % (Q4_1_BLOCK * SHARDS) == 0
             and cpu_ops.load()
         )
+        # the C++ selector for the twin (kept apart from `kernel`: a test turns the kernel off)
+        self.selector = dev.type == "cpu" and cfg.ffn_dim % SHARDS == 0 and cpu_ops.load()
         self.layers: list[_Layer] = []
         for li in range(cfg.n_layers):
             w_gu, w_down = ffn_weights(tensors, li)
@@ -139,20 +142,26 @@ class NeuronFFN:
         return d * n + d * candidates_for(k, n) + d * k
 
     # -- a step ----------------------------------------------------------------------------
-    def route(self, k_rows: torch.Tensor) -> FFNRoute:
-        """The FFN route of a step whose flat rows keep k_rows[t] neurons ([T] long)."""
-        return _Route(self, k_rows)
+    def route(self, k_rows: torch.Tensor, kernel_rows: int = KERNEL_MAX_ROWS) -> FFNRoute:
+        """The FFN route of a step whose flat rows keep k_rows[t] neurons ([T] long); up to
+        `kernel_rows` routed rows take the kernel (more: the twin). A bench raises it to
+        measure the decode path's quality on whole chunks (the kernel takes 16 at a time)."""
+        return _Route(self, k_rows, kernel_rows)
 
     def dense(self, li: int, h: torch.Tensor) -> torch.Tensor:
         _, _, _, _, wgu, wdown = self.model.layers[li]
         return wdown(self.model.ops.silu_mul(wgu(h)))
 
     def twin(self, li: int, h: torch.Tensor, keep: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-        """The PyTorch path: dense gate and up, the same selection, the dense down."""
+        """The PyTorch path: dense gate and up, the same selection (one C++ call where the
+        kernels load: in PyTorch ops it cost ~5x the FFN at 32 rows), the dense down."""
         _, _, _, _, wgu, wdown = self.model.layers[li]
         lay = self.layers[li]
-        gu = wgu(h).float()
+        gu = wgu(h)
+        if self.selector and int(keep.min()) >= SHARDS:  # (the selector splits k over 4 shards)
+            return wdown(cpu_ops.select_act(gu, lay.score_scale, lay.down_norm, keep, cand))
         n = self.n_experts
+        gu = gu.float()
         a, u = F.silu(gu[:, :n]), gu[:, n:]
         mask = select_neurons(a, u, lay.score_scale, lay.down_norm, keep, cand)
         return wdown(torch.where(mask, a * u, 0.0).to(h.dtype))
@@ -164,7 +173,7 @@ class NeuronFFN:
 
 
 class _Route:
-    def __init__(self, ffn: NeuronFFN, k_rows: torch.Tensor) -> None:
+    def __init__(self, ffn: NeuronFFN, k_rows: torch.Tensor, kernel_rows: int) -> None:
         self.ffn = ffn
         n = ffn.n_experts
         ks = [min(int(k), n) for k in k_rows.tolist()]
@@ -176,15 +185,23 @@ class _Route:
         self.keep = [ks[i] for i in part]
         self.cand = [candidates_for(k, n) for k in self.keep]
         # the kernel's shards each keep >= 1 neuron (k >= 4)
-        self.kernel = ffn.kernel and len(part) <= KERNEL_MAX_ROWS and min(self.keep, default=0) >= SHARDS
+        self.kernel = ffn.kernel and len(part) <= kernel_rows and min(self.keep, default=0) >= SHARDS
         if not self.kernel:
             self.keep_t = torch.tensor(self.keep, dtype=torch.long, device=k_rows.device)
             self.cand_t = torch.tensor(self.cand, dtype=torch.long, device=k_rows.device)
 
     def _part(self, li: int, h: torch.Tensor) -> torch.Tensor:
-        if self.kernel:
+        if not self.kernel:
+            return self.ffn.twin(li, h, self.keep_t, self.cand_t)
+        if h.shape[0] <= KERNEL_CALL_ROWS:
             return self.ffn.sparse(li, h, self.keep, self.cand)
-        return self.ffn.twin(li, h, self.keep_t, self.cand_t)
+        n = KERNEL_CALL_ROWS
+        return torch.cat(
+            [
+                self.ffn.sparse(li, h[i : i + n], self.keep[i : i + n], self.cand[i : i + n])
+                for i in range(0, h.shape[0], n)
+            ]
+        )
 
     def __call__(self, li: int, h: torch.Tensor) -> torch.Tensor:
         if self.all_dense:

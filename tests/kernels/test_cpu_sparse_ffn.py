@@ -143,6 +143,28 @@ def test_exact_ties_go_to_the_lower_neuron():
         assert bool(kept[0, 3]) and not bool(kept[0, 9])
 
 
+@pytest.mark.parametrize("rows", [1, 7, 40])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_the_twins_selection_is_the_rule(rows, dtype):
+    """cpu_ops.select_act (the twin's selection over its own projections) against
+    select_neurons, ties included (up values drawn from a few integers)."""
+    g = torch.Generator().manual_seed(rows)
+    f = 256
+    gate = torch.randn((rows, f), generator=g).to(dtype)
+    up = torch.randint(-3, 4, (rows, f), generator=g).to(dtype)
+    cs, dn = torch.rand(f, generator=g) + 0.5, torch.ones(f)
+    keep = torch.randint(4, 200, (rows,), generator=g)
+    cand = torch.minimum(keep * 2, torch.tensor(f))
+    act = cpu_ops.select_act(torch.cat([gate, up], dim=1), cs, dn, keep, cand)
+    assert act.dtype == dtype
+    a, u = F.silu(gate.float()), up.float()
+    want = select_neurons(a, u, cs, dn, keep, cand)
+    assert torch.equal(act != 0, want & (a * u != 0))
+    torch.testing.assert_close(
+        act.float(), torch.where(want, a * u, 0.0).to(dtype).float(), atol=1e-6, rtol=0
+    )
+
+
 def test_shares_sum_to_the_count():
     k = torch.tensor([4, 5, 538, 1383, 1536, 7])
     s = shares(k)
