@@ -90,6 +90,16 @@ def quality(model: EmbeddedModel, chunks: list[list[int]], fractions) -> tuple[d
     return {f: v["top1"] for f, v in q.items()}, {f: v["kl"] for f, v in q.items()}
 
 
+def dropped_work(ex, k: int) -> float:
+    """Per-neuron routing's multiply-adds spent on neurons it does not keep (their gate rows,
+    and the up rows of candidates not kept) over the dense FFN's: what a separate router's
+    cost is for the other kinds (`router_cost_ratio`)."""
+    from inference.moe.neurons import candidates_for
+
+    n = ex.n_experts
+    return round(((n - k) + (candidates_for(k, n) - k)) / (3 * n), 4)
+
+
 def kernel_quality(model: EmbeddedModel, chunks: list[list[int]], fractions) -> dict:
     """Top-1 and mean KL against the dense model with every routed row through the decode
     path's kernel (kernels/cpu/sparse_ffn.cpp, 16 rows a call) instead of the twin that
@@ -290,6 +300,9 @@ def main() -> None:
         flops[str(f)] = 2 * macs * cfg.n_layers
     res["ffn_flops_per_token"] = flops
     res["experts_per_fraction"] = {str(f): experts_for(f, ex.n_experts) for f in FRACTIONS}
+    if args.expert_kind == "neurons":  # the gate-first rule's work on neurons it then drops
+        ks = {str(f): experts_for(f, ex.n_experts) for f in FRACTIONS}
+        res["dropped_work_ratio"] = {f: dropped_work(ex, k) for f, k in ks.items()}
     chunks = heldout_chunks(model, args.data, args.chunks, args.chunk)
     res["heldout_tokens"] = sum(len(c) for c in chunks)
     if not args.speed_only:

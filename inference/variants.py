@@ -4,8 +4,10 @@ mode serve a request, dispatch says where, and this says how the embedded engine
 Flash: the compressed KV cache (HCA, a quarter of the fp16 cache's bytes, so four times the
 tokens for the same memory). Pro: the dense fp16/bf16 cache. Both run dense attention (the
 sparse attention of `inference.v4.csa_eval` is an evaluation path, not wired into the
-serving engine) and the dense FFN in every mode (`inference.moe.defaults`: no expert fraction
-below 1.0 met the quality goals, docs/efficiency.md). One weights load serves both: one
+serving engine) and the dense FFN in every mode by default (`inference.moe.defaults`: the
+routed fractions meet the quality goals but decode no faster on a CPU, docs/efficiency.md;
+the gateway's GATEWAY_FLASH_EXPERTS=modes gives Flash's modes 35/60/92% of the FFN's
+neurons). One weights load serves both: one
 `Engine` per variant over the same `EmbeddedModel`, each with its own KV cache.
 """
 
