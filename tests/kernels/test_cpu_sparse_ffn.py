@@ -32,9 +32,11 @@ class Layer:
     def __init__(self, k: int, f: int, o: int, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
         self.gate, self.up, self.down = _q41(rng, f, k), _q41(rng, f, k), _q41(rng, o, f)
-        self.wg, self.wu, self.wd = (
-            torch.from_numpy(w.dequantize()) for w in (self.gate, self.up, self.down)
-        )
+        self.pack()
+
+    def pack(self) -> None:
+        """(Re)derive the dense weights, the norms and the kernel's arguments from the Q4_1 ones."""
+        self.wg, self.wu, self.wd = (torch.from_numpy(w.dequantize()) for w in (self.gate, self.up, self.down))
         dn = self.wd.norm(dim=0)
         self.down_norm, self.score_scale = dn, self.wu.norm(dim=1) * dn
         dq, dm = transposed_down(self.down)
@@ -110,19 +112,6 @@ def test_sixteen_rows():
     torch.testing.assert_close(y, layer.twin(x, keep, cand)[1](kept), atol=1e-4, rtol=0)
 
 
-def _rebuild(layer: Layer) -> Layer:
-    fresh = Layer.__new__(Layer)
-    fresh.gate, fresh.up, fresh.down = layer.gate, layer.up, layer.down
-    fresh.wg, fresh.wu, fresh.wd = (
-        torch.from_numpy(w.dequantize()) for w in (fresh.gate, fresh.up, fresh.down)
-    )
-    dn = fresh.wd.norm(dim=0)
-    fresh.down_norm, fresh.score_scale = dn, fresh.wu.norm(dim=1) * dn
-    dq, dm = transposed_down(fresh.down)
-    fresh.args = (q41_rows(fresh.gate), q41_rows(fresh.up), dq, dm, fresh.score_scale, fresh.down_norm)
-    return fresh
-
-
 def test_exact_ties_go_to_the_lower_neuron():
     """Neurons 3 and 9 (shard 0 of 4 x 32, one scale group) are identical and the strongest of
     their shard: they tie on both scores, and the shard's one kept neuron is 3 (the twin's
@@ -134,7 +123,7 @@ def test_exact_ties_go_to_the_lower_neuron():
         w.q[9], w.d[9], w.m[9] = w.q[3], w.d[3], w.m[3]
     col = rng.integers(0, 16, size=32).astype(np.uint8)
     layer.down.q[:, 3], layer.down.q[:, 9] = col, col
-    layer = _rebuild(layer)
+    layer.pack()
     for _ in range(5):
         x = torch.randn((1, 64)).abs()  # the strong neurons' gates positive: silu(g) ~ g
         want_mask, _ = layer.twin(x, [5], [5])  # shard 0's share: 1
