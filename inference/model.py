@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .decode_buffer import DecodeBuffer
 from .gguf_loader import LlamaConfig
 from .layer_ops import FusedCpuLayerOps, TorchLayerOps
-from .quant import Q4_1Weight, QLinear
+from .quant import Q4_1Weight, QLinear, q8_0_dequantize_rows, q8_0_rows
 
 if TYPE_CHECKING:
     from .hca.codec import KVCodec
@@ -210,6 +210,15 @@ class LlamaModel:
         sign = torch.cat([-torch.ones(hd // 2), torch.ones(hd // 2)]).to(torch.float64)
         self.sin_signed = (emb.sin() * sign).to(device=device, dtype=torch.float32)
         self.head_gemv = head_gemv_kernel(device, dtype, cfg) if kernels else None
+        # the file's Q8_0 head blocks, where the few-rows kernel runs: 30 MB a decode step
+        # instead of the bf16 copy's 56, and the file's values exactly (the bf16 copy rounds
+        # d q to 8 bits); the refine step reads them too, so both paths score alike
+        self.head_q8 = q8_0_rows(head) if self.head_gemv is not None else None
+        if self.head_q8 is not None:
+            from kernels import cpu_ops
+
+            self.head_gemv = cpu_ops.q8_gemv
+        self.head_w = self.head_q8 if self.head_q8 is not None else self.lm_head.dense
         fused = kernels and FusedCpuLayerOps.usable(device, dtype, hd)
         self.ops = (FusedCpuLayerOps if fused else TorchLayerOps)(
             dtype, cfg.rms_eps, self.cos, self.sin_signed
@@ -292,8 +301,8 @@ class LlamaModel:
         if self.head_gemv is not None and x.shape[0] <= self.int4_max_rows:
             # few rows (the int4 kernel's batches): fp32 dot products, no rounded logits to
             # refine
-            assert self.lm_head.dense is not None
-            return StepLogits(self.head_gemv(x, self.lm_head.dense))
+            assert self.head_w is not None
+            return StepLogits(self.head_gemv(x, self.head_w))
         raw = self.lm_head(x)
         if self.dtype == torch.float32:
             return StepLogits(raw)
@@ -305,10 +314,13 @@ class LlamaModel:
     def _refine_top(self, logits: torch.Tensor, top: torch.Tensor, x: torch.Tensor) -> None:
         """A bf16 GEMM rounds its output to bf16: logits near 25 land on a 0.125 grid, which
         ties or swaps the top tokens (greedy then depends on kernel choice). Recompute the
-        top-k logits of each row ([S, k] ids) exactly (fp32 dot products of the same bf16
-        values)."""
-        assert self.lm_head.dense is not None
-        w = self.lm_head.dense[top].float()  # [S, k, dim]
+        top-k logits of each row ([S, k] ids) exactly (fp32 dot products of the file's Q8_0
+        values where the few-rows head reads them, else of the same bf16 values)."""
+        if self.head_q8 is not None:
+            w = q8_0_dequantize_rows(self.head_q8, top)  # [S, k, dim], the file's values
+        else:
+            assert self.lm_head.dense is not None
+            w = self.lm_head.dense[top].float()  # [S, k, dim]
         exact = torch.bmm(w, x.float().unsqueeze(-1)).squeeze(-1)
         logits.scatter_(1, top, exact)
 

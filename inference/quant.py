@@ -177,3 +177,32 @@ class QLinear:
             return torch.ops.mkldnn._linear_pointwise(x, self.onednn, None, "none", [], "")
         assert self.dense is not None
         return F.linear(x, self.dense)
+
+
+def q8_0_rows(w: torch.Tensor) -> torch.Tensor | None:
+    """The Q8_0 blocks a dequantized [N, K] weight came from, as `kernels/cpu/q8_gemv.cpp`
+    reads them ([N, K + K/16] uint8: each row's K int8 weights, then its K/32 fp16 scales),
+    or None when w is not exactly d q per block of 32 (d fp16, |q| <= 127). Q8_0's quantizer
+    puts +-127 at each block's largest |w|, so d = max|w| / 127 and q = w / d, checked."""
+    n, k = w.shape
+    if k % 32:
+        return None
+    blocks = w.detach().float().reshape(n, k // 32, 32)
+    d = blocks.abs().amax(dim=-1) / 127.0
+    if not torch.equal(d.half().float(), d):
+        return None
+    safe = torch.where(d == 0, torch.ones_like(d), d)
+    q = torch.round(blocks / safe[..., None])
+    if q.abs().max() > 127 or not torch.equal(q * d[..., None], blocks):
+        return None
+    qb = q.to(torch.int8).reshape(n, k).view(torch.uint8)
+    return torch.cat([qb, d.half().view(torch.uint8).reshape(n, k // 16)], dim=1).contiguous()
+
+
+def q8_0_dequantize_rows(rows: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """[*ids.shape, K] float32: rows `ids` of a `q8_0_rows` weight, exactly d q."""
+    k = rows.shape[1] * 16 // 17
+    r = rows[ids]
+    q = r[..., :k].contiguous().view(torch.int8).float()
+    d = r[..., k:].contiguous().view(torch.float16).float()
+    return q * d.repeat_interleave(32, dim=-1)

@@ -2,7 +2,8 @@
 paged KV cache (contract: `kernels.decode_attention_ref.paged_decode_attention_ref`, the
 Triton kernel's too), causal prefill attention from the cache (`prefill_attention.cpp`), the
 fused small steps of a layer (`fused_ops.cpp`), the widened logits with each row's top-k
-ids (`logits_topk.cpp`), the output projection for a few rows (`head_gemv.cpp`), the
+ids (`logits_topk.cpp`), the output projection for a few rows (`head_gemv.cpp`; `q8_gemv.cpp` from the
+file's Q8_0 blocks), the
 compressed KV cache's encoder (`pq_roundtrip.cpp`), the routed modes' sparse FFN
 (`sparse_ffn.cpp`), bf16 linear layers over packed weights
 (`linear_bf16.cpp`, AVX-512 BF16) and, for CPUs without bf16 arithmetic, linear layers over
@@ -228,6 +229,12 @@ def head_gemv_usable(dtype: torch.dtype, dim: int) -> bool:
 def head_gemv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """x @ w.T in fp32 for 1-4 rows: x [M, K], w [N, K] bf16, dense; fp32 dot products."""
     return torch.ops.gateway_kernels.head_gemv_bf16(x, w)
+
+
+def q8_gemv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x @ W.T in fp32 for 1-4 rows, W as `inference.quant.q8_0_rows` packs the file's Q8_0
+    blocks; x [M, K] bf16 or fp32."""
+    return torch.ops.gateway_kernels.q8_gemv(x, w)
 
 
 def avx2_fma() -> bool:

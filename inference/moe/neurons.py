@@ -8,13 +8,19 @@ top k of those by the exact |silu(g_i) u_i| |w_down,:i| keep their activations a
 projection runs over those k only. `cand(k)` is `CANDIDATE_MULTIPLES`' multiple of k (2x at
 35% active, 1.5x at 60%, 1x = gate only from 80%), measured in bench/moe_selection.py.
 
+Neurons are ranked within four fixed shards of F/4 (each keeps its share of the counts), so
+that a shard is one thread's work in the kernel with no data from another, and the result
+does not depend on the thread count. Ties go to the lower neuron id.
+
 Compute depends on the batch:
-- few rows (decode, <= `max_rows`) on a CPU where the kernels load: one C++ call per layer
-  (`kernels/cpu/sparse_ffn.cpp`) over the file's Q4_1 blocks, reading only the candidates'
-  up rows and the kept neurons' down columns (the down projection transposed, its scales
-  per group of 32 neurons kept beside it);
-- otherwise (prefill, large batches, other devices) the PyTorch twin: the dense gate and up,
-  the same selection (`select_neurons`), each row's other activations zeroed, the dense down.
+- few rows (decode, <= `KERNEL_MAX_ROWS`) on a CPU where the kernels load: one C++ call per
+  layer (`kernels/cpu/sparse_ffn.cpp`) over the file's Q4_1 blocks, reading only the
+  candidates' up rows and the kept neurons' down columns (the down projection transposed,
+  its scales per group of 32 neurons kept beside it; ~50 MB for SmolLM2 beside the dense
+  path's weights);
+- otherwise (prefill, large batches, other devices) the twin: the dense gate and up, the
+  same selection (one C++ call, `select_act`, where the kernels load; `select_neurons` in
+  PyTorch ops elsewhere), each row's other activations zeroed, the dense down.
 Rows keeping every neuron take the dense FFN's exact output; a row's result does not
 depend on the other rows of its step."""
 

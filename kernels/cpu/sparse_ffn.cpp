@@ -8,7 +8,8 @@
 //   5. the down projection over the kept neurons only: y = sum_i silu(g_i) u_i w_down,:i,
 //      the shards' parts summed in shard order.
 // Ranking ties go to the lower neuron id (keys (score, -i) are distinct), as the PyTorch twin's
-// stable argsort does. Arithmetic in fp32.
+// stable argsort does. Sums in fp32 over exact products (bf16 dot products on AVX-512 BF16
+// where x is bf16, fp32 FMAs elsewhere).
 //
 // Weights are the model file's Q4_1 blocks, so the weights are the file's exactly (w = d q +
 // m, d and m fp16) and a step reads only what it uses: gate and up as one row of 20 bytes
@@ -21,7 +22,6 @@
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
-#include <omp.h>
 #include <torch/library.h>
 
 #include <algorithm>

@@ -394,10 +394,11 @@ async def test_prefill_chunk_that_samples_nothing_skips_the_head(model):
         assert 1 <= x.shape[0] <= m.int4_max_rows, "1 to 4 rows"
         return x.float() @ w.float().T
 
-    saved = (m.head_gemv, m.lm_head.dense)
+    saved = (m.head_gemv, m.lm_head.dense, m.head_w)
     m.head_gemv = strict_head
     if m.lm_head.dense is None:
         m.lm_head.dense = m.embed  # SmolLM2 ties the head to the embeddings
+    m.head_w = m.lm_head.dense
     eng = Engine(model, EngineConfig(kv_cache_tokens=4096, max_num_batched_tokens=32))
     await eng.start()
     try:
@@ -407,7 +408,7 @@ async def test_prefill_chunk_that_samples_nothing_skips_the_head(model):
         warm = await collect(eng, p, "warm", cache_salt=b"t", temperature=0, max_tokens=6)
     finally:
         await eng.stop()
-        m.head_gemv, m.lm_head.dense = saved
+        m.head_gemv, m.lm_head.dense, m.head_w = saved
     assert cold[3].finish_reason == warm[3].finish_reason == "length"
     assert warm[3].usage.prompt_cache_hit_tokens > 0
     assert [d.token_ids for d in warm[2]] == [d.token_ids for d in cold[2]]

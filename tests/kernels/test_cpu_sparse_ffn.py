@@ -36,7 +36,9 @@ class Layer:
 
     def pack(self) -> None:
         """(Re)derive the dense weights, the norms and the kernel's arguments from the Q4_1 ones."""
-        self.wg, self.wu, self.wd = (torch.from_numpy(w.dequantize()) for w in (self.gate, self.up, self.down))
+        self.wg, self.wu, self.wd = (
+            torch.from_numpy(w.dequantize()) for w in (self.gate, self.up, self.down)
+        )
         dn = self.wd.norm(dim=0)
         self.down_norm, self.score_scale = dn, self.wu.norm(dim=1) * dn
         dq, dm = transposed_down(self.down)
