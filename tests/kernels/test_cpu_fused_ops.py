@@ -144,7 +144,6 @@ def test_portable_paths_pass_the_same_tests():
             "test_cpu_pq_roundtrip.py",
             "test_cpu_sparse_ffn.py",
             "test_cpu_q8_gemv.py",
-            "test_cpu_q41_gemv.py",
         )
     ]
     done = subprocess.run(
