@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from inference.layer_ops import FusedCpuLayerOps, TorchLayerOps
 from kernels import cpu_ops
+
+from .kernel_modes import rerun_in_mode
 
 BF16_STEP = 2**-7  # bfloat16 values are at most this far apart (relative): one rounding
 
@@ -128,39 +132,13 @@ def test_rope_store_rejects_bad_indices(ops, positions, slots, message):
 
 def test_portable_paths_pass_the_same_tests():
     """CPUs without AVX512_BF16 (or AVX2) take the plain loops: run these tests and the
-    attention and compressed-cache kernels' again in a process that forces them."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
+    attention and other CPU kernels' again in a process that forces them."""
     here = Path(__file__).parent
-    env = {**os.environ, "GATEWAY_CPU_KERNELS": "portable"}
-    tests = [
-        str(here / name)
-        for name in (
-            "test_cpu_decode_attention.py",
-            "test_cpu_fused_ops.py",
-            "test_cpu_pq_roundtrip.py",
-            "test_cpu_sparse_ffn.py",
-            "test_cpu_q8_gemv.py",
-        )
-    ]
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-k",
-            "not portable and not paths_pass",
-            *tests,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    names = (
+        "test_cpu_decode_attention.py",
+        "test_cpu_fused_ops.py",
+        "test_cpu_pq_roundtrip.py",
+        "test_cpu_sparse_ffn.py",
+        "test_cpu_q8_gemv.py",
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    rerun_in_mode("portable", [here / n for n in names])

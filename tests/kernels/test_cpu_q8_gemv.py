@@ -3,11 +3,15 @@ blocks' recovery from a dequantized weight (inference.quant.q8_0_rows)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from inference.quant import q8_0_dequantize_rows, q8_0_rows
 from kernels import cpu_ops
+
+from .kernel_modes import rerun_in_mode
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -70,19 +74,7 @@ def test_rejects_what_it_does_not_serve():
         cpu_ops.q8_gemv(torch.randn(1, 48), packed)
 
 
-def test_avx2_path_passes_the_same_tests():
-    """CPUs without AVX-512 BF16 take the AVX2 path (the portable one runs from
-    tests/kernels/test_cpu_fused_ops.py)."""
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "GATEWAY_CPU_KERNELS": "avx2"}
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not path_passes", __file__],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+def test_avx2_paths_pass_the_same_tests():
+    """CPUs without AVX-512 BF16 take the AVX2 paths (tests/kernels/test_cpu_fused_ops.py runs
+    the portable ones): these tests again in a process that forces them."""
+    rerun_in_mode("avx2", [Path(__file__)])

@@ -4,6 +4,8 @@ the FFN of the kept neurons in fp32 from the file's Q4_1 weights."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,8 @@ import torch.nn.functional as F
 from inference.moe.neurons import SHARDS, candidates_for, q41_rows, select_neurons, shares, transposed_down
 from inference.quant import Q4_1Weight
 from kernels import cpu_ops
+
+from .kernel_modes import rerun_in_mode
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -189,16 +193,4 @@ def test_bad_shapes_are_refused():
 def test_avx2_paths_pass_the_same_tests():
     """CPUs without AVX-512 BF16 take the AVX2 paths (tests/kernels/test_cpu_fused_ops.py runs
     the portable ones): these tests again in a process that forces them."""
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "GATEWAY_CPU_KERNELS": "avx2"}
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not paths_pass", __file__],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    rerun_in_mode("avx2", [Path(__file__)])
