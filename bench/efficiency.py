@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -50,6 +51,7 @@ from inference import (  # noqa: E402
 )
 from inference.fresh_thread import run_in_fresh_thread  # noqa: E402
 from inference.moe import EXPERT_KINDS, expert_fraction_for_mode, experts_for  # noqa: E402
+from inference.moe.forward import chunk_logits  # noqa: E402
 from inference.v4.mhc import gain_report  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -104,10 +106,6 @@ def kernel_quality(model: EmbeddedModel, chunks: list[list[int]], fractions) -> 
     """Top-1 and mean KL against the dense model with every routed row through the decode
     path's kernel (kernels/cpu/sparse_ffn.cpp, 16 rows a call) instead of the twin that
     prefill takes: the quality a decoded token gets."""
-    import torch.nn.functional as F
-
-    from inference.moe.forward import chunk_logits
-
     ex = model.enable_experts()
     if not getattr(ex, "kernel", False):
         return {}

@@ -2,11 +2,10 @@
 paged KV cache (contract: `kernels.decode_attention_ref.paged_decode_attention_ref`, the
 Triton kernel's too), causal prefill attention from the cache (`prefill_attention.cpp`), the
 fused small steps of a layer (`fused_ops.cpp`), the widened logits with each row's top-k
-ids (`logits_topk.cpp`), the output projection for a few rows (`head_gemv.cpp`; `q8_gemv.cpp` from the
-file's Q8_0 blocks), the
-compressed KV cache's encoder (`pq_roundtrip.cpp`), the routed modes' sparse FFN
-(`sparse_ffn.cpp`), bf16 linear layers over packed weights
-(`linear_bf16.cpp`, AVX-512 BF16) and, for CPUs without bf16 arithmetic, linear layers over
+ids (`logits_topk.cpp`), the output projection for a few rows (`q8_gemv.cpp` from the file's
+Q8_0 blocks, `head_gemv.cpp` from a bf16 copy), the compressed KV cache's encoder
+(`pq_roundtrip.cpp`), the routed modes' sparse FFN (`sparse_ffn.cpp`), bf16 linear layers over
+packed weights (`linear_bf16.cpp`, AVX-512 BF16) and, for CPUs without bf16 arithmetic, linear layers over
 bf16 weights in fp32 (`linear_bf16w.cpp`).
 
 The library is compiled on first use by torch's extension builder (a C++ compiler and ninja, ~15 s) into

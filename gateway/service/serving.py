@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -111,13 +112,10 @@ async def _variant_engines(
 
     configs = dict(EMBEDDED_VARIANTS)
     kv = None if settings.flash_kv == "dense" else "pq"
+    configs["flash"] = VariantConfig("flash", kv_compression=kv)
     if settings.flash_experts == "modes":
         await asyncio.to_thread(model.enable_experts)
-        configs["flash"] = VariantConfig(
-            "flash", kv_compression=kv, expert_fractions=dict(TARGET_EXPERT_FRACTIONS)
-        )
-    else:
-        configs["flash"] = VariantConfig("flash", kv_compression=kv)
+        configs["flash"] = replace(configs["flash"], expert_fractions=dict(TARGET_EXPERT_FRACTIONS))
     model.kv_cache_dir = settings.data_dir / "kv-codebooks"
     raw = await asyncio.to_thread(VariantEngines.build, model, None, configs, "pro")
     await raw.start()

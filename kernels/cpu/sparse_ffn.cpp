@@ -38,7 +38,7 @@ namespace {
 using namespace gateway_kernels;
 
 constexpr int64_t kBlock = 32;       // weights per Q4_1 block
-constexpr int64_t kBlockBytes = 20;  // fp16 d, fp16 m, 16 bytes of nibbles
+constexpr int64_t kBlockBytes = 20;  // a block in a row: 16 bytes of nibbles, fp16 d, fp16 m
 constexpr int64_t kChunk = 4;        // down-projection output blocks (of 32) per pass
 constexpr int64_t kMaxRows = 16;
 
@@ -87,7 +87,7 @@ struct RowInput {
 
 // A gate or up row: [nb * 16 nibble bytes | nb fp16 d | nb fp16 m] (block b's element j in
 // the low nibble of byte 16 b + j, element 16 + j in its high one).
-inline int64_t row_bytes_of(int64_t nb) { return nb * 20; }
+inline int64_t row_bytes_of(int64_t nb) { return nb * kBlockBytes; }
 
 // ---------------------------------------------------------------- one row . x, portable
 float row_dot_portable(const uint8_t* row, const RowInput& in, int64_t nb) {
@@ -246,6 +246,12 @@ GK_AVX2_F16C float row_dot_avx2(const uint8_t* row, const RowInput& in, int64_t 
 enum class Path { portable, avx2, avx512, avx512_bf16x };
 
 inline bool is_avx512(Path p) { return p == Path::avx512 || p == Path::avx512_bf16x; }
+
+// the best path this CPU (and GATEWAY_CPU_KERNELS) allows; bf16_x: x is bf16
+inline Path path_here(bool bf16_x) {
+  if (has_avx512_bf16()) return bf16_x ? Path::avx512_bf16x : Path::avx512;
+  return has_avx2_fma() ? Path::avx2 : Path::portable;
+}
 
 // out[r] = rows[r] . x for r < n <= 16 (out has 16 slots); rows[n, n_all) are read next
 void dots(Path p, const uint8_t* const* rows, int n, int n_all, int64_t rb, const RowInput& in, int64_t nb,
@@ -425,8 +431,8 @@ void down_chunk(Path p, const Kept& kp, const uint8_t* dq, const uint16_t* dm, i
 // flag[ids[j]] = 1 for the k largest of n scores (>= 0), ties to the lower id. Branch-free
 // where it counts: the scores change every layer, so a comparison sort or nth_element over
 // all n mispredicts on most elements (measured: ~16 us per call over the 30 layers, 3 us
-// when one layer repeats). A histogram of the scores' top 12 bits (sign, exponent, three
-// mantissa bits; positive floats order as their bits) finds the bin holding the k-th
+// when one layer repeats). A histogram of the scores' top 11 bits below the sign (exponent,
+// three mantissa bits; positive floats order as their bits) finds the bin holding the k-th
 // largest; everything above it is kept, and only that bin's few elements are ordered exactly
 // (keys (bits, ~id) are distinct and order as (score, -id)).
 struct Selector {
@@ -546,8 +552,8 @@ void run_shard(Path path, const Weights& w, const RowInput& in, int64_t s, int64
     }
   }
   // 4. the kept neurons, in id order so that each group of 32 is one run
-  sc.select.top_k(sc.exact.data(), sc.candidates.data(), nc, keep, sc.flag.data() + 0);
-  uint8_t* flag = sc.flag.data();  // indexed by shard-local id here
+  uint8_t* flag = sc.flag.data();  // indexed by shard-local id from here
+  sc.select.top_k(sc.exact.data(), sc.candidates.data(), nc, keep, flag);
   Kept& kp = sc.kp;
   kp.group0 = s * G;
   kp.groups.resize(G + 1);
@@ -616,8 +622,7 @@ at::Tensor sparse_ffn_q41(const at::Tensor& x, const at::Tensor& gate, const at:
     kept_p = kept_out->mutable_data_ptr<uint8_t>();
   }
   const bool bf16 = x.scalar_type() == at::kBFloat16;
-  const Path path = has_avx512_bf16() ? (bf16 ? Path::avx512_bf16x : Path::avx512)
-                                      : (has_avx2_fma() ? Path::avx2 : Path::portable);
+  const Path path = path_here(bf16);
   const Weights w{gate.const_data_ptr<uint8_t>(),
                   up.const_data_ptr<uint8_t>(),
                   down_q.const_data_ptr<uint8_t>(),
@@ -637,10 +642,10 @@ at::Tensor sparse_ffn_q41(const at::Tensor& x, const at::Tensor& gate, const at:
   inputs.resize(T);
   partial.resize(T * kShards * O);
   for (int64_t t = 0; t < T; ++t) {
-    if (x.scalar_type() == at::kFloat)
-      inputs[t].set(x.const_data_ptr<float>() + t * K, nb);
-    else
+    if (bf16)
       inputs[t].set_bf16(x.const_data_ptr<c10::BFloat16>() + t * K, nb);
+    else
+      inputs[t].set(x.const_data_ptr<float>() + t * K, nb);
   }
   auto out = at::empty({T, O}, x.options().dtype(dtype));
   const int threads = std::max(1, std::min<int>(at::get_num_threads(), static_cast<int>(kShards)));
@@ -677,7 +682,7 @@ template <typename T>
 void select_act_impl(const T* gu, const float* cs, const float* dn, const int64_t* kp, const int64_t* cp, int64_t R,
                      int64_t F, T* act) {
   const int64_t n = F / kShards;
-  const Path path = has_avx512_bf16() ? Path::avx512 : (has_avx2_fma() ? Path::avx2 : Path::portable);
+  const Path path = path_here(false);  // silu only: no dot products here
   at::parallel_for(0, R * kShards, 4, [&](int64_t begin, int64_t end) {
     Selector sel;
     std::vector<int32_t> ids(n), cands(n);
@@ -738,9 +743,6 @@ TORCH_LIBRARY_FRAGMENT(gateway_kernels, m) {
   m.def(
       "sparse_ffn_q41(Tensor x, Tensor gate, Tensor up, Tensor down_q, Tensor down_dm, Tensor score_scale,"
       " Tensor down_norm, int[] keep, int[] cand, ScalarType dtype, Tensor(a!)? kept_out) -> Tensor");
-}
-
-TORCH_LIBRARY_FRAGMENT(gateway_kernels, m) {
   m.def("select_act(Tensor gu, Tensor score_scale, Tensor down_norm, Tensor keep, Tensor cand) -> Tensor");
 }
 
