@@ -23,6 +23,11 @@ using namespace gateway_kernels;
 constexpr int kMaxRows = 4;
 constexpr int64_t kBlock = 32;
 constexpr int64_t kTile = 16;  // outputs reduced together
+// A decode step's head comes from memory (the layers evict it), and the arithmetic between
+// loads kept too few of them in flight: 12 GB/s where a plain read of the same bytes runs at
+// ~21 (cold cache, a 2-core Xeon). Each row asks for the lines of the row this far ahead:
+// 17-18 GB/s.
+constexpr int64_t kAheadBytes = 8 * 1024;
 
 inline float half_to_float(uint16_t h) { return c10::detail::fp16_ieee_to_fp32_value(h); }
 
@@ -39,6 +44,7 @@ GK_AVX512_F16C void tile_avx512(const float* x, int M, int64_t K, const uint8_t*
     for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
     if (i < count) {
       const uint8_t* row = w + (n0 + i) * rb;
+      if ((n0 + i) * rb + kAheadBytes + rb <= N * rb) prefetch_lines(row + kAheadBytes, rb);
       const uint16_t* d = reinterpret_cast<const uint16_t*>(row + K);
       for (int64_t b = 0; b < nb; ++b) {
         const __m128i* q = reinterpret_cast<const __m128i*>(row + b * kBlock);
@@ -63,6 +69,7 @@ GK_AVX2_F16C void tile_avx2(const float* x, int M, int64_t K, const uint8_t* w, 
   const int64_t nb = K / kBlock;
   for (int64_t i = 0; i < count; ++i) {
     const uint8_t* row = w + (n0 + i) * rb;
+    if ((n0 + i) * rb + kAheadBytes + rb <= N * rb) prefetch_lines(row + kAheadBytes, rb);
     const uint16_t* d = reinterpret_cast<const uint16_t*>(row + K);
     __m256 acc[kMaxRows];
     for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();

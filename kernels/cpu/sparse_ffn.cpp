@@ -140,15 +140,10 @@ GK_AVX512_F16C inline void dot2_avx512(const uint8_t* r0, const uint8_t* r1, con
 // The rows a step reads are scattered (the candidates' up rows, the kept neurons' down
 // columns): the hardware prefetcher cannot see the next one, and a row missing every cache
 // waits ~100 ns for memory, ~3x the time its arithmetic takes. So each row is prefetched a
-// few rows ahead (measured: the up projection over 70% of the rows, scattered, went from 5 to
-// ~20 GB/s).
+// few rows ahead (`prefetch_lines`, into L2: a non-temporal hint was slower; docs/benchmarks.md
+// has the engine's figures).
 constexpr int kAhead = 12;  // rows
 constexpr int32_t kAheadDown = 16;  // kept neurons (their chunk of the down row is 16-64 bytes)
-
-inline void prefetch_bytes(const uint8_t* p, int64_t n) {
-  for (int64_t o = 0; o < n; o += 64) __builtin_prefetch(p + o, 0, 0);  // non-temporal:
-  __builtin_prefetch(p + n - 1, 0, 0);  // weights read once should not evict the step's scratch
-}
 
 // The same with bf16 x and bf16 dot products (`vdpbf16ps`, 32 products a step, exact in
 // fp32): a nibble q becomes the bf16 128 + q by OR-ing it into 0x4300's mantissa, so
@@ -196,9 +191,9 @@ GK_AVX512_F16C void dots_avx512(const uint8_t* const* rows, int n, int n_all, in
   auto* dot2 = BF16 ? dot2_bf16 : dot2_avx512;
   alignas(64) float part[16][16];
   int r = 0;
-  for (int j = 0; j < std::min(kAhead, n_all); ++j) prefetch_bytes(rows[j], rb);
+  for (int j = 0; j < std::min(kAhead, n_all); ++j) prefetch_lines(rows[j], rb);
   for (; r + 2 <= n; r += 2) {
-    for (int j = r + kAhead; j < std::min(r + kAhead + 2, n_all); ++j) prefetch_bytes(rows[j], rb);
+    for (int j = r + kAhead; j < std::min(r + kAhead + 2, n_all); ++j) prefetch_lines(rows[j], rb);
     dot2(rows[r], rows[r + 1], in, nb, part[r], part[r + 1]);
   }
   if (r < n) {
@@ -259,7 +254,7 @@ void dots(Path p, const uint8_t* const* rows, int n, int n_all, int64_t rb, cons
   if (p == Path::avx512_bf16x) return dots_avx512<true>(rows, n, n_all, rb, in, nb, out);
   if (p == Path::avx512) return dots_avx512<false>(rows, n, n_all, rb, in, nb, out);
   for (int r = 0; r < n; ++r) {
-    if (r + kAhead < n_all) prefetch_bytes(rows[r + kAhead], rb);
+    if (r + kAhead < n_all) prefetch_lines(rows[r + kAhead], rb);
     out[r] = p == Path::avx2 ? row_dot_avx2(rows[r], in, nb) : row_dot_portable(rows[r], in, nb);
   }
 }
@@ -318,7 +313,7 @@ void down_chunk_portable(const Kept& kp, const uint8_t* dq, const uint16_t* dm, 
     for (int32_t j = s; j < e; ++j) {
       const float a = kp.act[j];
       const uint8_t* r = dq + kp.ids[j] * row_bytes + b0 * 16;
-      if (j + kAheadDown < n_kept) prefetch_bytes(dq + kp.ids[j + kAheadDown] * row_bytes + b0 * 16, n * 16);
+      if (j + kAheadDown < n_kept) prefetch_lines(dq + kp.ids[j + kAheadDown] * row_bytes + b0 * 16, n * 16);
       for (int64_t bb = 0; bb < n; ++bb)
         for (int q = 0; q < 16; ++q) {
           gacc[bb * kBlock + q] += a * float(r[bb * 16 + q] & 0x0F);
@@ -349,7 +344,7 @@ GK_AVX512 void down_chunk_avx512(const Kept& kp, const uint8_t* dq, const uint16
     for (int32_t j = s; j < e; ++j) {
       const __m512 a = _mm512_set1_ps(kp.act[j]);
       const uint8_t* r = dq + kp.ids[j] * row_bytes + b0 * 16;
-      if (j + kAheadDown < n_kept) prefetch_bytes(dq + kp.ids[j + kAheadDown] * row_bytes + b0 * 16, N * 16);
+      if (j + kAheadDown < n_kept) prefetch_lines(dq + kp.ids[j + kAheadDown] * row_bytes + b0 * 16, N * 16);
       for (int bb = 0; bb < N; ++bb) {
         __m512 lo, hi;
         nibbles_512(r + bb * 16, lo, hi);
@@ -385,7 +380,7 @@ GK_AVX2_F16C void down_chunk_avx2(const Kept& kp, const uint8_t* dq, const uint1
     for (int32_t j = s; j < e; ++j) {
       const __m256 a = _mm256_set1_ps(kp.act[j]);
       const uint8_t* r = dq + kp.ids[j] * row_bytes + b0 * 16;
-      if (j + kAheadDown < n_kept) prefetch_bytes(dq + kp.ids[j + kAheadDown] * row_bytes + b0 * 16, N * 16);
+      if (j + kAheadDown < n_kept) prefetch_lines(dq + kp.ids[j + kAheadDown] * row_bytes + b0 * 16, N * 16);
       for (int bb = 0; bb < N; ++bb) {
         __m256 l0, l1, h0, h1;
         nibbles_256(r + bb * 16, l0, l1, h0, h1);
