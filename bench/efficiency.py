@@ -315,6 +315,9 @@ def main() -> None:
     finally:
         if llama is not None:
             res["llamacpp_version"] = llama.info.get("version")
+            res["llamacpp_n_batch"] = llama.n_batch
+            if llama.fallback:
+                res["llamacpp_fallback"] = llama.fallback
             llama.close()
     d1 = res["decode_tps_1"]["dense"]
     res["decode_ratio_1"] = {k: round(v / d1, 3) for k, v in res["decode_tps_1"].items()}

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 LLAMACPP_VENV = Path(os.environ.get("BENCH_LLAMACPP_VENV", "/tmp/llamacpp-venv"))
+N_BATCH = 512  # the worker's prompt batch (1 where batched evaluation crashes it)
 
 
 def venv_python(venv: Path = LLAMACPP_VENV) -> Path | None:
@@ -87,10 +88,26 @@ class LlamaCppDecoder:
     """A llama.cpp worker process with the model loaded; `decode` runs one greedy generation."""
 
     def __init__(self, model_path: Path, threads: int, python: Path, argv: list[str] | None = None):
-        cmd = [str(python), *(argv or [str(Path(__file__).resolve()), "--worker"])]
-        cmd += ["--model", str(model_path), "--threads", str(threads)]
+        self._cmd = [str(python), *(argv or [str(Path(__file__).resolve()), "--worker"])]
+        self._cmd += ["--model", str(model_path), "--threads", str(threads)]
+        self.n_batch = N_BATCH
+        self._start()
+        try:  # a multi-token prompt: batched prompt evaluation
+            self.decode(list(range(1, 17)), 2)
+        except RuntimeError as exc:
+            if self.proc.poll() is None:
+                raise
+            # seen on a Xeon with AMX: ggml's AMX matmul segfaults on any batch of 2 or more
+            # tokens (llama-cpp-python 0.3.36, native or AMX-off builds alike); prompts are then
+            # evaluated a token at a time, which the decode timing excludes
+            self.fallback = f"n_batch {self.n_batch} crashed the worker ({exc}); n_batch 1"
+            self.n_batch = 1
+            self._start()
+        self.info["n_batch"] = self.n_batch
+
+    def _start(self) -> None:
         self.proc = subprocess.Popen(
-            cmd,
+            [*self._cmd, "--n-batch", str(self.n_batch)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -98,6 +115,7 @@ class LlamaCppDecoder:
             bufsize=1,
         )
         self.info = self._read()  # {"ready": true, "version": ..., "n_threads": ...}
+        self.fallback: str | None = getattr(self, "fallback", None)
 
     def _read(self) -> dict[str, Any]:
         assert self.proc.stdout is not None
@@ -128,7 +146,7 @@ class LlamaCppDecoder:
         self.close()
 
 
-def worker(model: str, threads: int) -> None:  # runs in the llama.cpp venv
+def worker(model: str, threads: int, n_batch: int) -> None:  # runs in the llama.cpp venv
     import llama_cpp
 
     llm = llama_cpp.Llama(
@@ -136,7 +154,7 @@ def worker(model: str, threads: int) -> None:  # runs in the llama.cpp venv
         n_threads=threads,
         n_threads_batch=threads,
         n_ctx=2048,
-        n_batch=512,
+        n_batch=n_batch,
         verbose=False,
     )
     print(
@@ -188,10 +206,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--n-batch", type=int, default=N_BATCH, help="the worker's prompt batch")
     args = ap.parse_args()
     if args.worker:
         assert args.model is not None
-        worker(args.model, args.threads)
+        worker(args.model, args.threads, args.n_batch)
         return
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from inference.gguf_loader import default_model_path
@@ -210,6 +229,9 @@ def main() -> None:
     )
     with LlamaCppDecoder(model, args.threads, py) as dec:
         res["llamacpp_version"] = dec.info.get("version")
+        res["llamacpp_n_batch"] = dec.n_batch
+        if dec.fallback:
+            res["llamacpp_fallback"] = dec.fallback
         dec.decode(prompt, 8)  # warm-up
         runs = [dec.decode(prompt, args.tokens) for _ in range(args.repeats)]
     res["llamacpp_tok_s"] = median_or_none([r["tok_s"] for r in runs if r["tok_s"]])

@@ -65,12 +65,35 @@ FAKE_WORKER = textwrap.dedent(
 def test_decoder_talks_json_lines_to_its_worker(tmp_path: Path) -> None:
     with lcd.LlamaCppDecoder(tmp_path / "m.gguf", 2, Path(sys.executable), argv=["-c", FAKE_WORKER]) as dec:
         assert dec.info["version"] == "fake"
-        assert dec.info["argv"] == ["--model", str(tmp_path / "m.gguf"), "--threads", "2"]
+        assert dec.info["argv"] == ["--model", str(tmp_path / "m.gguf"), "--threads", "2", "--n-batch", "512"]
+        assert dec.n_batch == 512 and dec.fallback is None
         assert dec.decode([1, 2, 3], 64) == {"n": 64, "tok_s": 103.0}
         with pytest.raises(RuntimeError, match="bad n"):
             dec.decode([1], -1)
         assert dec.decode([], 1)["tok_s"] == 100.0  # still serving after an error
     assert dec.proc.returncode == 0
+
+
+CRASHING_WORKER = textwrap.dedent(
+    """
+    import json, os, sys
+    n_batch = int(sys.argv[sys.argv.index("--n-batch") + 1])
+    print(json.dumps({"ready": True, "version": "fake"}), flush=True)
+    for line in sys.stdin:
+        req = json.loads(line)
+        if n_batch > 1 and len(req["tokens"]) > 1:
+            os._exit(139)  # as a segfault in batched prompt evaluation would
+        print(json.dumps({"n": req["n"], "tok_s": 50.0}), flush=True)
+    """
+)
+
+
+def test_a_worker_crashing_on_batched_prompts_is_restarted_with_n_batch_1(tmp_path: Path) -> None:
+    worker = ["-c", CRASHING_WORKER]
+    with lcd.LlamaCppDecoder(tmp_path / "m.gguf", 2, Path(sys.executable), argv=worker) as dec:
+        assert dec.n_batch == 1 and dec.info["n_batch"] == 1
+        assert dec.fallback is not None and "n_batch 512 crashed" in dec.fallback
+        assert dec.decode([1, 2, 3], 8) == {"n": 8, "tok_s": 50.0}
 
 
 def test_a_worker_that_dies_is_an_error(tmp_path: Path) -> None:
