@@ -316,6 +316,7 @@ def main() -> None:
         if llama is not None:
             res["llamacpp_version"] = llama.info.get("version")
             res["llamacpp_n_batch"] = llama.n_batch
+            res["llamacpp_extra_bufts"] = llama.info.get("extra_bufts")
             if llama.fallback:
                 res["llamacpp_fallback"] = llama.fallback
             llama.close()

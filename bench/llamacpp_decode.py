@@ -15,6 +15,10 @@ it loads the GGUF once and answers JSON lines on stdin: {"tokens": [...], "n": N
 interleaves it with the engine per repeat) starts and talks to that worker. Greedy (temp 0),
 the prompt token ids given (the engine's chat-encoded prompt), EOS ignored, N new tokens.
 
+BENCH_LLAMACPP_EXTRA_BUFTS=0 loads the weights without llama.cpp's extra buffer types (its
+repacked and AMX layouts), so its plain SIMD kernels run: on a Xeon with AMX its AMX path
+decodes ~2.5x faster than those (docs/benchmarks.md), and a CPU without AMX runs the plain ones.
+
 Decode tokens/s, prompt evaluation excluded, two ways: `tok_s` is wall-clock from the first
 generated token to the N-th, (N - 1) / time, as bench/efficiency.py times the engine;
 `tok_s_llama` is llama.cpp's own eval timing (n_eval / t_eval, its perf counters).
@@ -91,6 +95,7 @@ class LlamaCppDecoder:
         self._cmd = [str(python), *(argv or [str(Path(__file__).resolve()), "--worker"])]
         self._cmd += ["--model", str(model_path), "--threads", str(threads)]
         self.n_batch = N_BATCH
+        self.fallback: str | None = None  # why the worker runs with another n_batch
         self._start()
         try:  # a multi-token prompt: batched prompt evaluation
             self.decode(list(range(1, 17)), 2)
@@ -115,7 +120,6 @@ class LlamaCppDecoder:
             bufsize=1,
         )
         self.info = self._read()  # {"ready": true, "version": ..., "n_threads": ...}
-        self.fallback: str | None = getattr(self, "fallback", None)
 
     def _read(self) -> dict[str, Any]:
         assert self.proc.stdout is not None
@@ -148,7 +152,18 @@ class LlamaCppDecoder:
 
 def worker(model: str, threads: int, n_batch: int) -> None:  # runs in the llama.cpp venv
     import llama_cpp
+    import llama_cpp.llama
 
+    extra_bufts = os.environ.get("BENCH_LLAMACPP_EXTRA_BUFTS", "1") != "0"
+    if not extra_bufts:  # no repacked / AMX weight buffers: ggml's plain SIMD kernels
+        defaults = llama_cpp.llama_model_default_params
+
+        def params():  # noqa: ANN202 - llama_cpp's ctypes struct
+            p = defaults()
+            p.use_extra_bufts = False
+            return p
+
+        llama_cpp.llama.llama_cpp.llama_model_default_params = params  # what Llama() calls
     llm = llama_cpp.Llama(
         model_path=model,
         n_threads=threads,
@@ -163,6 +178,7 @@ def worker(model: str, threads: int, n_batch: int) -> None:  # runs in the llama
                 "ready": True,
                 "version": llama_cpp.__version__,
                 "n_threads": llm.n_threads,
+                "extra_bufts": extra_bufts,
                 "system_info": llama_cpp.llama_print_system_info().decode(errors="replace"),
             }
         ),
@@ -230,6 +246,7 @@ def main() -> None:
     with LlamaCppDecoder(model, args.threads, py) as dec:
         res["llamacpp_version"] = dec.info.get("version")
         res["llamacpp_n_batch"] = dec.n_batch
+        res["llamacpp_extra_bufts"] = dec.info.get("extra_bufts")
         if dec.fallback:
             res["llamacpp_fallback"] = dec.fallback
         dec.decode(prompt, 8)  # warm-up
