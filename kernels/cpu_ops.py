@@ -158,6 +158,20 @@ def sparse_ffn_op():
     return torch.ops.gateway_kernels.sparse_ffn_q41.default
 
 
+def sparse_ffn_int8_x() -> bool:
+    """Whether `sparse_ffn` rounds a bf16 x to int8 per block of 32 here (its AVX512_VNNI
+    path; x = dx q, dx = the block's max |x| / 127) before the gate and up dot products."""
+    return load() and bool(torch.ops.gateway_kernels.sparse_ffn_int8_x())
+
+
+def int8_rounded(x: torch.Tensor) -> torch.Tensor:
+    """x [T, K] (K a multiple of 32) as `sparse_ffn`'s int8 path sees it, in fp32."""
+    xb = x.float().view(x.shape[0], -1, 32)
+    dx = xb.abs().amax(dim=-1, keepdim=True) / 127.0
+    q = torch.where(dx > 0, torch.round(xb / torch.where(dx > 0, dx, 1.0)), 0.0)
+    return (q * dx).view(x.shape)
+
+
 def avx512_bf16() -> bool:
     """Whether the kernels load and take their AVX-512 BF16 paths here (the prefill and
     output kernels have no other)."""

@@ -47,6 +47,12 @@ inline bool has_avx512_bf16() {
   return yes;
 }
 
+// int8 dot products (`vpdpbusd`): every CPU with AVX512_BF16 so far has them too
+inline bool has_avx512_vnni() {
+  static const bool yes = has_avx512_bf16() && __builtin_cpu_supports("avx512vnni");
+  return yes;
+}
+
 // the AVX2 paths (for CPUs without AVX-512 BF16) are compiled for this set; has_avx2_fma()
 // guards the calls
 #define GK_AVX2 __attribute__((target("avx2,fma")))

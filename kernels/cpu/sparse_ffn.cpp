@@ -8,8 +8,9 @@
 //   5. the down projection over the kept neurons only: y = sum_i silu(g_i) u_i w_down,:i,
 //      the shards' parts summed in shard order.
 // Ranking ties go to the lower neuron id (keys (score, -i) are distinct), as the PyTorch twin's
-// stable argsort does. Sums in fp32 over exact products (bf16 dot products on AVX-512 BF16
-// where x is bf16, fp32 FMAs elsewhere).
+// stable argsort does. Sums in fp32 over exact products: where x is bf16 on a CPU with
+// AVX512_VNNI, x is first rounded to int8 per block of 32 (as llama.cpp's Q8 activations;
+// int8 dot products, 2.3x the bf16 ones' speed), fp32 FMAs over x itself elsewhere.
 //
 // Weights are the model file's Q4_1 blocks, so the weights are the file's exactly (w = d q +
 // m, d and m fp16) and a step reads only what it uses: gate and up as one row of 20 bytes
@@ -56,9 +57,12 @@ inline float silu(float g) { return g / (1.f + std::exp(-g)); }
 // x in float32 and its per-block sums (the m term: sum_j (d q_j + m) x_j = d q.x + m sum x).
 struct RowInput {
   std::vector<float> x, xs;
-  // bf16 x for the bf16 dot products, per pair of blocks (2 p, 2 p + 1): xl = [x_2p[0:16],
-  // x_2p+1[0:16]], xh = [x_2p[16:32], x_2p+1[16:32]] (the nibbles' order; zeros pad an odd end)
-  std::vector<uint16_t> xl, xh;
+  // x rounded to int8 per block for the int8 dot products (x = dx q, dx = the block's
+  // max |x| / 127, as llama.cpp's Q8 activations), in the nibbles' order: ql = the blocks'
+  // elements 0-15, qh = 16-31, 16 bytes a block; dx4 = each block's dx 4 times (one per int32
+  // lane of a block's sums); zeros pad to whole steps of 4 blocks. xs holds dx sum q then.
+  std::vector<int8_t> ql, qh;
+  std::vector<float> dx4;
 
   void set(const float* src, int64_t nb) {
     x.assign(src, src + nb * kBlock);
@@ -74,14 +78,28 @@ struct RowInput {
     std::vector<float> f(nb * kBlock);
     for (int64_t j = 0; j < nb * kBlock; ++j) f[j] = float(src[j]);
     set(f.data(), nb);
-    const int64_t pairs = (nb + 1) / 2;
-    xl.assign(pairs * 32, 0);
-    xh.assign(pairs * 32, 0);
-    for (int64_t b = 0; b < nb; ++b)
-      for (int j = 0; j < 16; ++j) {
-        xl[b * 16 + j] = src[b * kBlock + j].x;
-        xh[b * 16 + j] = src[b * kBlock + 16 + j].x;
+  }
+
+  void set_int8(const c10::BFloat16* src, int64_t nb) {
+    set_bf16(src, nb);
+    const int64_t padded = (nb + 3) / 4 * 4;
+    ql.assign(padded * 16, 0);
+    qh.assign(padded * 16, 0);
+    dx4.assign(padded * 4, 0.f);
+    for (int64_t b = 0; b < nb; ++b) {
+      const float* xb = x.data() + b * kBlock;
+      float amax = 0.f;
+      for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(xb[j]));
+      const float dx = amax / 127.f;
+      int32_t sum = 0;
+      for (int j = 0; j < kBlock; ++j) {
+        const int32_t q = dx > 0.f ? static_cast<int32_t>(std::nearbyint(xb[j] / dx)) : 0;
+        (j < 16 ? ql[b * 16 + j] : qh[b * 16 + j - 16]) = static_cast<int8_t>(q);
+        sum += q;
       }
+      for (int l = 0; l < 4; ++l) dx4[b * 4 + l] = dx;
+      xs[b] = dx * static_cast<float>(sum);
+    }
   }
 };
 
@@ -106,6 +124,7 @@ float row_dot_portable(const uint8_t* row, const RowInput& in, int64_t nb) {
 
 // ---------------------------------------------------------------- rows . x, AVX-512
 #define GK_AVX512_F16C __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,f16c,fma")))
+#define GK_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vnni,f16c,fma")))
 
 GK_AVX512 inline void nibbles_512(const uint8_t* p, __m512& lo, __m512& hi) {
   const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
@@ -145,50 +164,53 @@ GK_AVX512_F16C inline void dot2_avx512(const uint8_t* r0, const uint8_t* r1, con
 constexpr int kAhead = 12;  // rows
 constexpr int32_t kAheadDown = 16;  // kept neurons (their chunk of the down row is 16-64 bytes)
 
-// The same with bf16 x and bf16 dot products (`vdpbf16ps`, 32 products a step, exact in
-// fp32): a nibble q becomes the bf16 128 + q by OR-ing it into 0x4300's mantissa, so
-// w . x = d ((128 + q) . x) + (m - 128 d) sum x. Two blocks a step; an odd last block reads
-// half (its pair's x is zero-padded).
-GK_AVX512_F16C inline void dot2_bf16(const uint8_t* r0, const uint8_t* r1, const RowInput& in, int64_t nb,
+// The same with x in int8 (`RowInput::set_int8`) and int8 dot products (`vpdpbusd`, a
+// nibble 0-15 times an int8, 4 products summed a lane, exact in int32): four blocks a step,
+// 64 bytes of nibbles; lane 4 i + l of a step's sums belongs to its block i, scaled by d dx.
+// w . x = sum_b d_b dx_b (q_b . qx_b) + m_b xs_b. ~12 instructions per 128 weights, against
+// ~24 for bf16 dot products over nibbles widened to bf16 (2.3x the speed in cache).
+GK_AVX512_VNNI inline void dot2_int8(const uint8_t* r0, const uint8_t* r1, const RowInput& in, int64_t nb,
                                      float* p0, float* p1) {
   const uint8_t* rows[2] = {r0, r1};
   float* outs[2] = {p0, p1};
-  const __m512i low4 = _mm512_set1_epi16(0x000F), magic = _mm512_set1_epi16(0x4300);
-  const __m512i spread = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
   __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-  for (int64_t b = 0; b < nb; b += 2) {
-    const bool two = b + 1 < nb;
-    const __mmask32 kb = two ? 0xFFFFFFFFu : 0xFFFFu;
-    const __m512bh xl = (__m512bh)_mm512_loadu_si512(in.xl.data() + b * 16);
-    const __m512bh xh = (__m512bh)_mm512_loadu_si512(in.xh.data() + b * 16);
+  for (int64_t b = 0; b < nb; b += 4) {
+    const int64_t n = std::min<int64_t>(4, nb - b);
+    const __mmask64 kw = n == 4 ? ~__mmask64(0) : (__mmask64(1) << (16 * n)) - 1;
+    const __m512i xl = _mm512_loadu_si512(in.ql.data() + b * 16);
+    const __m512i xh = _mm512_loadu_si512(in.qh.data() + b * 16);
+    const __m512 dx = _mm512_loadu_ps(in.dx4.data() + b * 4);
     for (int j = 0; j < 2; ++j) {
-      const __m512i w = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(kb, rows[j] + b * 16));
-      const __m512i lo = _mm512_ternarylogic_epi32(w, low4, magic, 0xEA);  // (w & 15) | 0x4300
-      const __m512i hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), low4, magic, 0xEA);
-      const __m512 t = _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)lo, xl), (__m512bh)hi, xh);
-      const __m128 dv = _mm_cvtph_ps(_mm_maskz_loadu_epi16(two ? 3 : 1, rows[j] + nb * 16 + 2 * b));
-      acc[j] = _mm512_fmadd_ps(t, _mm512_permutexvar_ps(spread, _mm512_zextps128_ps512(dv)), acc[j]);
+      const __m512i w = _mm512_maskz_loadu_epi8(kw, rows[j] + b * 16);
+      const __m512i lo = _mm512_and_si512(w, low4), hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), low4);
+      const __m512i t = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl), hi, xh);
+      const __m128 dv = _mm_cvtph_ps(_mm_maskz_loadu_epi16(__mmask8((1u << n) - 1), rows[j] + nb * 16 + 2 * b));
+      const __m512 scale = _mm512_mul_ps(_mm512_permutexvar_ps(spread, _mm512_zextps128_ps512(dv)), dx);
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), scale, acc[j]);
     }
   }
-  for (int j = 0; j < 2; ++j) {  // + sum_b (m_b - 128 d_b) xs_b, 16 blocks at a time
-    const uint8_t* d = rows[j] + nb * 16;
+  for (int j = 0; j < 2; ++j) {  // + sum_b m_b xs_b, 16 blocks at a time
+    const uint8_t* m = rows[j] + nb * 16 + 2 * nb;
     __m512 mt = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b += 16) {
       const __mmask16 k = nb - b >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nb - b)) - 1);
-      const __m512 dv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, d + 2 * b));
-      const __m512 mv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, d + 2 * nb + 2 * b));
-      mt = _mm512_fmadd_ps(_mm512_fnmadd_ps(_mm512_set1_ps(128.f), dv, mv), _mm512_maskz_loadu_ps(k, in.xs.data() + b), mt);
+      const __m512 mv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, m + 2 * b));
+      mt = _mm512_fmadd_ps(mv, _mm512_maskz_loadu_ps(k, in.xs.data() + b), mt);
     }
-    _mm512_store_ps(outs[j], _mm512_add_ps(acc[j], mt));
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, _mm512_add_ps(acc[j], mt));
+    std::memcpy(outs[j], lanes, sizeof(lanes));
   }
 }
 
 // out[r] = rows[r] . x for r < n <= 16 (out has 16 slots); rows[n, n_all) are the next
 // rows to read (prefetched)
-template <bool BF16>
-GK_AVX512_F16C void dots_avx512(const uint8_t* const* rows, int n, int n_all, int64_t rb, const RowInput& in,
+template <bool INT8>
+GK_AVX512_VNNI void dots_avx512(const uint8_t* const* rows, int n, int n_all, int64_t rb, const RowInput& in,
                                 int64_t nb, float* out) {
-  auto* dot2 = BF16 ? dot2_bf16 : dot2_avx512;
+  auto* dot2 = INT8 ? dot2_int8 : dot2_avx512;
   alignas(64) float part[16][16];
   int r = 0;
   for (int j = 0; j < std::min(kAhead, n_all); ++j) prefetch_lines(rows[j], rb);
@@ -237,21 +259,22 @@ GK_AVX2_F16C float row_dot_avx2(const uint8_t* row, const RowInput& in, int64_t 
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1))) + macc;
 }
 
-// avx512_bf16x: the AVX-512 paths with bf16 dot products for the gate and up rows (bf16 x)
-enum class Path { portable, avx2, avx512, avx512_bf16x };
+// avx512_int8x: the AVX-512 paths with x rounded to int8 and int8 dot products for the gate
+// and up rows (bf16 x, on CPUs with AVX512_VNNI)
+enum class Path { portable, avx2, avx512, avx512_int8x };
 
-inline bool is_avx512(Path p) { return p == Path::avx512 || p == Path::avx512_bf16x; }
+inline bool is_avx512(Path p) { return p == Path::avx512 || p == Path::avx512_int8x; }
 
 // the best path this CPU (and GATEWAY_CPU_KERNELS) allows; bf16_x: x is bf16
 inline Path path_here(bool bf16_x) {
-  if (has_avx512_bf16()) return bf16_x ? Path::avx512_bf16x : Path::avx512;
+  if (has_avx512_bf16()) return bf16_x && has_avx512_vnni() ? Path::avx512_int8x : Path::avx512;
   return has_avx2_fma() ? Path::avx2 : Path::portable;
 }
 
 // out[r] = rows[r] . x for r < n <= 16 (out has 16 slots); rows[n, n_all) are read next
 void dots(Path p, const uint8_t* const* rows, int n, int n_all, int64_t rb, const RowInput& in, int64_t nb,
           float* out) {
-  if (p == Path::avx512_bf16x) return dots_avx512<true>(rows, n, n_all, rb, in, nb, out);
+  if (p == Path::avx512_int8x) return dots_avx512<true>(rows, n, n_all, rb, in, nb, out);
   if (p == Path::avx512) return dots_avx512<false>(rows, n, n_all, rb, in, nb, out);
   for (int r = 0; r < n; ++r) {
     if (r + kAhead < n_all) prefetch_lines(rows[r + kAhead], rb);
@@ -637,7 +660,9 @@ at::Tensor sparse_ffn_q41(const at::Tensor& x, const at::Tensor& gate, const at:
   inputs.resize(T);
   partial.resize(T * kShards * O);
   for (int64_t t = 0; t < T; ++t) {
-    if (bf16)
+    if (path == Path::avx512_int8x)
+      inputs[t].set_int8(x.const_data_ptr<c10::BFloat16>() + t * K, nb);
+    else if (bf16)
       inputs[t].set_bf16(x.const_data_ptr<c10::BFloat16>() + t * K, nb);
     else
       inputs[t].set(x.const_data_ptr<float>() + t * K, nb);
@@ -739,6 +764,7 @@ TORCH_LIBRARY_FRAGMENT(gateway_kernels, m) {
       "sparse_ffn_q41(Tensor x, Tensor gate, Tensor up, Tensor down_q, Tensor down_dm, Tensor score_scale,"
       " Tensor down_norm, int[] keep, int[] cand, ScalarType dtype, Tensor(a!)? kept_out) -> Tensor");
   m.def("select_act(Tensor gu, Tensor score_scale, Tensor down_norm, Tensor keep, Tensor cand) -> Tensor");
+  m.def("sparse_ffn_int8_x() -> bool", [] { return path_here(true) == Path::avx512_int8x; });
 }
 
 TORCH_LIBRARY_IMPL(gateway_kernels, CPU, m) {

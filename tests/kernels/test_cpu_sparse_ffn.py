@@ -54,8 +54,10 @@ class Layer:
         return y, kept.bool()
 
     def twin(self, x: torch.Tensor, keep: list[int], cand: list[int]):
-        """(kept mask, the FFN of a given mask) in fp32 from the dequantized weights."""
-        xf = x.float()
+        """(kept mask, the FFN of a given mask) in fp32 from the dequantized weights, of x as
+        the kernel reads it (a bf16 x rounded to int8 per block where its VNNI path runs)."""
+        rounded = x.dtype == torch.bfloat16 and cpu_ops.sparse_ffn_int8_x()
+        xf = cpu_ops.int8_rounded(x) if rounded else x.float()
         a, u = F.silu(xf @ self.wg.t()), xf @ self.wu.t()
         mask = select_neurons(a, u, self.score_scale, self.down_norm, torch.tensor(keep), torch.tensor(cand))
         return mask, lambda m: torch.where(m, a * u, 0.0) @ self.wd.t()
@@ -158,6 +160,14 @@ def test_the_twins_selection_is_the_rule(rows, dtype):
     torch.testing.assert_close(
         act.float(), torch.where(want, a * u, 0.0).to(dtype).float(), atol=1e-6, rtol=0
     )
+
+
+def test_the_int8_rounding_is_per_block_of_32():
+    x = torch.zeros((1, 64))
+    x[0, 0], x[0, 1], x[0, 32] = 1.27, 0.004, -3.0
+    got = cpu_ops.int8_rounded(x)
+    assert got[0, 0].item() == pytest.approx(1.27) and got[0, 1].item() == 0.0  # 0.004 < dx / 2
+    assert got[0, 32].item() == pytest.approx(-3.0) and torch.count_nonzero(got) == 2
 
 
 def test_shares_sum_to_the_count():
