@@ -67,7 +67,8 @@ class ExpertFFN:
             dev.type == "cpu"
             and 2 * s == INT4_BLOCK_N
             and int4_available()
-            and model.layers[0][4].packed is not None  # the dense path takes int4 for few rows
+            # the dense path takes a 4-bit kernel for few rows (torch's int4 or our Q4_1 rows)
+            and (model.layers[0][4].packed is not None or model.layers[0][4].q41 is not None)
         )
         self.layers: list[_Layer] = []
         f = cfg.ffn_dim
