@@ -90,11 +90,7 @@ def main() -> None:
     res["vs_dense_rows"] = {
         k: round(v / us[f"dense_{rows}"], 3) for k, v in us.items() if k.startswith("twin_")
     }
-
-    def layer_bytes(lin) -> int:  # the few-rows path's weights: our Q4_1 rows or torch's int4
-        return lin.q41.numel() if lin.q41 is not None else lin.packed.numel() + lin.sz.numel() * 2
-
-    dense_bytes = sum(layer_bytes(lm.layers[0][i]) for i in (4, 5))
+    dense_bytes = sum(lm.layers[0][i].packed.numel() + lm.layers[0][i].sz.numel() * 2 for i in (4, 5))
     res["bytes_per_layer"] = {"dense_int4": dense_bytes}
     for f in args.fractions:
         res["bytes_per_layer"][f"kernel_{f}"] = kernel_bytes(ex, experts_for(f, n))

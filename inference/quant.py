@@ -5,9 +5,7 @@ arithmetic (`kernels/cpu/linear_bf16w.cpp`: half the bytes of fp32 weights, for 
 size; where torch's int4 kernel has AVX-512 code, it still takes 1-4 rows).
 
 `QLinear` picks the kernel by the number of rows: the int4 kernel reads ~4x fewer bytes and
-wins while decoding a few tokens (memory bound; on AVX512_VNNI CPUs our `q41_gemv` over the
-file's Q4_1 rows with x rounded to int8 per block, elsewhere torch's int4 kernel); bf16 GEMM
-wins for larger batches and
+wins while decoding a few tokens (memory bound); bf16 GEMM wins for larger batches and
 prefill (compute bound). On AVX-512 BF16 CPUs the bf16 weight is packed once, at load, into
 the panels of `kernels/cpu/linear_bf16.cpp` (0.77x oneDNN's time for a 32-row step's layers,
 0.97x at 1,000 rows: bench/linear_bf16.py); elsewhere it is reordered once into oneDNN's
@@ -67,20 +65,6 @@ class Q4_1Weight:
         )
 
 
-def q41_rows(w: Q4_1Weight) -> torch.Tensor:
-    """[N, K/32 * 20] uint8: each row of W as the C++ Q4_1 kernels read it
-    (`kernels/cpu/sparse_ffn.cpp`): the file's nibbles of its K/32 blocks (block b's element j
-    in the low nibble of byte 16 b + j, element 16 + j in the high one), then the blocks' fp16
-    d, then their fp16 m."""
-    n, k = w.q.shape
-    nb = k // Q4_1_BLOCK
-    q = w.q.reshape(n, nb, Q4_1_BLOCK).astype(np.uint8)
-    nib = (q[..., :16] | (q[..., 16:] << 4)).reshape(n, nb * 16)
-    d = w.d.astype(np.float16).view(np.uint8).reshape(n, nb * 2)
-    m = w.m.astype(np.float16).view(np.uint8).reshape(n, nb * 2)
-    return torch.from_numpy(np.ascontiguousarray(np.concatenate([nib, d, m], axis=1)))
-
-
 def prepack_available(device: torch.device, dtype: torch.dtype) -> bool:
     if device.type != "cpu" or dtype not in (torch.bfloat16, torch.float32):
         return False
@@ -122,7 +106,7 @@ class QLinear:
     held as `linear_bf16w` panels where that kernel runs, else densely (the same weights);
     a few rows take the int4 kernel in bf16 where `int4_under_fp32`."""
 
-    __slots__ = ("dense", "onednn", "packed", "sz", "q41", "max_m", "out_features", "panels", "pairs")
+    __slots__ = ("dense", "onednn", "packed", "sz", "max_m", "out_features", "panels", "pairs")
 
     def __init__(
         self,
@@ -138,7 +122,6 @@ class QLinear:
         self.pairs: torch.Tensor | None = None
         self.packed: torch.Tensor | None = None
         self.sz: torch.Tensor | None = None
-        self.q41: torch.Tensor | None = None  # the file's Q4_1 rows (`q41_rows`), for q41_gemv
         self.max_m = -1
         if isinstance(w, Q4_1Weight):
             dense = torch.from_numpy(w.dequantize())
@@ -150,13 +133,7 @@ class QLinear:
                 and int4_available()
                 and w.q.shape[1] % 64 == 0
             )
-            if use_int4 and kernel and dtype == torch.bfloat16 and cpu_ops.sparse_ffn_int8_x():
-                # our few-rows kernel over the file's blocks, int8 dot products (x rounded to
-                # int8 per block): 1.05-1.09x torch's int4 kernel in the engine's decode
-                # (docs/benchmarks.md), the file's fp16 scales (not bf16 ones)
-                self.q41 = q41_rows(w)
-                self.max_m = int4_max_rows
-            elif use_int4:
+            if use_int4:
                 qi = torch.from_numpy(w.q.astype(np.int32))
                 self.packed = torch._convert_weight_to_int4pack_for_cpu(qi, 2)
                 d = torch.from_numpy(w.d)
@@ -186,8 +163,6 @@ class QLinear:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] <= self.max_m:
-            if self.q41 is not None:
-                return cpu_ops.q41_gemv(x.contiguous(), self.q41)
             assert self.packed is not None and self.sz is not None
             if x.dtype == torch.bfloat16:
                 return torch._weight_int4pack_mm_for_cpu(x, self.packed, Q4_1_BLOCK, self.sz)

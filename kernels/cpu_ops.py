@@ -244,13 +244,6 @@ def head_gemv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.ops.gateway_kernels.head_gemv_bf16(x, w)
 
 
-def q41_gemv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """x @ W.T in bf16 (fp32 sums rounded once) for 1-4 rows, W as `inference.quant.q41_rows`
-    packs the file's Q4_1 blocks; x [M, K] bf16, dense. Where `sparse_ffn_int8_x`, x is rounded
-    to int8 per block of 32 first (`int8_rounded`), as in `sparse_ffn`."""
-    return torch.ops.gateway_kernels.q41_gemv(x, w)
-
-
 def q8_gemv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """x @ W.T in fp32 for 1-4 rows, W as `inference.quant.q8_0_rows` packs the file's Q8_0
     blocks; x [M, K] bf16 or fp32."""

@@ -67,8 +67,7 @@ class ExpertFFN:
             dev.type == "cpu"
             and 2 * s == INT4_BLOCK_N
             and int4_available()
-            # the dense path takes a 4-bit kernel for few rows (torch's int4 or our Q4_1 rows)
-            and (model.layers[0][4].packed is not None or model.layers[0][4].q41 is not None)
+            and model.layers[0][4].packed is not None  # the dense path takes int4 for few rows
         )
         self.layers: list[_Layer] = []
         f = cfg.ffn_dim

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from kernels import cpu_ops
 
 from ..model import FFNRoute, LlamaModel
-from ..quant import Q4_1_BLOCK, Q4_1Weight, q41_rows
+from ..quant import Q4_1_BLOCK, Q4_1Weight
 from .fit import ffn_weights
 
 # (largest active fraction, candidates per kept neuron), first match wins
@@ -217,6 +217,19 @@ class _Route:
         y = self.ffn.dense(li, h)  # rows keeping every neuron: the dense FFN's exact output
         y.index_copy_(0, self.rows, self._part(li, h.index_select(0, self.rows)))
         return y
+
+
+def q41_rows(w: Q4_1Weight) -> torch.Tensor:
+    """[N, K/32 * 20] uint8: each row of W as the kernel reads it: the file's Q4_1 nibbles of
+    its K/32 blocks (block b's element j in the low nibble of byte 16 b + j, element 16 + j in
+    the high one), then the blocks' fp16 d, then their fp16 m."""
+    n, k = w.q.shape
+    nb = k // Q4_1_BLOCK
+    q = w.q.reshape(n, nb, Q4_1_BLOCK).astype(np.uint8)
+    nib = (q[..., :16] | (q[..., 16:] << 4)).reshape(n, nb * 16)
+    d = w.d.astype(np.float16).view(np.uint8).reshape(n, nb * 2)
+    m = w.m.astype(np.float16).view(np.uint8).reshape(n, nb * 2)
+    return torch.from_numpy(np.ascontiguousarray(np.concatenate([nib, d, m], axis=1)))
 
 
 def transposed_down(w: Q4_1Weight) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,6 +1,5 @@
-// Kernels over the model file's Q4_1 rows: the dense few-rows GEMV (`q41_gemv`, the end of
-// this file) and the gate-first sparse FFN of the routed modes, for a few rows (single- and
-// few-stream decode; inference/moe/neurons.py, issue 17). Per row and per shard (a fixed quarter of the
+// The gate-first sparse FFN of the routed modes, for a few rows (single- and few-stream
+// decode; inference/moe/neurons.py, issue 17). Per row and per shard (a fixed quarter of the
 // neurons, whole groups of 32, keeping its share of the counts):
 //   1. the gate projection whole: g = W_gate x;
 //   2. neurons ranked by |silu(g_i)| * c_i (c_i = |w_up,i| |w_down,:i|); the top `cand`;
@@ -758,47 +757,6 @@ at::Tensor select_act(const at::Tensor& gu, const at::Tensor& score_scale, const
   return act;
 }
 
-// ---------------------------------------------------------------- the dense Q4_1 GEMV
-// Every linear layer of a few-rows step (inference/quant.py's QLinear where the int8 path
-// runs): y = x @ W^T for 1-4 rows over the file's Q4_1 rows, the same dot products as the
-// sparse FFN's (x rounded to int8 per block, 16 rows at a time, prefetched), fp32 sums rounded
-// to bf16 once, the file's fp16 scales (torch's int4 kernel holds them in bf16). In the engine
-// it decodes 1.05x (35% of the neurons) to 1.09x (dense) faster than torch's int4 kernel
-// (docs/benchmarks.md); with the bf16 dot products it was slower (`71d459b`, reverted).
-at::Tensor q41_gemv(const at::Tensor& x, const at::Tensor& w) {
-  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kBFloat16 && x.is_contiguous(), "x [M, K] bf16");
-  const int64_t M = x.size(0), K = x.size(1), nb = K / kBlock, rb = row_bytes_of(nb);
-  TORCH_CHECK(M >= 1 && M <= 4 && K % kBlock == 0, "1-4 rows, K % 32 == 0");
-  TORCH_CHECK(w.scalar_type() == at::kByte && w.dim() == 2 && w.size(1) == rb && w.is_contiguous(), "w rows");
-  const int64_t N = w.size(0);
-  const Path path = path_here(true);
-  std::vector<RowInput> in(M);
-  for (int64_t m = 0; m < M; ++m)
-    if (path == Path::avx512_int8x)
-      in[m].set_int8(x.const_data_ptr<c10::BFloat16>() + m * K, nb);
-    else
-      in[m].set_bf16(x.const_data_ptr<c10::BFloat16>() + m * K, nb);
-  auto y = at::empty({M, N}, x.options());
-  auto* yp = y.mutable_data_ptr<c10::BFloat16>();
-  const uint8_t* wp = w.const_data_ptr<uint8_t>();
-  const int64_t tiles = (N + 15) / 16;
-  at::parallel_for(0, tiles, 8, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t n0 = t * 16;
-      const int n = static_cast<int>(std::min<int64_t>(16, N - n0));
-      const int n_all = static_cast<int>(std::min<int64_t>(16 + kAhead, N - n0));
-      const uint8_t* rows[16 + kAhead];
-      for (int r = 0; r < n_all; ++r) rows[r] = wp + (n0 + r) * rb;
-      alignas(64) float out[16];
-      for (int64_t m = 0; m < M; ++m) {
-        dots(path, rows, n, m == 0 ? n_all : n, rb, in[m], nb, out);
-        for (int r = 0; r < n; ++r) yp[m * N + n0 + r] = c10::BFloat16(out[r]);
-      }
-    }
-  });
-  return y;
-}
-
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(gateway_kernels, m) {
@@ -807,11 +765,9 @@ TORCH_LIBRARY_FRAGMENT(gateway_kernels, m) {
       " Tensor down_norm, int[] keep, int[] cand, ScalarType dtype, Tensor(a!)? kept_out) -> Tensor");
   m.def("select_act(Tensor gu, Tensor score_scale, Tensor down_norm, Tensor keep, Tensor cand) -> Tensor");
   m.def("sparse_ffn_int8_x() -> bool", [] { return path_here(true) == Path::avx512_int8x; });
-  m.def("q41_gemv(Tensor x, Tensor w) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(gateway_kernels, CPU, m) {
   m.impl("sparse_ffn_q41", sparse_ffn_q41);
   m.impl("select_act", select_act);
-  m.impl("q41_gemv", q41_gemv);
 }

@@ -11,9 +11,10 @@ from inference.moe.neurons import (
     KERNEL_MAX_ROWS,
     NeuronFFN,
     candidates_for,
+    q41_rows,
     transposed_down,
 )
-from inference.quant import Q4_1Weight, q41_rows
+from inference.quant import Q4_1Weight
 
 from .moe_tiny import CFG, tiny_model, tiny_tensors
 

@@ -140,6 +140,5 @@ def test_portable_paths_pass_the_same_tests():
         "test_cpu_pq_roundtrip.py",
         "test_cpu_sparse_ffn.py",
         "test_cpu_q8_gemv.py",
-        "test_cpu_q41_gemv.py",
     )
     rerun_in_mode("portable", [here / n for n in names])

@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inference.moe.neurons import SHARDS, candidates_for, select_neurons, shares, transposed_down
-from inference.quant import Q4_1Weight, q41_rows
+from inference.moe.neurons import SHARDS, candidates_for, q41_rows, select_neurons, shares, transposed_down
+from inference.quant import Q4_1Weight
 from kernels import cpu_ops
 
 from .kernel_modes import rerun_in_mode
