@@ -199,9 +199,7 @@ GK_AVX512_VNNI inline void dot2_int8(const uint8_t* r0, const uint8_t* r1, const
       const __m512 mv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, m + 2 * b));
       mt = _mm512_fmadd_ps(mv, _mm512_maskz_loadu_ps(k, in.xs.data() + b), mt);
     }
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, _mm512_add_ps(acc[j], mt));
-    std::memcpy(outs[j], lanes, sizeof(lanes));
+    _mm512_store_ps(outs[j], _mm512_add_ps(acc[j], mt));
   }
 }
 
